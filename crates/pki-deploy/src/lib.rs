@@ -1,0 +1,1 @@
+//! The rotation hook (see the rotation issue).

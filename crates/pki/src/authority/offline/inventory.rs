@@ -1,0 +1,477 @@
+//! The offline CA's inventory: every issued certificate in an embedded SQLite database.
+//!
+//! The database runs in WAL mode with `synchronous = FULL` and a busy timeout, so several `pki`
+//! processes can issue into the same CA directory at once: writes are serialised by SQLite, the
+//! serial is the primary key (a collision is detected, never stored twice), and a crash loses at
+//! most the transaction in flight.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cert::{Certificate, Serial};
+use crate::error::{Error, Result};
+use crate::key::KeyAlgorithm;
+use crate::profile::Profile;
+
+use super::RevocationReason;
+
+const SCHEMA_VERSION: i64 = 1;
+const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+
+const SCHEMA: &str = "
+CREATE TABLE certificates (
+    serial            TEXT PRIMARY KEY,
+    common_name       TEXT NOT NULL,
+    names             TEXT NOT NULL,
+    profile           TEXT NOT NULL,
+    key_algorithm     TEXT NOT NULL,
+    not_before        INTEGER NOT NULL,
+    not_after         INTEGER NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+    revoked_at        INTEGER,
+    revocation_reason TEXT,
+    fingerprint       TEXT NOT NULL,
+    pem               TEXT NOT NULL
+) STRICT;
+CREATE INDEX certificates_not_after ON certificates (not_after);
+CREATE INDEX certificates_revoked ON certificates (status) WHERE status = 'revoked';
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+INSERT INTO counters (name, value) VALUES ('crl_number', 0);
+";
+
+/// A certificate's status in the inventory, as of a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not revoked and not expired.
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Past its NotAfter (and not revoked).
+    Expired,
+}
+
+impl Status {
+    /// The status as a lowercase word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "valid" => Ok(Self::Valid),
+            "revoked" => Ok(Self::Revoked),
+            "expired" => Ok(Self::Expired),
+            _ => Err(Error::InvalidArgument {
+                what: "status",
+                value: s.to_owned(),
+                expected: "valid, revoked or expired",
+            }),
+        }
+    }
+}
+
+/// One inventory row, without the PEM.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Serial, hex.
+    pub serial: String,
+    /// Subject common name.
+    pub common_name: String,
+    /// Subject alternative names as `kind:value`.
+    pub names: Vec<String>,
+    /// Profile name.
+    pub profile: String,
+    /// Key algorithm name.
+    pub key_algorithm: String,
+    /// Start of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// Status at the time of the query.
+    pub status: Status,
+    /// Revocation time, if revoked.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Revocation reason, if revoked.
+    pub revocation_reason: Option<String>,
+    /// SHA-256 fingerprint.
+    pub sha256_fingerprint: String,
+}
+
+/// Filters for [`Inventory::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only certificates with this status.
+    pub status: Option<Status>,
+    /// Only valid certificates expiring before this time.
+    pub expiring_before: Option<OffsetDateTime>,
+}
+
+/// A revoked entry for a CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    /// Serial.
+    pub serial: Serial,
+    /// Revocation time.
+    pub revoked_at: OffsetDateTime,
+    /// Reason.
+    pub reason: RevocationReason,
+}
+
+/// What [`Inventory::revoke`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Newly revoked.
+    Revoked,
+    /// It was already revoked at this time, for this reason; nothing changed.
+    AlreadyRevoked(OffsetDateTime, String),
+}
+
+/// The inventory database.
+pub struct Inventory {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").field("path", &self.path).finish()
+    }
+}
+
+fn ts(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn from_ts(v: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(v).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Inventory {
+    /// Creates a new database; fails if the file exists.
+    pub fn create(path: &Path) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if path.exists() {
+            return Err(Error::CaExists {
+                path: path.to_path_buf(),
+            });
+        }
+        let inv = Self::open_with(path, flags)?;
+        inv.conn
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(|e| inv.err(e))?;
+        Ok(inv)
+    }
+
+    /// Opens an existing database.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::NotACaDirectory {
+                path: path.parent().unwrap_or(path).to_path_buf(),
+                missing: path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            });
+        }
+        let inv = Self::open_with(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version: i64 = inv
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| inv.err(e))?;
+        if version != SCHEMA_VERSION {
+            return Err(inv.err(rusqlite::Error::InvalidParameterName(format!(
+                "schema version {version}, expected {SCHEMA_VERSION}"
+            ))));
+        }
+        Ok(inv)
+    }
+
+    fn open_with(path: &Path, flags: OpenFlags) -> Result<Self> {
+        let err = |source| Error::Inventory {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(err)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Inventory {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records a newly issued certificate. Returns `false` (and stores nothing) if the serial is
+    /// already taken, so the caller can sign again with a fresh serial.
+    pub fn insert(
+        &self,
+        cert: &Certificate,
+        profile: Profile,
+        key_algorithm: KeyAlgorithm,
+        issued_at: OffsetDateTime,
+    ) -> Result<bool> {
+        let info = cert.info();
+        let names: Vec<String> = info.subject_alt_names.iter().map(|n| n.to_string()).collect();
+        let result = self.conn.execute(
+            "INSERT INTO certificates (serial, common_name, names, profile, key_algorithm, \
+             not_before, not_after, issued_at, status, fingerprint, pem) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'valid', ?9, ?10)",
+            params![
+                info.serial.to_hex(),
+                info.common_name.clone().unwrap_or_default(),
+                names.join("\n"),
+                profile.name(),
+                key_algorithm.name(),
+                ts(info.not_before),
+                ts(info.not_after),
+                ts(issued_at),
+                info.sha256_fingerprint,
+                cert.pem(),
+            ],
+        );
+        match result {
+            Ok(_) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The PEM of a certificate by serial.
+    pub fn pem(&self, serial: &Serial) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT pem FROM certificates WHERE serial = ?1",
+                [serial.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A record by serial.
+    pub fn get(&self, serial: &Serial, now: OffsetDateTime) -> Result<Option<Record>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{SELECT_RECORD} WHERE serial = ?1"))
+            .map_err(|e| self.err(e))?;
+        stmt.query_row([serial.to_hex()], |r| record(r, now))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks a certificate revoked. Revoking twice changes nothing and says so.
+    pub fn revoke(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        at: OffsetDateTime,
+    ) -> Result<RevokeOutcome> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.err(e))?;
+        let existing: Option<(String, Option<i64>, Option<String>)> = tx
+            .query_row(
+                "SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
+                [serial.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let outcome = match existing {
+            None => {
+                return Err(Error::UnknownSerial {
+                    serial: serial.to_hex(),
+                });
+            }
+            Some((status, Some(when), reason)) if status == "revoked" => {
+                RevokeOutcome::AlreadyRevoked(from_ts(when), reason.unwrap_or_default())
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE certificates SET status = 'revoked', revoked_at = ?2, \
+                     revocation_reason = ?3 WHERE serial = ?1",
+                    params![serial.to_hex(), ts(at), reason.name()],
+                )
+                .map_err(|e| self.err(e))?;
+                RevokeOutcome::Revoked
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(outcome)
+    }
+
+    /// Certificates matching `filter`, ordered by expiry.
+    pub fn list(&self, filter: &ListFilter, now: OffsetDateTime) -> Result<Vec<Record>> {
+        let now_ts = ts(now);
+        let mut sql = format!("{SELECT_RECORD} WHERE 1");
+        let mut args: Vec<i64> = Vec::new();
+        match filter.status {
+            Some(Status::Revoked) => sql.push_str(" AND status = 'revoked'"),
+            Some(Status::Expired) => {
+                sql.push_str(" AND status = 'valid' AND not_after < ?");
+                args.push(now_ts);
+            }
+            Some(Status::Valid) => {
+                sql.push_str(" AND status = 'valid' AND not_after >= ?");
+                args.push(now_ts);
+            }
+            None => {}
+        }
+        if let Some(before) = filter.expiring_before {
+            sql.push_str(" AND status = 'valid' AND not_after >= ? AND not_after < ?");
+            args.extend([now_ts, ts(before)]);
+        }
+        sql.push_str(" ORDER BY not_after, serial");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| record(r, now))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Revoked certificates that have not yet expired at `now`, for a CRL (an expired
+    /// certificate is rejected anyway, so RFC 5280 lets the CRL drop it).
+    pub fn revoked_unexpired(&self, now: OffsetDateTime) -> Result<Vec<RevokedEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT serial, revoked_at, revocation_reason FROM certificates \
+                 WHERE status = 'revoked' AND not_after >= ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ts(now)], |r| {
+                let serial: String = r.get(0)?;
+                let at: Option<i64> = r.get(1)?;
+                let reason: Option<String> = r.get(2)?;
+                Ok((serial, at, reason))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (serial, at, reason) = row.map_err(|e| self.err(e))?;
+            out.push(RevokedEntry {
+                serial: Serial::parse(&serial)?,
+                revoked_at: from_ts(at.unwrap_or(0)),
+                reason: reason
+                    .as_deref()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(RevocationReason::Unspecified),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes the next CRL number (strictly increasing across processes).
+    pub fn next_crl_number(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "UPDATE counters SET value = value + 1 WHERE name = 'crl_number' RETURNING value",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Counts rows, for summaries.
+    pub fn count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Runs `f` inside one write transaction (bulk imports, benchmarks).
+    pub fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+const SELECT_RECORD: &str = "SELECT serial, common_name, names, profile, key_algorithm, \
+     not_before, not_after, issued_at, status, revoked_at, revocation_reason, fingerprint \
+     FROM certificates";
+
+fn record(r: &rusqlite::Row<'_>, now: OffsetDateTime) -> rusqlite::Result<Record> {
+    let names: String = r.get(2)?;
+    let not_after = from_ts(r.get(6)?);
+    let status: String = r.get(8)?;
+    let status = if status == "revoked" {
+        Status::Revoked
+    } else if not_after < now {
+        Status::Expired
+    } else {
+        Status::Valid
+    };
+    Ok(Record {
+        serial: r.get(0)?,
+        common_name: r.get(1)?,
+        names: if names.is_empty() {
+            Vec::new()
+        } else {
+            names.split('\n').map(str::to_owned).collect()
+        },
+        profile: r.get(3)?,
+        key_algorithm: r.get(4)?,
+        not_before: from_ts(r.get(5)?),
+        not_after,
+        issued_at: from_ts(r.get(7)?),
+        status,
+        revoked_at: r.get::<_, Option<i64>>(9)?.map(from_ts),
+        revocation_reason: r.get(10)?,
+        sha256_fingerprint: r.get(11)?,
+    })
+}

@@ -1,0 +1,564 @@
+//! The offline CA: a root and an intermediate in a directory, keys encrypted at rest, every
+//! issued certificate recorded in an SQLite inventory.
+//!
+//! Directory layout (mode 0700):
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `root.pem` | root certificate |
+//! | `root.key.pem` | root key, encrypted PKCS#8 (absent when kept offline with `root_key_out`) |
+//! | `intermediate.pem` | intermediate certificate, the issuer of every leaf |
+//! | `intermediate.key.pem` | intermediate key, encrypted PKCS#8 |
+//! | `inventory.db` | SQLite inventory (WAL mode) |
+//! | `crl.pem` | the latest CRL |
+
+pub mod inventory;
+pub mod signer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer,
+    KeyIdMethod, KeyUsagePurpose, NameConstraints, RevokedCertParams, SerialNumber,
+};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::cert::{Certificate, Serial};
+use crate::error::{Error, Result};
+use crate::fsio::{self, FileMode, MAX_PEM_INPUT, StagedFile};
+use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::name;
+use crate::pemfile::{self, label};
+use crate::request::{CertificateRequest, SubjectKey};
+use crate::secret::SecretString;
+
+pub use inventory::{Inventory, ListFilter, Record, RevokeOutcome, RevokedEntry, Status};
+pub use signer::{BACKDATE, CaSigner};
+
+use super::IssuedCertificate;
+
+/// File names inside a CA directory.
+pub mod files {
+    /// Root certificate.
+    pub const ROOT_CERT: &str = "root.pem";
+    /// Root key.
+    pub const ROOT_KEY: &str = "root.key.pem";
+    /// Intermediate certificate.
+    pub const INTERMEDIATE_CERT: &str = "intermediate.pem";
+    /// Intermediate key.
+    pub const INTERMEDIATE_KEY: &str = "intermediate.key.pem";
+    /// Inventory database.
+    pub const INVENTORY: &str = "inventory.db";
+    /// Latest CRL.
+    pub const CRL: &str = "crl.pem";
+}
+
+/// How CA keys are protected at rest.
+#[derive(Debug)]
+pub enum KeyProtection {
+    /// Encrypted PKCS#8 with this passphrase.
+    Passphrase(SecretString),
+    /// Clear PKCS#8 (demos and benchmarks only).
+    None,
+}
+
+/// Options for [`init`].
+#[derive(Debug)]
+pub struct InitOptions {
+    /// Organisation name; the CAs are named "`name` Root CA" and "`name` Intermediate CA".
+    pub name: String,
+    /// Key algorithm of both CA keys.
+    pub key_algorithm: KeyAlgorithm,
+    /// Root lifetime.
+    pub root_ttl: Duration,
+    /// Intermediate lifetime (at most the root's).
+    pub intermediate_ttl: Duration,
+    /// DNS domains the CAs may issue for (name constraints); empty means unconstrained.
+    pub permitted_dns: Vec<String>,
+    /// Key protection.
+    pub protection: KeyProtection,
+    /// Write the root key here instead of into the CA directory, so the root can stay offline.
+    pub root_key_out: Option<PathBuf>,
+}
+
+/// What [`init`] created.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaSummary {
+    /// The CA directory.
+    pub dir: PathBuf,
+    /// Root certificate.
+    pub root: crate::cert::CertificateInfo,
+    /// Intermediate certificate.
+    pub intermediate: crate::cert::CertificateInfo,
+    /// Where the root key went.
+    pub root_key: PathBuf,
+    /// Whether the keys are encrypted.
+    pub encrypted: bool,
+}
+
+/// Why a certificate was revoked (RFC 5280 §5.3.1 CRLReason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub enum RevocationReason {
+    #[default]
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    CertificateHold,
+    PrivilegeWithdrawn,
+    AaCompromise,
+}
+
+impl RevocationReason {
+    const ALL: [Self; 9] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::CaCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+        Self::CertificateHold,
+        Self::PrivilegeWithdrawn,
+        Self::AaCompromise,
+    ];
+
+    /// The RFC 5280 name, e.g. `keyCompromise`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::CaCompromise => "cACompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+            Self::CertificateHold => "certificateHold",
+            Self::PrivilegeWithdrawn => "privilegeWithdrawn",
+            Self::AaCompromise => "aACompromise",
+        }
+    }
+
+    fn to_rcgen(self) -> Option<rcgen::RevocationReason> {
+        use rcgen::RevocationReason as R;
+        match self {
+            // RFC 5280: the reason code should be absent rather than "unspecified".
+            Self::Unspecified => None,
+            Self::KeyCompromise => Some(R::KeyCompromise),
+            Self::CaCompromise => Some(R::CaCompromise),
+            Self::AffiliationChanged => Some(R::AffiliationChanged),
+            Self::Superseded => Some(R::Superseded),
+            Self::CessationOfOperation => Some(R::CessationOfOperation),
+            Self::CertificateHold => Some(R::CertificateHold),
+            Self::PrivilegeWithdrawn => Some(R::PrivilegeWithdrawn),
+            Self::AaCompromise => Some(R::AaCompromise),
+        }
+    }
+}
+
+impl fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RevocationReason {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "revocation reason",
+                value: s.to_owned(),
+                expected: "unspecified, keyCompromise, cACompromise, affiliationChanged, \
+                           superseded, cessationOfOperation, certificateHold, \
+                           privilegeWithdrawn or aACompromise",
+            })
+    }
+}
+
+fn ca_params(
+    common_name: &str,
+    organisation: &str,
+    path_len: u8,
+    permitted_dns: &[String],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, organisation);
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    if !permitted_dns.is_empty() {
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: permitted_dns
+                .iter()
+                .map(|d| GeneralSubtree::DnsName(d.clone()))
+                .collect(),
+            excluded_subtrees: Vec::new(),
+        });
+    }
+    Ok(params)
+}
+
+fn key_pem(key: &PrivateKey, protection: &KeyProtection) -> Result<SecretString> {
+    match protection {
+        KeyProtection::Passphrase(p) => key.to_encrypted_pem(p).map(SecretString::new),
+        KeyProtection::None => Ok(key.to_pkcs8_pem()),
+    }
+}
+
+/// Creates a root CA and an intermediate signed by it in `dir` (created with mode 0700).
+/// Refuses to touch a directory that already holds a CA.
+pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<CaSummary> {
+    let organisation = name::common_name(&options.name)?;
+    let permitted: Vec<String> = options
+        .permitted_dns
+        .iter()
+        .map(|d| name::dns_name(d.trim_start_matches('.')))
+        .collect::<Result<_>>()?;
+    if options.intermediate_ttl > options.root_ttl {
+        return Err(Error::InvalidRequest(
+            "the intermediate's lifetime cannot exceed the root's",
+        ));
+    }
+    if options.root_ttl > crate::duration::MAX {
+        return Err(Error::InvalidRequest("the root lifetime exceeds 100 years"));
+    }
+    if let KeyProtection::Passphrase(p) = &options.protection {
+        if p.is_empty() {
+            return Err(Error::EmptyPassphrase);
+        }
+    }
+    for f in [
+        files::ROOT_CERT,
+        files::INTERMEDIATE_CERT,
+        files::INTERMEDIATE_KEY,
+        files::INVENTORY,
+    ] {
+        if dir.join(f).exists() {
+            return Err(Error::CaExists {
+                path: dir.to_path_buf(),
+            });
+        }
+    }
+    let root_key_path = options
+        .root_key_out
+        .clone()
+        .unwrap_or_else(|| dir.join(files::ROOT_KEY));
+    if root_key_path.exists() {
+        return Err(Error::OutputExists {
+            path: root_key_path,
+        });
+    }
+
+    let root_key = PrivateKey::generate(options.key_algorithm)?;
+    let inter_key = PrivateKey::generate(options.key_algorithm)?;
+    let not_before = now - BACKDATE;
+    let root_params = ca_params(
+        &format!("{organisation} Root CA"),
+        &organisation,
+        1,
+        &permitted,
+        not_before,
+        now + options.root_ttl,
+    )?;
+    let root_cert = root_params.self_signed(&root_key)?;
+    let mut inter_params = ca_params(
+        &format!("{organisation} Intermediate CA"),
+        &organisation,
+        0,
+        &permitted,
+        not_before,
+        now + options.intermediate_ttl,
+    )?;
+    inter_params.use_authority_key_identifier_extension = true;
+    let root_issuer = Issuer::new(root_params, &root_key);
+    let inter_cert = inter_params.signed_by(&inter_key, &root_issuer)?;
+
+    let created_dir = !dir.exists();
+    fsio::create_dir(dir, 0o700)?;
+    let result = (|| {
+        let root_key_pem = key_pem(&root_key, &options.protection)?;
+        let inter_key_pem = key_pem(&inter_key, &options.protection)?;
+        // Keys first, then certificates, each fsync'd; the inventory last, so that a directory
+        // with an inventory always has everything it needs.
+        let staged = [
+            StagedFile::create(&root_key_path, root_key_pem.expose().as_bytes(), FileMode::PRIVATE)?,
+            StagedFile::create(
+                &dir.join(files::INTERMEDIATE_KEY),
+                inter_key_pem.expose().as_bytes(),
+                FileMode::PRIVATE,
+            )?,
+            StagedFile::create(&dir.join(files::ROOT_CERT), root_cert.pem().as_bytes(), FileMode::PUBLIC)?,
+            StagedFile::create(
+                &dir.join(files::INTERMEDIATE_CERT),
+                inter_cert.pem().as_bytes(),
+                FileMode::PUBLIC,
+            )?,
+        ];
+        for s in staged {
+            let target = s.target().to_path_buf();
+            s.commit()?;
+            fsio::sync_parent(&target)?;
+        }
+        Inventory::create(&dir.join(files::INVENTORY))?;
+        fsio::sync_dir(dir)
+    })();
+    if let Err(e) = result {
+        // Leave nothing half-made behind: a later `ca init` must find a clean directory.
+        for f in [
+            files::ROOT_CERT,
+            files::INTERMEDIATE_CERT,
+            files::INTERMEDIATE_KEY,
+            files::INVENTORY,
+            "inventory.db-wal",
+            "inventory.db-shm",
+        ] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let _ = std::fs::remove_file(&root_key_path);
+        if created_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+        return Err(e);
+    }
+    Ok(CaSummary {
+        dir: dir.to_path_buf(),
+        root: Certificate::from_der(root_cert.der().to_vec(), files::ROOT_CERT)?
+            .info()
+            .clone(),
+        intermediate: Certificate::from_der(inter_cert.der().to_vec(), files::INTERMEDIATE_CERT)?
+            .info()
+            .clone(),
+        root_key: root_key_path,
+        encrypted: matches!(options.protection, KeyProtection::Passphrase(_)),
+    })
+}
+
+/// A signed CRL.
+#[derive(Debug, Clone)]
+pub struct SignedCrl {
+    /// PEM.
+    pub pem: String,
+    /// DER.
+    pub der: Vec<u8>,
+    /// CRL number.
+    pub number: u64,
+    /// Number of revoked entries.
+    pub entries: usize,
+    /// thisUpdate.
+    pub this_update: OffsetDateTime,
+    /// nextUpdate.
+    pub next_update: OffsetDateTime,
+}
+
+/// An opened offline CA. Listing and revoking need no key; issuing and CRLs need
+/// [`OfflineCa::unlock`].
+pub struct OfflineCa {
+    dir: PathBuf,
+    root: Certificate,
+    intermediate: Certificate,
+    inventory: Inventory,
+    signer: Option<CaSigner>,
+}
+
+impl fmt::Debug for OfflineCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OfflineCa")
+            .field("dir", &self.dir)
+            .field("unlocked", &self.signer.is_some())
+            .finish()
+    }
+}
+
+fn read_cert(path: &Path) -> Result<Certificate> {
+    let origin = path.display().to_string();
+    Certificate::from_pem(&fsio::read_limited(path, MAX_PEM_INPUT)?, &origin)
+}
+
+impl OfflineCa {
+    /// Opens the CA in `dir`: certificates and inventory, not the key.
+    pub fn open(dir: &Path) -> Result<Self> {
+        for f in [files::ROOT_CERT, files::INTERMEDIATE_CERT, files::INVENTORY] {
+            if !dir.join(f).is_file() {
+                return Err(Error::NotACaDirectory {
+                    path: dir.to_path_buf(),
+                    missing: f.to_owned(),
+                });
+            }
+        }
+        let root = read_cert(&dir.join(files::ROOT_CERT))?;
+        let intermediate = read_cert(&dir.join(files::INTERMEDIATE_CERT))?;
+        let inventory = Inventory::open(&dir.join(files::INVENTORY))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            root,
+            intermediate,
+            inventory,
+            signer: None,
+        })
+    }
+
+    /// Whether the intermediate key needs a passphrase.
+    pub fn key_is_encrypted(&self) -> Result<bool> {
+        let path = self.dir.join(files::INTERMEDIATE_KEY);
+        Ok(PrivateKey::pem_is_encrypted(&fsio::read_limited(
+            &path,
+            MAX_PEM_INPUT,
+        )?))
+    }
+
+    /// Loads the intermediate key. The key file must not be readable by group or others; an
+    /// encrypted key needs `passphrase`.
+    pub fn unlock(&mut self, passphrase: Option<&SecretString>) -> Result<()> {
+        let path = self.dir.join(files::INTERMEDIATE_KEY);
+        fsio::check_private_mode(&path)?;
+        let origin = path.display().to_string();
+        let text = zeroize::Zeroizing::new(fsio::read_limited(&path, MAX_PEM_INPUT)?);
+        let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase)?;
+        self.signer = Some(CaSigner::new(self.intermediate.clone(), key, &origin)?);
+        Ok(())
+    }
+
+    fn signer(&self) -> Result<&CaSigner> {
+        self.signer.as_ref().ok_or_else(|| Error::Key {
+            origin: self.dir.join(files::INTERMEDIATE_KEY).display().to_string(),
+            problem: crate::error::KeyProblem::PassphraseRequired,
+        })
+    }
+
+    /// The CA directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The root certificate.
+    pub fn root(&self) -> &Certificate {
+        &self.root
+    }
+
+    /// The intermediate certificate.
+    pub fn intermediate(&self) -> &Certificate {
+        &self.intermediate
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Checks that a request can be signed now, without signing (a dry run of the policy).
+    pub fn check(&self, request: &CertificateRequest, now: OffsetDateTime) -> Result<()> {
+        self.signer()?.check(request, now)
+    }
+
+    /// Signs a certificate for `key` and records it in the inventory.
+    pub fn sign(
+        &self,
+        request: &CertificateRequest,
+        key: SubjectKey<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Certificate> {
+        let signer = self.signer()?;
+        // A serial collision (2^-128 per pair) is caught by the inventory's primary key; a
+        // retry with a fresh serial makes it harmless. Three failures mean something else.
+        for _ in 0..3 {
+            let serial = Serial::random()?;
+            let cert = signer.sign(request, key, &serial, now)?;
+            if self
+                .inventory
+                .insert(&cert, request.profile(), key.algorithm(), now)?
+            {
+                return Ok(cert);
+            }
+        }
+        Err(Error::Random)
+    }
+
+    /// Issues a certificate with a key generated here.
+    pub fn issue(
+        &self,
+        request: &CertificateRequest,
+        algorithm: KeyAlgorithm,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
+        self.signer()?.check(request, now)?;
+        let key = PrivateKey::generate(algorithm)?;
+        let certificate = self.sign(request, SubjectKey::Key(&key), now)?;
+        Ok(self.issued(certificate, Some(key)))
+    }
+
+    /// Wraps a leaf with this CA's chain.
+    pub fn issued(&self, certificate: Certificate, key: Option<PrivateKey>) -> IssuedCertificate {
+        IssuedCertificate {
+            certificate,
+            chain: vec![self.intermediate.clone()],
+            root: Some(self.root.clone()),
+            private_key: key,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Marks a certificate revoked.
+    pub fn revoke(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome> {
+        self.inventory.revoke(serial, reason, now)
+    }
+
+    /// Signs a CRL of every revoked, unexpired certificate, with the next CRL number, and
+    /// stores it as `crl.pem` in the CA directory.
+    pub fn crl(&self, next_update: Duration, now: OffsetDateTime) -> Result<SignedCrl> {
+        let signer = self.signer()?;
+        let revoked = self.inventory.revoked_unexpired(now)?;
+        let entries = revoked.len();
+        let params: Vec<RevokedCertParams> = revoked
+            .into_iter()
+            .map(|r| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(r.serial.as_bytes()),
+                revocation_time: r.revoked_at,
+                reason_code: r.reason.to_rcgen(),
+                invalidity_date: None,
+            })
+            .collect();
+        let number = self.inventory.next_crl_number()?;
+        let crl = signer.sign_crl(params, number, now, next_update)?;
+        let der = crl.der().to_vec();
+        let pem = pemfile::encode(label::CRL, &der);
+        fsio::write_atomic(&self.dir.join(files::CRL), pem.as_bytes(), FileMode::PUBLIC)?;
+        Ok(SignedCrl {
+            pem,
+            der,
+            number,
+            entries,
+            this_update: now,
+            next_update: now + next_update,
+        })
+    }
+
+    /// The inventory rows matching `filter`.
+    pub fn list(&self, filter: &ListFilter, now: OffsetDateTime) -> Result<Vec<Record>> {
+        self.inventory.list(filter, now)
+    }
+
+    /// The inventory row of `serial`.
+    pub fn record(&self, serial: &Serial, now: OffsetDateTime) -> Result<Option<Record>> {
+        self.inventory.get(serial, now)
+    }
+}

@@ -1,0 +1,115 @@
+//! An issued certificate rendered as files: PEM files for the leaf, key, chain, full chain and
+//! root; the HAProxy combined PEM; PKCS#12.
+
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::authority::IssuedCertificate;
+use crate::error::{Error, Result};
+use crate::fsio::{self, FileMode, StagedFile};
+use crate::secret::SecretString;
+
+/// Names of the files [`write_dir`] writes.
+pub mod files {
+    /// The leaf certificate.
+    pub const CERT: &str = "cert.pem";
+    /// The private key (PKCS#8, mode 0600).
+    pub const KEY: &str = "key.pem";
+    /// Intermediates, issuer first.
+    pub const CHAIN: &str = "chain.pem";
+    /// Leaf followed by intermediates.
+    pub const FULLCHAIN: &str = "fullchain.pem";
+    /// The root.
+    pub const CA: &str = "ca.pem";
+}
+
+/// Concatenated PEM of the chain (intermediates).
+pub fn chain_pem(issued: &IssuedCertificate) -> String {
+    issued.chain.iter().map(|c| c.pem()).collect()
+}
+
+/// Leaf then intermediates, the order every server expects.
+pub fn fullchain_pem(issued: &IssuedCertificate) -> String {
+    let mut out = issued.certificate.pem();
+    out.push_str(&chain_pem(issued));
+    out
+}
+
+/// Leaf, intermediates and key in one PEM with no blank line anywhere (a blank line ends an
+/// HAProxy runtime API payload).
+pub fn combined_pem(issued: &IssuedCertificate) -> Result<SecretString> {
+    let key = issued.private_key.as_ref().ok_or(Error::InvalidRequest(
+        "a combined PEM needs the private key",
+    ))?;
+    let mut out = fullchain_pem(issued);
+    out.push_str(key.to_pkcs8_pem().expose());
+    let cleaned: String = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    Ok(SecretString::new(cleaned))
+}
+
+/// Writes `cert.pem`, `key.pem` (0600, when there is a key), `chain.pem`, `fullchain.pem` and
+/// `ca.pem` (when the root is known) into `dir`, creating it if needed.
+///
+/// Every file is staged first; nothing replaces an existing file until all are written, and a
+/// failure leaves no partial file behind (nor the directory, if this call created it). Existing
+/// files are replaced only with `overwrite`. The key is moved into place before the certificate,
+/// so a reader that sees the new certificate finds its key.
+pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Result<Vec<PathBuf>> {
+    let key_pem = issued.private_key.as_ref().map(|k| k.to_pkcs8_pem());
+    let mut plan: Vec<(&str, Zeroizing<Vec<u8>>, FileMode)> = Vec::new();
+    if let Some(k) = &key_pem {
+        plan.push((files::KEY, Zeroizing::new(k.expose().as_bytes().to_vec()), FileMode::PRIVATE));
+    }
+    plan.push((files::CHAIN, Zeroizing::new(chain_pem(issued).into_bytes()), FileMode::PUBLIC));
+    if let Some(root) = &issued.root {
+        plan.push((files::CA, Zeroizing::new(root.pem().into_bytes()), FileMode::PUBLIC));
+    }
+    plan.push((files::FULLCHAIN, Zeroizing::new(fullchain_pem(issued).into_bytes()), FileMode::PUBLIC));
+    plan.push((files::CERT, Zeroizing::new(issued.certificate.pem().into_bytes()), FileMode::PUBLIC));
+
+    if !overwrite {
+        for (name, _, _) in &plan {
+            let path = dir.join(name);
+            if path.exists() {
+                return Err(Error::OutputExists { path });
+            }
+        }
+    }
+    if key_pem.is_none() && dir.join(files::KEY).exists() {
+        // A key left from an earlier issue would sit next to a certificate it does not match.
+        return Err(Error::OutputExists {
+            path: dir.join(files::KEY),
+        });
+    }
+
+    let created = !dir.exists();
+    fsio::create_dir(dir, 0o755)?;
+    let staged: Result<Vec<StagedFile>> = plan
+        .iter()
+        .map(|(name, data, mode)| StagedFile::create(&dir.join(name), data, *mode))
+        .collect();
+    // Wipe the key copy now that it is on disk (or failed to be).
+    drop(plan);
+    let staged = match staged {
+        Ok(s) => s,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+    };
+    let mut written = Vec::new();
+    for file in staged {
+        let target = file.target().to_path_buf();
+        file.commit()?;
+        written.push(target);
+    }
+    fsio::sync_dir(dir)?;
+    Ok(written)
+}

@@ -1,0 +1,343 @@
+//! The crate's one error type. Every variant carries what an operator needs to act: the file,
+//! serial, name or field at fault, and the underlying cause. No variant ever carries a secret.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::key::KeyAlgorithm;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What was being done to a file when an I/O error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoOp {
+    /// Reading.
+    Read,
+    /// Creating.
+    Create,
+    /// Writing.
+    Write,
+    /// Changing owner or group.
+    Chown,
+    /// Changing mode.
+    Chmod,
+    /// Flushing to disk.
+    Sync,
+    /// Renaming into place.
+    Rename,
+    /// Creating a directory.
+    CreateDir,
+    /// Removing.
+    Remove,
+    /// Locking.
+    Lock,
+}
+
+impl fmt::Display for IoOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "cannot read",
+            Self::Create => "cannot create",
+            Self::Write => "cannot write",
+            Self::Chown => "cannot change owner of",
+            Self::Chmod => "cannot change mode of",
+            Self::Sync => "cannot flush to disk",
+            Self::Rename => "cannot move into place",
+            Self::CreateDir => "cannot create directory",
+            Self::Remove => "cannot remove",
+            Self::Lock => "cannot lock",
+        })
+    }
+}
+
+/// Why a private key could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The encoding is broken.
+    Malformed(String),
+    /// A valid key we do not accept (algorithm, size, encryption scheme).
+    Unsupported(String),
+    /// The key is encrypted and no passphrase was given.
+    PassphraseRequired,
+    /// Decryption failed.
+    WrongPassphrase,
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(m) => write!(f, "malformed private key: {m}"),
+            Self::Unsupported(m) => write!(f, "unsupported private key: {m}"),
+            Self::PassphraseRequired => f.write_str(
+                "the key is encrypted and no passphrase was given \
+                 (--passphrase-file or PKI_CA_PASSPHRASE)",
+            ),
+            Self::WrongPassphrase => f.write_str("wrong passphrase or corrupt key file"),
+        }
+    }
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: IoOp,
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An input file exceeds the size limit.
+    #[error("{} is larger than {limit} bytes; refusing to read it", path.display())]
+    InputTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A secret file (key, passphrase, token) can be read by group or others.
+    #[error("{} has mode {mode:04o}: group and others must have no access (chmod 600)", path.display())]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
+    /// An output file exists and overwriting was not asked for.
+    #[error("{} already exists (use --force to replace it)", path.display())]
+    OutputExists {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// Text that should be PEM is not the PEM expected.
+    #[error("{origin}: {problem}")]
+    Pem {
+        /// Where the text came from (usually a path).
+        origin: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A certificate cannot be parsed or is unusable.
+    #[error("{origin}: {problem}")]
+    Certificate {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A private key cannot be used.
+    #[error("{origin}: {problem}")]
+    Key {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        problem: KeyProblem,
+    },
+
+    /// A certificate and a key do not belong together.
+    #[error("the private key in {key} does not match the certificate in {certificate}")]
+    KeyMismatch {
+        /// The certificate's origin.
+        certificate: String,
+        /// The key's origin.
+        key: String,
+    },
+
+    /// Key generation failed.
+    #[error("cannot generate a {algorithm} key: {reason}")]
+    KeyGeneration {
+        /// The algorithm.
+        algorithm: KeyAlgorithm,
+        /// The library's reason.
+        reason: String,
+    },
+
+    /// Encrypting a key failed.
+    #[error("cannot encrypt the private key: {0}")]
+    KeyEncryption(String),
+
+    /// An empty passphrase was given for encryption.
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+
+    /// A CSR cannot be parsed or its signature does not verify.
+    #[error("{origin}: {problem}")]
+    Csr {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A CSR asks for something policy never grants.
+    #[error("{origin}: refused: {problem}")]
+    CsrPolicy {
+        /// Where it came from.
+        origin: String,
+        /// What it asks for and why that is refused.
+        problem: String,
+    },
+
+    /// A name is malformed.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name (control characters escaped).
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A name lies outside the CA's permitted domains.
+    #[error("name {name} is outside the CA's permitted domains ({})", permitted.join(", "))]
+    NameNotPermitted {
+        /// The name.
+        name: String,
+        /// The permitted DNS domains.
+        permitted: Vec<String>,
+    },
+
+    /// A request is incomplete or contradictory.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+
+    /// A duration is malformed.
+    #[error("invalid duration {input:?}: {reason}")]
+    InvalidDuration {
+        /// The text given.
+        input: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// An argument value is not one of the accepted ones.
+    #[error("invalid {what} {value:?}: expected {expected}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+
+    /// The requested lifetime ends after the issuing CA's.
+    #[error(
+        "requested validity ends {requested} but the issuing CA {ca} expires {ca_not_after}; \
+         ask for a shorter TTL (at most {max_days} days) or renew the CA"
+    )]
+    TtlBeyondCa {
+        /// The CA's subject.
+        ca: String,
+        /// The requested NotAfter.
+        requested: Rfc3339,
+        /// The CA's NotAfter.
+        ca_not_after: Rfc3339,
+        /// The longest TTL still possible, in whole days.
+        max_days: i64,
+    },
+
+    /// The CA cannot sign now.
+    #[error("the CA {ca} is not valid now ({now}): valid from {not_before} to {not_after}")]
+    CaNotValid {
+        /// The CA's subject.
+        ca: String,
+        /// The current time.
+        now: Rfc3339,
+        /// Its NotBefore.
+        not_before: Rfc3339,
+        /// Its NotAfter.
+        not_after: Rfc3339,
+    },
+
+    /// A chain does not verify.
+    #[error("chain verification failed: {reason}")]
+    ChainInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// Signing with rcgen failed.
+    #[error("cannot sign: {0}")]
+    Signing(#[from] rcgen::Error),
+
+    /// A CA directory is missing files or does not exist.
+    #[error("{} is not a CA directory: {missing} is missing (create one with `pki ca init`)", path.display())]
+    NotACaDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// The missing file.
+        missing: String,
+    },
+
+    /// `ca init` would overwrite an existing CA.
+    #[error("{} already holds a CA; refusing to overwrite it", path.display())]
+    CaExists {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// The inventory database failed.
+    #[error("inventory {}: {source}", path.display())]
+    Inventory {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// A serial is not in the inventory.
+    #[error("no certificate with serial {serial} in the inventory")]
+    UnknownSerial {
+        /// The serial, hex.
+        serial: String,
+    },
+}
+
+impl Error {
+    /// Whether the error comes from a malformed argument (as opposed to a failed operation):
+    /// command lines map these to the usage exit code.
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidArgument { .. }
+                | Self::InvalidDuration { .. }
+                | Self::InvalidName { .. }
+                | Self::InvalidRequest(_)
+        )
+    }
+}
+
+/// A timestamp that displays as RFC 3339, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub OffsetDateTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.format(&time::format_description::well_known::Rfc3339) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => write!(f, "{}", self.0.unix_timestamp()),
+        }
+    }
+}

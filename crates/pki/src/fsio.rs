@@ -1,0 +1,347 @@
+//! Atomic, durable file output and bounded file input.
+//!
+//! A file is written as a temporary file in the same directory, created with its final mode
+//! (so a private key is never readable by anyone else, not even for a moment), given its owner
+//! and group, filled, fsync'd, renamed over the target, and the directory is fsync'd so the
+//! rename survives a power cut. A failure at any step removes the temporary file. Temporary
+//! files carry [`TEMP_PREFIX`] so that a run interrupted by `kill -9` can be cleaned up later.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoOp, Result};
+
+/// Prefix of every temporary file this crate creates.
+pub const TEMP_PREFIX: &str = ".pki-tmp-";
+
+/// Largest certificate, key, CSR or chain file read (1 MiB): far above any real one, far below
+/// what would hurt if someone points us at `/dev/zero` or a disk image.
+pub const MAX_PEM_INPUT: u64 = 1 << 20;
+
+/// Mode, owner and group of a file to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode {
+    /// Permission bits, e.g. `0o600`.
+    pub mode: u32,
+    /// Owner uid; `None` keeps the writing process's.
+    pub uid: Option<u32>,
+    /// Group gid; `None` keeps the writing process's.
+    pub gid: Option<u32>,
+}
+
+impl FileMode {
+    /// Owner read/write only, for private keys.
+    pub const PRIVATE: Self = Self::new(0o600);
+    /// World-readable, for certificates.
+    pub const PUBLIC: Self = Self::new(0o644);
+
+    /// A mode with the process's own owner and group.
+    pub const fn new(mode: u32) -> Self {
+        Self {
+            mode,
+            uid: None,
+            gid: None,
+        }
+    }
+}
+
+fn io_err(op: IoOp, path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a file of at most `limit` bytes; a larger one is refused without reading it whole.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(io_err(IoOp::Read, path))?;
+    let meta = file.metadata().map_err(io_err(IoOp::Read, path))?;
+    if meta.is_dir() {
+        return Err(Error::Io {
+            op: IoOp::Read,
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+        });
+    }
+    let mut data = Vec::new();
+    // Character devices and pipes report size 0, so the bound is enforced while reading.
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(io_err(IoOp::Read, path))?;
+    if data.len() as u64 > limit {
+        return Err(Error::InputTooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    Ok(data)
+}
+
+/// Reads a file that holds a secret (passphrase, token, password), refusing it when group or
+/// others may read it.
+pub fn read_secret_file(path: &Path) -> Result<crate::secret::SecretString> {
+    check_private_mode(path)?;
+    let bytes = read_limited(path, 64 * 1024)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Io {
+        op: IoOp::Read,
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })?;
+    Ok(crate::secret::SecretString::from_file_content(text))
+}
+
+/// Refuses a file that group or others can read or write (as OpenSSH and PostgreSQL refuse
+/// loose private keys).
+pub fn check_private_mode(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(io_err(IoOp::Read, path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` atomically and durably with the given mode and owner.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: FileMode) -> Result<()> {
+    let staged = StagedFile::create(path, contents, mode)?;
+    staged.commit()?;
+    sync_parent(path)
+}
+
+/// A file written in full under a temporary name next to its target, waiting for
+/// [`StagedFile::commit`]. Dropping it uncommitted removes the temporary file.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl StagedFile {
+    /// Writes and fsyncs `contents` to a fresh temporary file beside `target`.
+    pub fn create(target: &Path, contents: &[u8], mode: FileMode) -> Result<Self> {
+        let dir = parent_of(target);
+        let name = target.file_name().ok_or_else(|| Error::Io {
+            op: IoOp::Write,
+            path: target.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+        })?;
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}.{}.{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            random_suffix()
+        ));
+        let mut staged = Self {
+            temp,
+            target: target.to_path_buf(),
+            committed: false,
+        };
+        // `staged` removes the temporary file if anything below fails.
+        staged.fill(contents, mode)?;
+        Ok(staged)
+    }
+
+    fn fill(&mut self, contents: &[u8], mode: FileMode) -> Result<()> {
+        let path = self.temp.clone();
+        // Created owner-only (never 0666 & ~umask): a key file is not readable by anyone else
+        // for a single moment. The final mode is applied once the owner is right.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix_flags::O_NOFOLLOW | nix_flags::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_err(IoOp::Create, &path))?;
+        if mode.uid.is_some() || mode.gid.is_some() {
+            std::os::unix::fs::fchown(&file, mode.uid, mode.gid)
+                .map_err(io_err(IoOp::Chown, &path))?;
+        }
+        // The umask may have removed bits the target needs (0644 under umask 077); chmod sets
+        // exactly the mode asked for, after the owner is right.
+        file.set_permissions(fs::Permissions::from_mode(mode.mode))
+            .map_err(io_err(IoOp::Chmod, &path))?;
+        file.write_all(contents).map_err(io_err(IoOp::Write, &path))?;
+        file.sync_all().map_err(io_err(IoOp::Sync, &path))?;
+        Ok(())
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the temporary file over the target. The caller syncs the directory once after
+    /// committing all its files (see [`sync_parent`]).
+    pub fn commit(mut self) -> Result<()> {
+        fs::rename(&self.temp, &self.target).map_err(io_err(IoOp::Rename, &self.target))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Bits for `open(2)` that std does not name.
+mod nix_flags {
+    pub(super) const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    pub(super) const O_CLOEXEC: i32 = nix::fcntl::OFlag::O_CLOEXEC.bits();
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    // A weak suffix only risks a create_new collision, which is reported, never a clobber.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    crate::cert::hex(&bytes, "")
+}
+
+/// Fsyncs the directory holding `path`, making renames into it durable.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    sync_dir(parent_of(path))
+}
+
+/// Fsyncs a directory.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(IoOp::Sync, dir))
+}
+
+/// Creates a directory (and missing parents) with `mode` for the last component. An existing
+/// directory is left as it is.
+pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(io_err(IoOp::CreateDir, path))
+}
+
+/// Removes temporary files left in `dir` by a process that was killed mid-write. Only files
+/// with [`TEMP_PREFIX`] whose writer is gone (or that are older than a minute) are removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(IoOp::Read, dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        if writer_alive(rest) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let result = if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(IoOp::Remove, &path)(e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// Temporary names end in `.<pid>.<random>`; the writer is alive when that pid exists and is
+/// not us (our own leftovers are by definition abandoned).
+fn writer_alive(rest: &str) -> bool {
+    let mut parts = rest.rsplit('.');
+    let _random = parts.next();
+    let Some(pid) = parts.next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    if pid == std::process::id() as i32 {
+        return false;
+    }
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The owner uid and mode of an existing file, if it exists.
+pub fn owner_and_mode(path: &Path) -> Option<(u32, u32, u32)> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| (m.uid(), m.gid(), m.permissions().mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_with_mode_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        write_atomic(&key, b"secret", FileMode::PRIVATE).unwrap();
+        assert_eq!(fs::read(&key).unwrap(), b"secret");
+        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let cert = dir.path().join("cert.pem");
+        write_atomic(&cert, b"public", FileMode::PUBLIC).unwrap();
+        assert_eq!(fs::metadata(&cert).unwrap().permissions().mode() & 0o777, 0o644);
+        write_atomic(&key, b"secret2", FileMode::PRIVATE).unwrap();
+        assert_eq!(fs::read(&key).unwrap(), b"secret2");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn dropped_stage_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        drop(StagedFile::create(&target, b"x", FileMode::PUBLIC).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn read_limited_refuses_big_and_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        write_atomic(&big, &vec![b'a'; 2000], FileMode::PUBLIC).unwrap();
+        assert!(matches!(read_limited(&big, 1000), Err(Error::InputTooLarge { .. })));
+        assert!(read_limited(&big, 2000).is_ok());
+        assert!(read_limited(dir.path(), 10).is_err());
+        assert!(matches!(
+            read_limited(Path::new("/dev/zero"), 1000),
+            Err(Error::InputTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_temps_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(format!("{TEMP_PREFIX}cert.pem.999999999.abcd"));
+        File::create(&stale).unwrap();
+        File::create(dir.path().join("cert.pem")).unwrap();
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+    }
+}
