@@ -1,1 +1,73 @@
-fn main() {}
+//! `pki`: the command line over the `pki` and `pki-deploy` libraries. It parses arguments,
+//! gathers secrets from files, the environment or a prompt, calls the libraries and prints the
+//! outcome; it holds no certificate, Vault or rotation logic of its own.
+
+mod args;
+mod cmd;
+mod output;
+mod passphrase;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for success.
+const EXIT_OK: u8 = 0;
+/// Exit code when the operation failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+
+/// An error in how the command was invoked (bad flag combination, unusable value): exit 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|cause| {
+        cause.downcast_ref::<UsageError>().is_some()
+            || cause
+                .downcast_ref::<pki::Error>()
+                .is_some_and(pki::Error::is_invalid_argument)
+    });
+    if usage { EXIT_USAGE } else { EXIT_FAILED }
+}
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::print_error(
+                &anyhow::Error::new(e).context("cannot start the runtime"),
+                json,
+            );
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(cmd::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            output::print_error(&err, json);
+            ExitCode::from(exit_code_of(&err))
+        }
+    }
+}

@@ -52,6 +52,44 @@ pub fn combined_pem(issued: &IssuedCertificate) -> Result<SecretString> {
     Ok(SecretString::new(cleaned))
 }
 
+/// Checks, before anything is issued, that [`write_dir`] will be able to write into `dir`: it is
+/// a directory (or does not exist yet), and without `overwrite` none of the files exists. A
+/// `key.pem` left from an earlier issue is never kept next to a certificate it does not match.
+pub fn check_output(dir: &Path, with_key: bool, with_root: bool, overwrite: bool) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Io {
+            op: crate::error::IoOp::CreateDir,
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a directory",
+            ),
+        });
+    }
+    if !with_key && dir.join(files::KEY).exists() {
+        return Err(Error::StaleKey {
+            path: dir.join(files::KEY),
+        });
+    }
+    if overwrite {
+        return Ok(());
+    }
+    let mut names = vec![files::CERT, files::CHAIN, files::FULLCHAIN];
+    if with_key {
+        names.push(files::KEY);
+    }
+    if with_root {
+        names.push(files::CA);
+    }
+    for name in names {
+        let path = dir.join(name);
+        if path.exists() {
+            return Err(Error::OutputExists { path });
+        }
+    }
+    Ok(())
+}
+
 /// Writes `cert.pem`, `key.pem` (0600, when there is a key), `chain.pem`, `fullchain.pem` and
 /// `ca.pem` (when the root is known) into `dir`, creating it if needed.
 ///
@@ -63,29 +101,36 @@ pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Res
     let key_pem = issued.private_key.as_ref().map(|k| k.to_pkcs8_pem());
     let mut plan: Vec<(&str, Zeroizing<Vec<u8>>, FileMode)> = Vec::new();
     if let Some(k) = &key_pem {
-        plan.push((files::KEY, Zeroizing::new(k.expose().as_bytes().to_vec()), FileMode::PRIVATE));
+        plan.push((
+            files::KEY,
+            Zeroizing::new(k.expose().as_bytes().to_vec()),
+            FileMode::PRIVATE,
+        ));
     }
-    plan.push((files::CHAIN, Zeroizing::new(chain_pem(issued).into_bytes()), FileMode::PUBLIC));
+    plan.push((
+        files::CHAIN,
+        Zeroizing::new(chain_pem(issued).into_bytes()),
+        FileMode::PUBLIC,
+    ));
     if let Some(root) = &issued.root {
-        plan.push((files::CA, Zeroizing::new(root.pem().into_bytes()), FileMode::PUBLIC));
+        plan.push((
+            files::CA,
+            Zeroizing::new(root.pem().into_bytes()),
+            FileMode::PUBLIC,
+        ));
     }
-    plan.push((files::FULLCHAIN, Zeroizing::new(fullchain_pem(issued).into_bytes()), FileMode::PUBLIC));
-    plan.push((files::CERT, Zeroizing::new(issued.certificate.pem().into_bytes()), FileMode::PUBLIC));
+    plan.push((
+        files::FULLCHAIN,
+        Zeroizing::new(fullchain_pem(issued).into_bytes()),
+        FileMode::PUBLIC,
+    ));
+    plan.push((
+        files::CERT,
+        Zeroizing::new(issued.certificate.pem().into_bytes()),
+        FileMode::PUBLIC,
+    ));
 
-    if !overwrite {
-        for (name, _, _) in &plan {
-            let path = dir.join(name);
-            if path.exists() {
-                return Err(Error::OutputExists { path });
-            }
-        }
-    }
-    if key_pem.is_none() && dir.join(files::KEY).exists() {
-        // A key left from an earlier issue would sit next to a certificate it does not match.
-        return Err(Error::OutputExists {
-            path: dir.join(files::KEY),
-        });
-    }
+    check_output(dir, key_pem.is_some(), issued.root.is_some(), overwrite)?;
 
     let created = !dir.exists();
     fsio::create_dir(dir, 0o755)?;

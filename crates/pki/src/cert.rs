@@ -57,7 +57,10 @@ impl Serial {
             .strip_prefix("0x")
             .or_else(|| trimmed.strip_prefix("0X"))
             .unwrap_or(trimmed);
-        let digits: String = hex_part.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+        let digits: String = hex_part
+            .chars()
+            .filter(|c| !matches!(c, ':' | '-'))
+            .collect();
         if digits.is_empty() || digits.len() > 42 || !digits.chars().all(|c| c.is_ascii_hexdigit())
         {
             return Err(bad());
@@ -122,7 +125,11 @@ pub(crate) fn hex(bytes: &[u8], sep: &str) -> String {
 /// The SHA-256 fingerprint of DER bytes as `AB:CD:…`, the way `openssl x509 -fingerprint
 /// -sha256` prints it.
 pub fn sha256_fingerprint(der: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref(), ":").to_ascii_uppercase()
+    hex(
+        ring::digest::digest(&ring::digest::SHA256, der).as_ref(),
+        ":",
+    )
+    .to_ascii_uppercase()
 }
 
 /// What a certificate says about itself.
@@ -341,8 +348,12 @@ pub(crate) fn subject_name_of(name: &GeneralName<'_>) -> Option<SubjectName> {
         GeneralName::URI(u) => Some(SubjectName::Uri((*u).to_owned())),
         GeneralName::RFC822Name(e) => Some(SubjectName::Email((*e).to_owned())),
         GeneralName::IPAddress(bytes) => match bytes.len() {
-            4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| SubjectName::Ip(IpAddr::from(b))),
-            16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| SubjectName::Ip(IpAddr::from(b))),
+            4 => <[u8; 4]>::try_from(*bytes)
+                .ok()
+                .map(|b| SubjectName::Ip(IpAddr::from(b))),
+            16 => <[u8; 16]>::try_from(*bytes)
+                .ok()
+                .map(|b| SubjectName::Ip(IpAddr::from(b))),
             _ => None,
         },
         _ => None,
@@ -368,8 +379,10 @@ pub fn verify_chain(
     now: OffsetDateTime,
 ) -> Result<()> {
     let leaf_der = CertificateDer::from(leaf.der());
-    let root_ders: Vec<CertificateDer<'_>> =
-        roots.iter().map(|r| CertificateDer::from(r.der())).collect();
+    let root_ders: Vec<CertificateDer<'_>> = roots
+        .iter()
+        .map(|r| CertificateDer::from(r.der()))
+        .collect();
     let anchors = root_ders
         .iter()
         .map(|d| {

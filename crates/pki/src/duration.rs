@@ -127,8 +127,18 @@ mod tests {
     #[test]
     fn rejects_nonsense() {
         for bad in [
-            "", "d", "10", "0d", "-5d", "10x", "1d1d", "5 d", "1.5d", "99999999999999999999y",
-            "101y", "12h3",
+            "",
+            "d",
+            "10",
+            "0d",
+            "-5d",
+            "10x",
+            "1d1d",
+            "5 d",
+            "1.5d",
+            "99999999999999999999y",
+            "101y",
+            "12h3",
         ] {
             if bad == "10" {
                 continue; // ten seconds is valid

@@ -124,6 +124,16 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A key file sits where a certificate signed from a CSR would go, and would not match it.
+    #[error(
+        "{} exists and would not match a certificate signed from a CSR; move it away first",
+        path.display()
+    )]
+    StaleKey {
+        /// The key file.
+        path: PathBuf,
+    },
+
     /// Text that should be PEM is not the PEM expected.
     #[error("{origin}: {problem}")]
     Pem {
@@ -335,7 +345,10 @@ pub struct Rfc3339(pub OffsetDateTime);
 
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.format(&time::format_description::well_known::Rfc3339) {
+        match self
+            .0
+            .format(&time::format_description::well_known::Rfc3339)
+        {
             Ok(s) => f.write_str(&s),
             Err(_) => write!(f, "{}", self.0.unix_timestamp()),
         }

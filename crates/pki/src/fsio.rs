@@ -167,7 +167,8 @@ impl StagedFile {
         // exactly the mode asked for, after the owner is right.
         file.set_permissions(fs::Permissions::from_mode(mode.mode))
             .map_err(io_err(IoOp::Chmod, &path))?;
-        file.write_all(contents).map_err(io_err(IoOp::Write, &path))?;
+        file.write_all(contents)
+            .map_err(io_err(IoOp::Write, &path))?;
         file.sync_all().map_err(io_err(IoOp::Sync, &path))?;
         Ok(())
     }
@@ -303,13 +304,23 @@ mod tests {
         let key = dir.path().join("key.pem");
         write_atomic(&key, b"secret", FileMode::PRIVATE).unwrap();
         assert_eq!(fs::read(&key).unwrap(), b"secret");
-        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let cert = dir.path().join("cert.pem");
         write_atomic(&cert, b"public", FileMode::PUBLIC).unwrap();
-        assert_eq!(fs::metadata(&cert).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&cert).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         write_atomic(&key, b"secret2", FileMode::PRIVATE).unwrap();
         assert_eq!(fs::read(&key).unwrap(), b"secret2");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
@@ -326,7 +337,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big");
         write_atomic(&big, &vec![b'a'; 2000], FileMode::PUBLIC).unwrap();
-        assert!(matches!(read_limited(&big, 1000), Err(Error::InputTooLarge { .. })));
+        assert!(matches!(
+            read_limited(&big, 1000),
+            Err(Error::InputTooLarge { .. })
+        ));
         assert!(read_limited(&big, 2000).is_ok());
         assert!(read_limited(dir.path(), 10).is_err());
         assert!(matches!(
@@ -338,7 +352,9 @@ mod tests {
     #[test]
     fn stale_temps_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join(format!("{TEMP_PREFIX}cert.pem.999999999.abcd"));
+        let stale = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}cert.pem.999999999.abcd"));
         File::create(&stale).unwrap();
         File::create(dir.path().join("cert.pem")).unwrap();
         assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);

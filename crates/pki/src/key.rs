@@ -15,7 +15,7 @@ use zeroize::Zeroize;
 
 use crate::error::{Error, KeyProblem, Result};
 use crate::pemfile::{self, label};
-use crate::secret::{SecretString, SecretBytes};
+use crate::secret::{SecretBytes, SecretString};
 
 /// A key algorithm for leaves and CAs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -169,20 +169,32 @@ impl PrivateKey {
     /// Generates a fresh key.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self> {
         let pair = match algorithm.rsa_bits() {
-            None => KeyPair::generate_for(algorithm.signature_algorithm())
-                .map_err(|e| Error::KeyGeneration { algorithm, reason: e.to_string() })?,
+            None => KeyPair::generate_for(algorithm.signature_algorithm()).map_err(|e| {
+                Error::KeyGeneration {
+                    algorithm,
+                    reason: e.to_string(),
+                }
+            })?,
             Some(bits) => {
                 use rsa::pkcs8::EncodePrivateKey;
-                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
-                    .map_err(|e| Error::KeyGeneration { algorithm, reason: e.to_string() })?;
-                let der = key
-                    .to_pkcs8_der()
-                    .map_err(|e| Error::KeyGeneration { algorithm, reason: e.to_string() })?;
+                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| {
+                    Error::KeyGeneration {
+                        algorithm,
+                        reason: e.to_string(),
+                    }
+                })?;
+                let der = key.to_pkcs8_der().map_err(|e| Error::KeyGeneration {
+                    algorithm,
+                    reason: e.to_string(),
+                })?;
                 KeyPair::from_pkcs8_der_and_sign_algo(
                     &PrivatePkcs8KeyDer::from(der.as_bytes()),
                     algorithm.signature_algorithm(),
                 )
-                .map_err(|e| Error::KeyGeneration { algorithm, reason: e.to_string() })?
+                .map_err(|e| Error::KeyGeneration {
+                    algorithm,
+                    reason: e.to_string(),
+                })?
             }
         };
         Ok(Self { algorithm, pair })
@@ -288,7 +300,10 @@ impl PrivateKey {
 
     /// The key as clear PKCS#8 PEM (`BEGIN PRIVATE KEY`).
     pub fn to_pkcs8_pem(&self) -> SecretString {
-        SecretString::new(pemfile::encode(label::PRIVATE_KEY, self.pair.serialized_der()))
+        SecretString::new(pemfile::encode(
+            label::PRIVATE_KEY,
+            self.pair.serialized_der(),
+        ))
     }
 
     /// The key as PBES2-encrypted PKCS#8 PEM: scrypt (N = 2^14, r = 8, p = 1) and AES-256-CBC,
@@ -347,7 +362,7 @@ fn decrypt_pkcs8(der: &[u8], passphrase: &SecretString, origin: &str) -> Result<
     };
     match &params.kdf {
         pkcs8::pkcs5::pbes2::Kdf::Scrypt(s) => {
-            let log_n = u64::from(s.cost_parameter).trailing_zeros();
+            let log_n = s.cost_parameter.trailing_zeros();
             if log_n > MAX_SCRYPT_LOG_N || s.block_size > 32 || s.parallelization > 16 {
                 return Err(bad(KeyProblem::Unsupported(
                     "scrypt parameters beyond the accepted work factor".to_owned(),

@@ -55,7 +55,7 @@ pub mod profile;
 pub mod request;
 pub mod secret;
 
-pub use authority::IssuedCertificate;
+pub use authority::{Authority, IssuedCertificate};
 pub use cert::{Certificate, CertificateInfo, Serial};
 pub use error::{Error, Result};
 pub use key::{KeyAlgorithm, PrivateKey};

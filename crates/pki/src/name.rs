@@ -149,7 +149,10 @@ pub fn dns_name(input: &str) -> Result<String> {
     for (i, label) in name.split('.').enumerate() {
         if label == "*" {
             if i != 0 {
-                return Err(invalid(input, "a wildcard is allowed only as the leftmost label"));
+                return Err(invalid(
+                    input,
+                    "a wildcard is allowed only as the leftmost label",
+                ));
             }
             if !name.contains('.') || name.matches('.').count() < 2 {
                 return Err(invalid(
@@ -196,7 +199,10 @@ fn uri(input: &str) -> Result<String> {
         return Err(invalid(input, "not a URI (scheme:rest)"));
     }
     if !input.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(invalid(input, "URI with spaces, control or non-ASCII characters"));
+        return Err(invalid(
+            input,
+            "URI with spaces, control or non-ASCII characters",
+        ));
     }
     Ok(input.to_owned())
 }
@@ -208,13 +214,20 @@ fn email(input: &str) -> Result<String> {
     if local.is_empty() || local.len() > 64 {
         return Err(invalid(input, "e-mail local part empty or longer than 64"));
     }
-    if !local
-        .chars()
-        .all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '"' | '\\' | '(' | ')' | ',' | ';' | ':' | '<' | '>' | '[' | ']'))
-    {
-        return Err(invalid(input, "e-mail local part with characters outside the dot-atom form"));
+    if !local.chars().all(|c| {
+        c.is_ascii_graphic()
+            && !matches!(
+                c,
+                '@' | '"' | '\\' | '(' | ')' | ',' | ';' | ':' | '<' | '>' | '[' | ']'
+            )
+    }) {
+        return Err(invalid(
+            input,
+            "e-mail local part with characters outside the dot-atom form",
+        ));
     }
-    let domain = dns_name(domain).map_err(|_| invalid(input, "e-mail domain is not a valid DNS name"))?;
+    let domain =
+        dns_name(domain).map_err(|_| invalid(input, "e-mail domain is not a valid DNS name"))?;
     if domain.starts_with('*') {
         return Err(invalid(input, "wildcard in an e-mail domain"));
     }
@@ -304,8 +317,14 @@ mod tests {
             SubjectName::parse("API.Example.Internal").unwrap(),
             SubjectName::Dns("api.example.internal".into())
         );
-        assert!(matches!(SubjectName::parse("10.0.0.1").unwrap(), SubjectName::Ip(_)));
-        assert!(matches!(SubjectName::parse("::1").unwrap(), SubjectName::Ip(_)));
+        assert!(matches!(
+            SubjectName::parse("10.0.0.1").unwrap(),
+            SubjectName::Ip(_)
+        ));
+        assert!(matches!(
+            SubjectName::parse("::1").unwrap(),
+            SubjectName::Ip(_)
+        ));
         assert!(matches!(
             SubjectName::parse("spiffe://example.internal/x").unwrap(),
             SubjectName::Uri(_)
@@ -327,10 +346,26 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         for bad in [
-            "../etc", "a/b", "a\0b", "", "a..b", "-a.b", "a-.b", "*.com", "a.*.b", "x\\y",
-            "héllo.example", "a.b.", "ip:300.1.1.1", "uri:no scheme", "email:@x.y",
+            "../etc",
+            "a/b",
+            "a\0b",
+            "",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "*.com",
+            "a.*.b",
+            "x\\y",
+            "héllo.example",
+            "a.b.",
+            "ip:300.1.1.1",
+            "uri:no scheme",
+            "email:@x.y",
         ] {
-            assert!(SubjectName::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                SubjectName::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert!(SubjectName::parse(&"a".repeat(64)).is_err());
         assert!(SubjectName::parse(&format!("{}.x", "a".repeat(63))).is_ok());
@@ -362,7 +397,9 @@ mod tests {
     #[test]
     fn file_components() {
         assert!(file_component("web-1.example_internal").is_ok());
-        for bad in ["", ".", "..", "../x", "a/b", "a\0", "A", ".hidden", "-x", "a b"] {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\0", "A", ".hidden", "-x", "a b",
+        ] {
             assert!(file_component(bad).is_err(), "{bad:?}");
         }
     }

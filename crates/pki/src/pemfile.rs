@@ -154,7 +154,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("expected PRIVATE KEY, found RSA PRIVATE KEY"), "{err}");
+        assert!(
+            err.contains("expected PRIVATE KEY, found RSA PRIVATE KEY"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,10 +36,10 @@ impl CertificateRequest {
     ) -> Result<Self> {
         let common_name = name::common_name(common_name)?;
         let mut all = Vec::new();
-        if let Ok(n) = SubjectName::parse(&common_name) {
-            if matches!(n, SubjectName::Dns(_) | SubjectName::Ip(_)) {
-                all.push(n);
-            }
+        if let Ok(n) = SubjectName::parse(&common_name)
+            && matches!(n, SubjectName::Dns(_) | SubjectName::Ip(_))
+        {
+            all.push(n);
         }
         for n in names {
             if !all.contains(&n) {
@@ -47,7 +47,9 @@ impl CertificateRequest {
             }
         }
         if all.len() > MAX_NAMES {
-            return Err(Error::InvalidRequest("more than 100 subject alternative names"));
+            return Err(Error::InvalidRequest(
+                "more than 100 subject alternative names",
+            ));
         }
         if profile.server()
             && !all
@@ -59,7 +61,9 @@ impl CertificateRequest {
             ));
         }
         if ttl <= Duration::ZERO || ttl > crate::duration::MAX {
-            return Err(Error::InvalidRequest("the TTL must be positive and at most 100 years"));
+            return Err(Error::InvalidRequest(
+                "the TTL must be positive and at most 100 years",
+            ));
         }
         Ok(Self {
             common_name,
@@ -67,6 +71,35 @@ impl CertificateRequest {
             profile,
             ttl,
         })
+    }
+
+    /// A request for the successor of `cert`: the same common name, names and profile. The
+    /// lifetime is `ttl`, or the original one rounded to the hour (which drops the backdating).
+    pub fn renewal_of(cert: &crate::cert::Certificate, ttl: Option<Duration>) -> Result<Self> {
+        let info = cert.info();
+        let profile = info.profile.ok_or(Error::InvalidRequest(
+            "the certificate has no serverAuth or clientAuth usage, so its profile is unknown",
+        ))?;
+        let common_name = match &info.common_name {
+            Some(cn) => cn.clone(),
+            None => info
+                .subject_alt_names
+                .first()
+                .map(SubjectName::value)
+                .ok_or(Error::InvalidRequest(
+                    "the certificate has no name to renew",
+                ))?,
+        };
+        let ttl = ttl.unwrap_or_else(|| {
+            let hours = ((info.not_after - info.not_before).whole_minutes() + 30) / 60;
+            Duration::hours(hours.max(1))
+        });
+        Self::new(
+            &common_name,
+            info.subject_alt_names.iter().cloned(),
+            profile,
+            ttl,
+        )
     }
 
     /// The subject common name.
@@ -170,13 +203,24 @@ impl Csr {
         let (rest, csr) = X509CertificationRequest::from_der(&der)
             .map_err(|e| bad(format!("not a valid PKCS#10 request ({e})")))?;
         if !rest.is_empty() {
-            return Err(bad(format!("{} trailing bytes after the request", rest.len())));
+            return Err(bad(format!(
+                "{} trailing bytes after the request",
+                rest.len()
+            )));
         }
         let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
-        if [OID_SHA1_RSA, OID_MD5_RSA, OID_MD2_RSA, OID_ECDSA_SHA1, OID_DSA_SHA1]
-            .contains(&sig_oid.as_str())
+        if [
+            OID_SHA1_RSA,
+            OID_MD5_RSA,
+            OID_MD2_RSA,
+            OID_ECDSA_SHA1,
+            OID_DSA_SHA1,
+        ]
+        .contains(&sig_oid.as_str())
         {
-            return Err(refuse(format!("signature algorithm {sig_oid} (MD5/SHA-1) is too weak")));
+            return Err(refuse(format!(
+                "signature algorithm {sig_oid} (MD5/SHA-1) is too weak"
+            )));
         }
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
@@ -230,13 +274,10 @@ impl Csr {
                     ));
                 }
                 ParsedExtension::BasicConstraints(_) => {}
-                ParsedExtension::KeyUsage(ku) => {
-                    if ku.key_cert_sign() || ku.crl_sign() {
-                        return Err(refuse(
-                            "it asks for keyCertSign or cRLSign key usage, reserved to CAs"
-                                .to_owned(),
-                        ));
-                    }
+                ParsedExtension::KeyUsage(ku) if (ku.key_cert_sign() || ku.crl_sign()) => {
+                    return Err(refuse(
+                        "it asks for keyCertSign or cRLSign key usage, reserved to CAs".to_owned(),
+                    ));
                 }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     if eku.any {
@@ -266,7 +307,9 @@ impl Csr {
                     }
                 }
                 ParsedExtension::NameConstraints(_) => {
-                    return Err(refuse("it asks for name constraints, a CA extension".to_owned()));
+                    return Err(refuse(
+                        "it asks for name constraints, a CA extension".to_owned(),
+                    ));
                 }
                 _ => {}
             }
@@ -330,11 +373,14 @@ impl Csr {
             }
             (Some(given), _) => given.to_owned(),
             (None, Some(in_csr)) => in_csr.to_owned(),
-            (None, None) => self
-                .names
-                .first()
-                .map(SubjectName::value)
-                .ok_or(Error::InvalidRequest("the CSR has neither a common name nor SANs"))?,
+            (None, None) => {
+                self.names
+                    .first()
+                    .map(SubjectName::value)
+                    .ok_or(Error::InvalidRequest(
+                        "the CSR has neither a common name nor SANs",
+                    ))?
+            }
         };
         CertificateRequest::new(&cn, self.names.iter().cloned(), profile, ttl)
     }
@@ -387,7 +433,9 @@ mod tests {
         assert_eq!(csr.common_name(), Some("db.example.internal"));
         assert_eq!(csr.names().len(), 2);
         assert_eq!(csr.key_algorithm(), KeyAlgorithm::EcdsaP256);
-        let back = csr.to_request(None, Profile::Server, Duration::days(1)).unwrap();
+        let back = csr
+            .to_request(None, Profile::Server, Duration::days(1))
+            .unwrap();
         assert_eq!(back.names(), req.names());
     }
 
@@ -396,8 +444,14 @@ mod tests {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["x.example.internal".into()]).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let pem = params.serialize_request(key.key_pair()).unwrap().pem().unwrap();
-        let err = Csr::from_pem(pem.as_bytes(), "evil.csr").unwrap_err().to_string();
+        let pem = params
+            .serialize_request(key.key_pair())
+            .unwrap()
+            .pem()
+            .unwrap();
+        let err = Csr::from_pem(pem.as_bytes(), "evil.csr")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CA:TRUE") && err.contains("evil.csr"), "{err}");
     }
 }

@@ -92,8 +92,17 @@ mod tests {
 
     #[test]
     fn file_content_drops_one_newline() {
-        assert_eq!(SecretString::from_file_content("abc\n".into()).expose(), "abc");
-        assert_eq!(SecretString::from_file_content("abc\r\n".into()).expose(), "abc");
-        assert_eq!(SecretString::from_file_content("abc \n\n".into()).expose(), "abc \n");
+        assert_eq!(
+            SecretString::from_file_content("abc\n".into()).expose(),
+            "abc"
+        );
+        assert_eq!(
+            SecretString::from_file_content("abc\r\n".into()).expose(),
+            "abc"
+        );
+        assert_eq!(
+            SecretString::from_file_content("abc \n\n".into()).expose(),
+            "abc \n"
+        );
     }
 }

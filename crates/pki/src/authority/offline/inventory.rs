@@ -154,7 +154,9 @@ pub struct Inventory {
 
 impl std::fmt::Debug for Inventory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inventory").field("path", &self.path).finish()
+        f.debug_struct("Inventory")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -244,7 +246,11 @@ impl Inventory {
         issued_at: OffsetDateTime,
     ) -> Result<bool> {
         let info = cert.info();
-        let names: Vec<String> = info.subject_alt_names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = info
+            .subject_alt_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         let result = self.conn.execute(
             "INSERT INTO certificates (serial, common_name, names, profile, key_algorithm, \
              not_before, not_after, issued_at, status, fingerprint, pem) \
@@ -303,10 +309,7 @@ impl Inventory {
         reason: RevocationReason,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(|e| self.err(e))?;
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let existing: Option<(String, Option<i64>, Option<String>)> = tx
             .query_row(
                 "SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?1",

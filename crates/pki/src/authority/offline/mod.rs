@@ -237,10 +237,10 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
     if options.root_ttl > crate::duration::MAX {
         return Err(Error::InvalidRequest("the root lifetime exceeds 100 years"));
     }
-    if let KeyProtection::Passphrase(p) = &options.protection {
-        if p.is_empty() {
-            return Err(Error::EmptyPassphrase);
-        }
+    if let KeyProtection::Passphrase(p) = &options.protection
+        && p.is_empty()
+    {
+        return Err(Error::EmptyPassphrase);
     }
     for f in [
         files::ROOT_CERT,
@@ -296,13 +296,21 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
         // Keys first, then certificates, each fsync'd; the inventory last, so that a directory
         // with an inventory always has everything it needs.
         let staged = [
-            StagedFile::create(&root_key_path, root_key_pem.expose().as_bytes(), FileMode::PRIVATE)?,
+            StagedFile::create(
+                &root_key_path,
+                root_key_pem.expose().as_bytes(),
+                FileMode::PRIVATE,
+            )?,
             StagedFile::create(
                 &dir.join(files::INTERMEDIATE_KEY),
                 inter_key_pem.expose().as_bytes(),
                 FileMode::PRIVATE,
             )?,
-            StagedFile::create(&dir.join(files::ROOT_CERT), root_cert.pem().as_bytes(), FileMode::PUBLIC)?,
+            StagedFile::create(
+                &dir.join(files::ROOT_CERT),
+                root_cert.pem().as_bytes(),
+                FileMode::PUBLIC,
+            )?,
             StagedFile::create(
                 &dir.join(files::INTERMEDIATE_CERT),
                 inter_cert.pem().as_bytes(),

@@ -1,0 +1,253 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Issue, renew, revoke and rotate internal certificates.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pki",
+    version,
+    about,
+    long_about = "Issue, renew, revoke and rotate internal certificates, from an offline CA \
+                  (root + intermediate in a directory) or from Vault / OpenBao.",
+    after_help = "EXIT CODES:\n  0  success\n  1  the operation failed\n  2  usage or configuration error\n\n\
+                  Run `pki <command> --help` for examples."
+)]
+pub(crate) struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options that locate the offline CA and unlock its key.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct CaOpts {
+    /// CA directory (created by `pki ca init`).
+    #[arg(long, env = "PKI_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// File holding the CA key passphrase (mode 0600). Otherwise PKI_CA_PASSPHRASE, or a
+    /// prompt when stdin is a terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage the offline CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Issue a certificate (and generate its key, unless --csr is given).
+    #[command(after_help = ISSUE_EXAMPLES)]
+    Issue(IssueArgs),
+    /// Issue the successor of a certificate: same names and profile, new key unless --reuse-key.
+    #[command(after_help = RENEW_EXAMPLES)]
+    Renew(RenewArgs),
+    /// Revoke a certificate by serial or certificate file.
+    #[command(after_help = REVOKE_EXAMPLES)]
+    Revoke(RevokeArgs),
+    /// Sign and print a CRL of every revoked certificate.
+    #[command(after_help = CRL_EXAMPLES)]
+    Crl(CrlArgs),
+    /// List the certificates in the inventory.
+    #[command(after_help = LIST_EXAMPLES)]
+    List(ListArgs),
+    /// Show what a certificate (or CSR) says; check it against a key or a chain.
+    #[command(after_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a root CA and an intermediate signed by it.
+    #[command(after_help = CA_INIT_EXAMPLES)]
+    Init(CaInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CaInitArgs {
+    /// Directory to create the CA in (mode 0700); must not hold a CA already.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Organisation name: the CAs become "NAME Root CA" and "NAME Intermediate CA".
+    #[arg(long, default_value = "Example Internal")]
+    pub name: String,
+    /// Key algorithm of both CA keys: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096.
+    #[arg(long, default_value = "ecdsa-p256", value_name = "ALG")]
+    pub key: String,
+    /// Root lifetime (units s, m, h, d, w, y).
+    #[arg(long, default_value = "10y", value_name = "DURATION")]
+    pub root_ttl: String,
+    /// Intermediate lifetime.
+    #[arg(long, default_value = "3y", value_name = "DURATION")]
+    pub intermediate_ttl: String,
+    /// Limit the CAs to these DNS domains (name constraints); repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    pub permitted_dns: Vec<String>,
+    /// File holding the passphrase that encrypts the CA keys (mode 0600). Otherwise
+    /// PKI_CA_PASSPHRASE, or a prompt when stdin is a terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Store the CA keys unencrypted. For demos and throwaway test CAs only: anyone who can
+    /// read the directory can then issue certificates.
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub insecure_no_passphrase: bool,
+    /// Write the root key to FILE instead of the CA directory, so the root can be kept offline.
+    #[arg(long, value_name = "FILE")]
+    pub root_key_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueArgs {
+    /// Subject common name (optional with --csr: the CSR's is used).
+    #[arg(value_name = "COMMON_NAME")]
+    pub common_name: Option<String>,
+    /// Subject alternative name; repeatable. DNS names, IP addresses, URIs and e-mails are
+    /// recognised, or prefix with dns:, ip:, uri:, email:.
+    #[arg(long, value_name = "NAME")]
+    pub san: Vec<String>,
+    /// Profile: server, client or server-client.
+    #[arg(long, default_value = "server")]
+    pub profile: String,
+    /// Lifetime (units s, m, h, d, w, y).
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub ttl: String,
+    /// Key algorithm of the generated key.
+    #[arg(long, default_value = "ecdsa-p256", value_name = "ALG")]
+    pub key: String,
+    /// Sign this CSR instead of generating a key: only its public key and names are used.
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    pub csr: Option<PathBuf>,
+    /// Output directory for cert.pem, key.pem, chain.pem, fullchain.pem and ca.pem.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace files that already exist in the output directory.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenewArgs {
+    /// A directory written by `pki issue` (cert.pem, key.pem), or a certificate file.
+    #[arg(value_name = "CERT_OR_DIR")]
+    pub target: PathBuf,
+    /// Keep the current key (read from key.pem beside the certificate, or --key-file).
+    #[arg(long)]
+    pub reuse_key: bool,
+    /// The key to reuse, when it is not key.pem beside the certificate.
+    #[arg(long, value_name = "FILE", requires = "reuse_key")]
+    pub key_file: Option<PathBuf>,
+    /// Lifetime of the successor; by default the current certificate's.
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Algorithm of the new key; by default the current key's.
+    #[arg(long, value_name = "ALG", conflicts_with = "reuse_key")]
+    pub key: Option<String>,
+    /// Where to write the successor; by default the directory given (or holding cert.pem).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    /// Serial number (hex, colons optional) or a certificate file.
+    #[arg(value_name = "SERIAL_OR_CERT")]
+    pub target: String,
+    /// Reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+    #[arg(long, default_value = "unspecified")]
+    pub reason: String,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CrlArgs {
+    /// Write the CRL (PEM) to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How long the CRL stays valid (its nextUpdate).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub next_update: String,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only valid certificates expiring within DURATION.
+    #[arg(long, value_name = "DURATION")]
+    pub expiring: Option<String>,
+    /// Only certificates with this status: valid, revoked or expired.
+    #[arg(long)]
+    pub status: Option<String>,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// A PEM certificate (the first of a bundle) or CSR.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Check that this private key (PKCS#8 PEM) matches the certificate.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// Verify the certificate against this chain file: intermediates plus the root that
+    /// anchors it (self-signed certificates in the file are the trusted roots).
+    #[arg(long, value_name = "CHAIN")]
+    pub chain: Option<PathBuf>,
+}
+
+const CA_INIT_EXAMPLES: &str = "EXAMPLES:
+  # An encrypted CA limited to one internal zone, passphrase from a file
+  pki ca init --dir /etc/pki/ca --name \"Example Internal\" \\
+      --permitted-dns example.internal --passphrase-file /root/ca.pass
+
+  # Keep the root key off the machine that issues leaves
+  pki ca init --dir /etc/pki/ca --passphrase-file /root/ca.pass --root-key-out /media/usb/root.key.pem
+
+  # A throwaway CA for a demo (keys NOT encrypted)
+  pki ca init --dir ./demo-ca --insecure-no-passphrase";
+
+const ISSUE_EXAMPLES: &str = "EXAMPLES:
+  # A server certificate with a new P-256 key
+  pki issue api.example.internal --san 10.0.0.7 --ttl 90d --out ./api --ca-dir /etc/pki/ca
+
+  # A client certificate with an RSA key
+  pki issue backup-agent --profile client --key rsa-3072 --out ./backup
+
+  # Sign a CSR made elsewhere: only its key and names are used
+  pki issue --csr db.csr --profile server --out ./db";
+
+const RENEW_EXAMPLES: &str = "EXAMPLES:
+  # New key, same names and lifetime, written back into the directory
+  pki renew ./api
+
+  # Keep the key, ask for 30 days
+  pki renew ./api --reuse-key --ttl 30d";
+
+const REVOKE_EXAMPLES: &str = "EXAMPLES:
+  pki revoke 3e:25:50:1c:0f:9a:1b:2c --reason keyCompromise
+  pki revoke ./api/cert.pem --reason superseded";
+
+const CRL_EXAMPLES: &str = "EXAMPLES:
+  pki crl --out /var/www/pki/crl.pem --next-update 7d
+  pki crl | openssl crl -noout -text";
+
+const LIST_EXAMPLES: &str = "EXAMPLES:
+  pki list --expiring 30d
+  pki list --status revoked --json";
+
+const INSPECT_EXAMPLES: &str = "EXAMPLES:
+  pki inspect ./api/cert.pem
+  pki inspect ./api/cert.pem --key ./api/key.pem --chain <(cat ./api/chain.pem ./api/ca.pem)";

@@ -1,0 +1,56 @@
+//! `pki issue`.
+
+use anyhow::Result;
+use pki::{CertificateRequest, Csr, SubjectKey, SubjectName, bundle, clock, duration};
+
+use super::{open_authority, parse, read_pem};
+use crate::UsageError;
+use crate::args::IssueArgs;
+use crate::output;
+
+pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
+    let profile = parse(&a.profile)?;
+    let ttl = duration::parse(&a.ttl)?;
+    let names = a
+        .san
+        .iter()
+        .map(|s| SubjectName::parse(s))
+        .collect::<pki::Result<Vec<_>>>()?;
+    let csr = match &a.csr {
+        Some(path) => {
+            if !names.is_empty() {
+                return Err(UsageError(
+                    "--san cannot be combined with --csr: the CSR's names are used".to_owned(),
+                )
+                .into());
+            }
+            Some(Csr::from_pem(
+                &read_pem(path)?,
+                &path.display().to_string(),
+            )?)
+        }
+        None => None,
+    };
+    let algorithm = parse(&a.key)?;
+    let request = match &csr {
+        Some(csr) => csr.to_request(a.common_name.as_deref(), profile, ttl)?,
+        None => {
+            let cn = a.common_name.as_deref().ok_or_else(|| {
+                UsageError("COMMON_NAME is required unless --csr is given".to_owned())
+            })?;
+            CertificateRequest::new(cn, names, profile, ttl)?
+        }
+    };
+    // Every check that can fail is done before signing, so a refused request leaves neither a
+    // certificate in the inventory nor a file in --out.
+    bundle::check_output(&a.out, csr.is_none(), true, a.force)?;
+    let authority = open_authority(&a.ca, true)?;
+    let now = clock::now();
+    let issued = match &csr {
+        Some(csr) => authority.sign(&request, SubjectKey::Csr(csr), now).await?,
+        None => authority.issue(&request, algorithm, now).await?,
+    };
+    let files = bundle::write_dir(&a.out, &issued, a.force)?;
+    output::issued(&issued, &files, json, "Issued")?;
+    Ok(0)
+}

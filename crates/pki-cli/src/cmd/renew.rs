@@ -1,0 +1,109 @@
+//! `pki renew`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use pki::{Certificate, CertificateRequest, PrivateKey, SubjectKey, bundle, clock, duration};
+
+use super::{open_authority, parse, read_pem};
+use crate::UsageError;
+use crate::args::RenewArgs;
+use crate::output;
+
+/// Where the current certificate and key are, and where the successor goes.
+struct Paths {
+    cert: PathBuf,
+    key: PathBuf,
+    out: PathBuf,
+}
+
+fn resolve(a: &RenewArgs) -> Result<Paths> {
+    if a.target.is_dir() {
+        let dir = &a.target;
+        return Ok(Paths {
+            cert: dir.join(bundle::files::CERT),
+            key: a
+                .key_file
+                .clone()
+                .unwrap_or_else(|| dir.join(bundle::files::KEY)),
+            out: a.out.clone().unwrap_or_else(|| dir.clone()),
+        });
+    }
+    let parent = a
+        .target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let named_like_ours = a.target.file_name() == Some(std::ffi::OsStr::new(bundle::files::CERT));
+    let out = match (&a.out, named_like_ours) {
+        (Some(out), _) => out.clone(),
+        (None, true) => parent.to_path_buf(),
+        (None, false) => {
+            return Err(UsageError(format!(
+                "{} is not in a directory written by `pki issue`: give --out DIR",
+                a.target.display()
+            ))
+            .into());
+        }
+    };
+    Ok(Paths {
+        cert: a.target.clone(),
+        key: a
+            .key_file
+            .clone()
+            .unwrap_or_else(|| parent.join(bundle::files::KEY)),
+        out,
+    })
+}
+
+pub(crate) async fn run(a: RenewArgs, json: bool) -> Result<u8> {
+    let paths = resolve(&a)?;
+    let cert_origin = paths.cert.display().to_string();
+    let current = Certificate::from_pem(&read_pem(&paths.cert)?, &cert_origin)?;
+    let ttl = a.ttl.as_deref().map(duration::parse).transpose()?;
+    let request = CertificateRequest::renewal_of(&current, ttl)?;
+    let reused = if a.reuse_key {
+        let origin = paths.key.display().to_string();
+        let text = zeroize::Zeroizing::new(read_pem(&paths.key)?);
+        let key = PrivateKey::from_pem(&text, &origin)?;
+        if !current.matches_key(&key) {
+            return Err(pki::Error::KeyMismatch {
+                certificate: cert_origin,
+                key: origin,
+            }
+            .into());
+        }
+        Some(key)
+    } else {
+        None
+    };
+    let algorithm = match (&a.key, current.info().key_algorithm) {
+        (Some(alg), _) => parse(alg)?,
+        (None, Some(alg)) => alg,
+        (None, None) => {
+            return Err(UsageError(format!(
+                "{cert_origin} has a key algorithm this tool does not issue ({}); choose one \
+                 with --key",
+                current.info().key_description
+            ))
+            .into());
+        }
+    };
+    bundle::check_output(&paths.out, true, true, true)?;
+    let authority = open_authority(&a.ca, true)?;
+    let now = clock::now();
+    let issued = match reused {
+        Some(key) => {
+            let mut issued = authority
+                .sign(&request, SubjectKey::Key(&key), now)
+                .await
+                .context("cannot sign the successor")?;
+            issued.private_key = Some(key);
+            issued
+        }
+        None => authority.issue(&request, algorithm, now).await?,
+    };
+    let files = bundle::write_dir(&paths.out, &issued, true)?;
+    output::issued(&issued, &files, json, "Renewed")?;
+    Ok(0)
+}

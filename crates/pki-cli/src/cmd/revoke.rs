@@ -1,0 +1,66 @@
+//! `pki revoke`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use pki::authority::{RevocationReason, RevokeOutcome};
+use pki::{Certificate, Serial, clock};
+use serde::Serialize;
+
+use super::{open_authority, parse, read_pem};
+use crate::args::RevokeArgs;
+use crate::output;
+
+#[derive(Serialize)]
+struct Report {
+    serial: Serial,
+    reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    revoked_at: time::OffsetDateTime,
+    already_revoked: bool,
+}
+
+pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
+    let reason: RevocationReason = parse(&a.reason)?;
+    let path = Path::new(&a.target);
+    let serial = if path.is_file() {
+        Certificate::from_pem(&read_pem(path)?, &a.target)?
+            .info()
+            .serial
+            .clone()
+    } else {
+        Serial::parse(&a.target)?
+    };
+    let authority = open_authority(&a.ca, false)?;
+    let now = clock::now();
+    let report = match authority.revoke(&serial, reason, now).await? {
+        RevokeOutcome::Revoked => Report {
+            serial,
+            reason: reason.name().to_owned(),
+            revoked_at: now,
+            already_revoked: false,
+        },
+        RevokeOutcome::AlreadyRevoked(at, why) => Report {
+            serial,
+            reason: why,
+            revoked_at: at,
+            already_revoked: true,
+        },
+    };
+    if json {
+        output::print_json(&report)?;
+    } else if report.already_revoked {
+        println!(
+            "Serial {} was already revoked at {} ({}); nothing changed",
+            report.serial,
+            output::time(report.revoked_at),
+            report.reason
+        );
+    } else {
+        println!(
+            "Revoked serial {} ({}); publish a new CRL with `pki crl`",
+            report.serial, report.reason
+        );
+    }
+    Ok(0)
+}

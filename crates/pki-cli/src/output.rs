@@ -1,0 +1,146 @@
+//! Printing: JSON on stdout with `--json`, text otherwise; errors on stderr, once, with their
+//! causes.
+
+use std::io::Write;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// An RFC 3339 timestamp.
+pub(crate) fn time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// The messages of an error and its causes, without repeating text a cause already gave.
+pub(crate) fn messages(err: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.iter().any(|prev| prev.contains(&text)) {
+            continue;
+        }
+        out.push(text);
+    }
+    out
+}
+
+/// Prints an error on stderr (and as JSON on stdout with `--json`).
+pub(crate) fn print_error(err: &anyhow::Error, json: bool) {
+    let msgs = messages(err);
+    let mut stderr = std::io::stderr().lock();
+    if let Some((first, rest)) = msgs.split_first() {
+        let _ = writeln!(stderr, "error: {first}");
+        for cause in rest {
+            let _ = writeln!(stderr, "  caused by: {cause}");
+        }
+    }
+    if json {
+        let _ = print_json(&serde_json::json!({ "error": msgs.join(": ") }));
+    }
+}
+
+/// Renders rows as a left-aligned text table with a header.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::with_capacity(rows.len() * 120);
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut first = true;
+        for (cell, w) in cells.zip(&widths) {
+            if !first {
+                out.push_str("  ");
+            }
+            first = false;
+            out.push_str(cell);
+            for _ in cell.chars().count()..*w {
+                out.push(' ');
+            }
+        }
+        while out.ends_with(' ') {
+            out.pop();
+        }
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct IssuedReport<'a> {
+    serial: &'a pki::Serial,
+    common_name: Option<&'a str>,
+    subject_alt_names: &'a [pki::SubjectName],
+    profile: Option<pki::Profile>,
+    key_algorithm: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: OffsetDateTime,
+    sha256_fingerprint: &'a str,
+    issuer: &'a str,
+    files: Vec<String>,
+    warnings: &'a [String],
+}
+
+/// Reports an issued certificate and the files written.
+pub(crate) fn issued(
+    issued: &pki::IssuedCertificate,
+    files: &[std::path::PathBuf],
+    json: bool,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let c = issued.certificate.info();
+    let report = IssuedReport {
+        serial: &c.serial,
+        common_name: c.common_name.as_deref(),
+        subject_alt_names: &c.subject_alt_names,
+        profile: c.profile,
+        key_algorithm: &c.key_description,
+        not_before: c.not_before,
+        not_after: c.not_after,
+        sha256_fingerprint: &c.sha256_fingerprint,
+        issuer: &c.issuer,
+        files: files.iter().map(|p| p.display().to_string()).collect(),
+        warnings: &issued.warnings,
+    };
+    for w in &issued.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        return print_json(&report);
+    }
+    let names: Vec<String> = c
+        .subject_alt_names
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "{verb} serial {} for {} ({}, {})",
+        c.serial,
+        c.common_name.as_deref().unwrap_or("-"),
+        c.profile.map_or("-", pki::Profile::name),
+        c.key_description
+    );
+    println!("  names   {}", names.join(", "));
+    println!("  valid   {} to {}", time(c.not_before), time(c.not_after));
+    println!("  sha256  {}", c.sha256_fingerprint);
+    println!("  files   {}", report.files.join(" "));
+    Ok(())
+}
