@@ -40,6 +40,13 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
     if usage { EXIT_USAGE } else { EXIT_FAILED }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // A closed pipe (`pki list | head`) is the reader's choice, not our failure.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
         Err(err) => {
             output::print_error(&err, json);
             ExitCode::from(exit_code_of(&err))

@@ -21,6 +21,25 @@ pub(crate) fn time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// A UTC timestamp that displays as `2026-11-25T03:14:15Z` without allocating.
+pub(crate) struct Utc(pub OffsetDateTime);
+
+impl std::fmt::Display for Utc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
 /// The messages of an error and its causes, without repeating text a cause already gave.
 pub(crate) fn messages(err: &anyhow::Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -47,39 +66,6 @@ pub(crate) fn print_error(err: &anyhow::Error, json: bool) {
     if json {
         let _ = print_json(&serde_json::json!({ "error": msgs.join(": ") }));
     }
-}
-
-/// Renders rows as a left-aligned text table with a header.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::with_capacity(rows.len() * 120);
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut first = true;
-        for (cell, w) in cells.zip(&widths) {
-            if !first {
-                out.push_str("  ");
-            }
-            first = false;
-            out.push_str(cell);
-            for _ in cell.chars().count()..*w {
-                out.push(' ');
-            }
-        }
-        while out.ends_with(' ') {
-            out.pop();
-        }
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
 }
 
 #[derive(Serialize)]

@@ -149,12 +149,7 @@ pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Res
             return Err(e);
         }
     };
-    let mut written = Vec::new();
-    for file in staged {
-        let target = file.target().to_path_buf();
-        file.commit()?;
-        written.push(target);
-    }
-    fsio::sync_dir(dir)?;
+    let written = staged.iter().map(|f| f.target().to_path_buf()).collect();
+    fsio::commit_all(staged)?;
     Ok(written)
 }

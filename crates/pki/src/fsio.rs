@@ -109,22 +109,42 @@ pub fn check_private_mode(path: &Path) -> Result<()> {
 
 /// Writes `contents` to `path` atomically and durably with the given mode and owner.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: FileMode) -> Result<()> {
-    let staged = StagedFile::create(path, contents, mode)?;
-    staged.commit()?;
-    sync_parent(path)
+    commit_all(vec![StagedFile::create(path, contents, mode)?])
+}
+
+/// Makes staged files durable and moves them into place, in order, then syncs their
+/// directories. All contents are flushed before the first rename, so no target ever names a
+/// file whose data could be lost; the first fsync commits the file system journal for every
+/// file written before it, which makes the following ones cheap.
+pub fn commit_all(staged: Vec<StagedFile>) -> Result<()> {
+    let mut staged = staged;
+    for file in &mut staged {
+        file.sync()?;
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in staged {
+        let dir = parent_of(&file.target).to_path_buf();
+        file.commit()?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs.iter().try_for_each(|d| sync_dir(d))
 }
 
 /// A file written in full under a temporary name next to its target, waiting for
-/// [`StagedFile::commit`]. Dropping it uncommitted removes the temporary file.
+/// [`commit_all`]. Dropping it uncommitted removes the temporary file.
 #[derive(Debug)]
 pub struct StagedFile {
     temp: PathBuf,
     target: PathBuf,
+    file: Option<File>,
     committed: bool,
 }
 
 impl StagedFile {
-    /// Writes and fsyncs `contents` to a fresh temporary file beside `target`.
+    /// Writes `contents` to a fresh temporary file beside `target`, with its final mode and
+    /// owner. The data is flushed to disk by [`commit_all`].
     pub fn create(target: &Path, contents: &[u8], mode: FileMode) -> Result<Self> {
         let dir = parent_of(target);
         let name = target.file_name().ok_or_else(|| Error::Io {
@@ -141,6 +161,7 @@ impl StagedFile {
         let mut staged = Self {
             temp,
             target: target.to_path_buf(),
+            file: None,
             committed: false,
         };
         // `staged` removes the temporary file if anything below fails.
@@ -169,8 +190,16 @@ impl StagedFile {
             .map_err(io_err(IoOp::Chmod, &path))?;
         file.write_all(contents)
             .map_err(io_err(IoOp::Write, &path))?;
-        file.sync_all().map_err(io_err(IoOp::Sync, &path))?;
+        self.file = Some(file);
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        // Once flushed, the descriptor is closed; there is nothing left to flush.
+        match self.file.take() {
+            Some(f) => f.sync_all().map_err(io_err(IoOp::Sync, &self.temp)),
+            None => Ok(()),
+        }
     }
 
     /// The final path.
@@ -178,9 +207,10 @@ impl StagedFile {
         &self.target
     }
 
-    /// Renames the temporary file over the target. The caller syncs the directory once after
-    /// committing all its files (see [`sync_parent`]).
+    /// Flushes the data and renames the temporary file over the target. The caller syncs the
+    /// directory afterwards (see [`commit_all`], which does both for a set of files).
     pub fn commit(mut self) -> Result<()> {
+        self.sync()?;
         fs::rename(&self.temp, &self.target).map_err(io_err(IoOp::Rename, &self.target))?;
         self.committed = true;
         Ok(())

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use pkcs8::der::{Decode, pem::LineEnding};
+use pkcs8::der::{Decode, Encode, pem::LineEnding};
 use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm};
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde::{Deserialize, Serialize};
@@ -168,33 +168,37 @@ impl Drop for PrivateKey {
 impl PrivateKey {
     /// Generates a fresh key.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self> {
+        let fail = |reason: String| Error::KeyGeneration { algorithm, reason };
+        let from_der = |der: &[u8]| {
+            KeyPair::from_pkcs8_der_and_sign_algo(
+                &PrivatePkcs8KeyDer::from(der),
+                algorithm.signature_algorithm(),
+            )
+            .map_err(|e| fail(e.to_string()))
+        };
         let pair = match algorithm.rsa_bits() {
-            None => KeyPair::generate_for(algorithm.signature_algorithm()).map_err(|e| {
-                Error::KeyGeneration {
-                    algorithm,
-                    reason: e.to_string(),
-                }
-            })?,
+            None if algorithm == KeyAlgorithm::Ed25519 => {
+                // ring writes Ed25519 keys as PKCS#8 v2 (with the public key), which OpenSSL
+                // 3.0 cannot load; re-encode as v1, which every consumer reads.
+                let v2 = KeyPair::generate_for(algorithm.signature_algorithm())
+                    .map_err(|e| fail(e.to_string()))?;
+                let info = pkcs8::PrivateKeyInfoRef::from_der(v2.serialized_der())
+                    .map_err(|e| fail(e.to_string()))?;
+                let v1 = zeroize::Zeroizing::new(
+                    pkcs8::PrivateKeyInfoRef::new(info.algorithm, info.private_key)
+                        .to_der()
+                        .map_err(|e| fail(e.to_string()))?,
+                );
+                from_der(&v1)?
+            }
+            None => KeyPair::generate_for(algorithm.signature_algorithm())
+                .map_err(|e| fail(e.to_string()))?,
             Some(bits) => {
                 use rsa::pkcs8::EncodePrivateKey;
-                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| {
-                    Error::KeyGeneration {
-                        algorithm,
-                        reason: e.to_string(),
-                    }
-                })?;
-                let der = key.to_pkcs8_der().map_err(|e| Error::KeyGeneration {
-                    algorithm,
-                    reason: e.to_string(),
-                })?;
-                KeyPair::from_pkcs8_der_and_sign_algo(
-                    &PrivatePkcs8KeyDer::from(der.as_bytes()),
-                    algorithm.signature_algorithm(),
-                )
-                .map_err(|e| Error::KeyGeneration {
-                    algorithm,
-                    reason: e.to_string(),
-                })?
+                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+                    .map_err(|e| fail(e.to_string()))?;
+                let der = key.to_pkcs8_der().map_err(|e| fail(e.to_string()))?;
+                from_der(der.as_bytes())?
             }
         };
         Ok(Self { algorithm, pair })

@@ -146,6 +146,15 @@ pub fn dns_name(input: &str) -> Result<String> {
         return Err(invalid(input, "DNS name with a trailing dot"));
     }
     let name = input.to_ascii_lowercase();
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'*'))
+    {
+        return Err(invalid(
+            input,
+            "DNS names may hold only letters, digits, '-', '.' and a leading '*' (use punycode for IDNs)",
+        ));
+    }
     for (i, label) in name.split('.').enumerate() {
         if label == "*" {
             if i != 0 {
@@ -174,7 +183,7 @@ pub fn dns_name(input: &str) -> Result<String> {
         {
             return Err(invalid(
                 input,
-                "DNS names may hold only letters, digits, '-' and '.' (use punycode for IDNs)",
+                "'*' is allowed only as a whole leftmost label",
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {

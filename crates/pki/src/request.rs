@@ -36,10 +36,15 @@ impl CertificateRequest {
     ) -> Result<Self> {
         let common_name = name::common_name(common_name)?;
         let mut all = Vec::new();
-        if let Ok(n) = SubjectName::parse(&common_name)
-            && matches!(n, SubjectName::Dns(_) | SubjectName::Ip(_))
-        {
-            all.push(n);
+        // A CN that looks like a host name must be a valid one; a display name ("Backup
+        // Agent") is fine for client certificates and stays out of the SANs.
+        let looks_like_name =
+            !common_name.contains(char::is_whitespace) && common_name.contains(['.', '*', ':']);
+        match SubjectName::parse(&common_name) {
+            Ok(n @ (SubjectName::Dns(_) | SubjectName::Ip(_))) => all.push(n),
+            Ok(_) => {}
+            Err(e) if looks_like_name => return Err(e),
+            Err(_) => {}
         }
         for n in names {
             if !all.contains(&n) {
@@ -261,7 +266,8 @@ impl Csr {
                             )));
                         };
                         // Re-validate through our own parser: the DER may hold anything.
-                        let checked = SubjectName::parse(&n.to_string())?;
+                        let checked = SubjectName::parse(&n.to_string())
+                            .map_err(|e| refuse(e.to_string()))?;
                         if !names.contains(&checked) {
                             names.push(checked);
                         }

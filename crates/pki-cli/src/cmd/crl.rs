@@ -14,8 +14,9 @@ pub(crate) async fn run(a: CrlArgs, json: bool) -> Result<u8> {
     let next_update = duration::parse(&a.next_update)?;
     let authority = open_authority(&a.ca, true)?;
     let crl = authority.crl(next_update, clock::now()).await?;
+    let pem = crl.pem();
     if let Some(out) = &a.out {
-        fsio::write_atomic(out, crl.pem.as_bytes(), FileMode::PUBLIC)?;
+        fsio::write_atomic(out, pem.as_bytes(), FileMode::PUBLIC)?;
     }
     if json {
         output::print_json(&serde_json::json!({
@@ -24,7 +25,7 @@ pub(crate) async fn run(a: CrlArgs, json: bool) -> Result<u8> {
             "this_update": output::time(crl.this_update),
             "next_update": output::time(crl.next_update),
             "file": a.out.as_ref().map(|p| p.display().to_string()),
-            "pem": if a.out.is_none() { Some(&crl.pem) } else { None },
+            "pem": if a.out.is_none() { Some(&pem) } else { None },
         }))?;
     } else if let Some(out) = &a.out {
         println!(
@@ -35,7 +36,7 @@ pub(crate) async fn run(a: CrlArgs, json: bool) -> Result<u8> {
             output::time(crl.next_update)
         );
     } else {
-        std::io::stdout().lock().write_all(crl.pem.as_bytes())?;
+        std::io::stdout().lock().write_all(pem.as_bytes())?;
     }
     Ok(0)
 }

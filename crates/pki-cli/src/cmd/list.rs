@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Write};
 
 use anyhow::Result;
-use pki::authority::ListFilter;
+use pki::authority::{ListFilter, Record};
 use pki::{clock, duration};
 
 use super::{open_authority, parse};
@@ -22,40 +22,51 @@ pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
             .map(|d| now + d),
     };
     let authority = open_authority(&a.ca, false)?;
-    let records = authority.list(&filter, now).await?;
+    // Rows are streamed: an inventory may hold a hundred thousand of them.
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    if json {
-        // Compact: an inventory may hold a hundred thousand rows.
-        serde_json::to_writer(&mut out, &records)?;
-        writeln!(out)?;
-    } else {
-        let rows: Vec<Vec<String>> = records
-            .iter()
-            .map(|r| {
-                vec![
-                    r.serial.clone(),
-                    r.status.name().to_owned(),
-                    output::time(r.not_after),
-                    r.profile.clone(),
-                    r.key_algorithm.clone(),
-                    r.common_name.clone(),
-                ]
-            })
-            .collect();
-        out.write_all(
-            output::table(
-                &[
-                    "SERIAL",
-                    "STATUS",
-                    "NOT AFTER",
-                    "PROFILE",
-                    "KEY",
-                    "COMMON NAME",
-                ],
-                &rows,
+    let mut failure: Option<std::io::Error> = None;
+    let write = |out: &mut BufWriter<_>, r: Record, first: bool| -> std::io::Result<()> {
+        if json {
+            out.write_all(if first { b"[" } else { b"," })?;
+            serde_json::to_writer(&mut *out, &r)?;
+            Ok(())
+        } else {
+            writeln!(
+                out,
+                "{:<32}  {:<7}  {}  {:<13}  {:<10}  {}",
+                r.serial,
+                r.status.name(),
+                output::Utc(r.not_after),
+                r.profile.map_or("-", pki::Profile::name),
+                r.key_algorithm.map_or("-", pki::KeyAlgorithm::name),
+                r.common_name
             )
-            .as_bytes(),
+        }
+    };
+    if !json {
+        writeln!(
+            out,
+            "{:<32}  {:<7}  {:<20}  {:<13}  {:<10}  COMMON NAME",
+            "SERIAL", "STATUS", "NOT AFTER", "PROFILE", "KEY"
         )?;
+    }
+    let mut count = 0usize;
+    authority
+        .list_each(&filter, now, |r| {
+            if failure.is_none() {
+                if let Err(e) = write(&mut out, r, count == 0) {
+                    failure = Some(e);
+                }
+            }
+            count += 1;
+            Ok(())
+        })
+        .await?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if json {
+        out.write_all(if count == 0 { b"[]\n" } else { b"]\n" })?;
     }
     out.flush()?;
     Ok(0)

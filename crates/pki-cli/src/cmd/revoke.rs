@@ -42,7 +42,7 @@ pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
         },
         RevokeOutcome::AlreadyRevoked(at, why) => Report {
             serial,
-            reason: why,
+            reason: why.name().to_owned(),
             revoked_at: at,
             already_revoked: true,
         },

@@ -89,6 +89,19 @@ impl Authority {
         }
     }
 
+    /// Calls `f` with each certificate known to the authority that matches `filter`, in expiry
+    /// order, without collecting them first.
+    pub async fn list_each(
+        &self,
+        filter: &ListFilter,
+        now: OffsetDateTime,
+        f: impl FnMut(Record) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Self::Offline(ca) => ca.inventory().for_each(filter, now, f),
+        }
+    }
+
     /// Certificates known to the authority, filtered.
     pub async fn list(&self, filter: &ListFilter, now: OffsetDateTime) -> Result<Vec<Record>> {
         match self {

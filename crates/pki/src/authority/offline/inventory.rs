@@ -1,6 +1,7 @@
 //! The offline CA's inventory: every issued certificate in an embedded SQLite database.
 //!
-//! The database runs in WAL mode with `synchronous = FULL` and a busy timeout, so several `pki`
+//! The database runs in WAL mode with `synchronous = FULL` (every commit is on disk before
+//! `pki` reports it) and a busy timeout, so several `pki`
 //! processes can issue into the same CA directory at once: writes are serialised by SQLite, the
 //! serial is the primary key (a collision is detected, never stored twice), and a crash loses at
 //! most the transaction in flight.
@@ -24,23 +25,29 @@ const SCHEMA_VERSION: i64 = 1;
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 const SCHEMA: &str = "
+-- Clustered by expiry: listing in expiry order is a plain scan, and expiry windows are ranges.
 CREATE TABLE certificates (
-    serial            TEXT PRIMARY KEY,
+    not_after         INTEGER NOT NULL,
+    serial            TEXT NOT NULL,
     common_name       TEXT NOT NULL,
     names             TEXT NOT NULL,
     profile           TEXT NOT NULL,
     key_algorithm     TEXT NOT NULL,
     not_before        INTEGER NOT NULL,
-    not_after         INTEGER NOT NULL,
     issued_at         INTEGER NOT NULL,
     status            TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
     revoked_at        INTEGER,
     revocation_reason TEXT,
     fingerprint       TEXT NOT NULL,
-    pem               TEXT NOT NULL
-) STRICT;
-CREATE INDEX certificates_not_after ON certificates (not_after);
-CREATE INDEX certificates_revoked ON certificates (status) WHERE status = 'revoked';
+    PRIMARY KEY (not_after, serial)
+) STRICT, WITHOUT ROWID;
+-- Serials are unique per issuer (RFC 5280): a collision is refused here, never stored.
+CREATE UNIQUE INDEX certificates_serial ON certificates (serial);
+-- The DER lives apart so that listing and CRL building scan small rows only.
+CREATE TABLE certificate_der (
+    serial TEXT PRIMARY KEY,
+    der    BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 INSERT INTO counters (name, value) VALUES ('crl_number', 0);
 ";
@@ -93,10 +100,10 @@ pub struct Record {
     pub common_name: String,
     /// Subject alternative names as `kind:value`.
     pub names: Vec<String>,
-    /// Profile name.
-    pub profile: String,
-    /// Key algorithm name.
-    pub key_algorithm: String,
+    /// Profile (unknown for certificates the tool did not issue).
+    pub profile: Option<Profile>,
+    /// Key algorithm (unknown when it is not one this tool issues).
+    pub key_algorithm: Option<KeyAlgorithm>,
     /// Start of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
@@ -112,7 +119,7 @@ pub struct Record {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     /// Revocation reason, if revoked.
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<RevocationReason>,
     /// SHA-256 fingerprint.
     pub sha256_fingerprint: String,
 }
@@ -143,13 +150,27 @@ pub enum RevokeOutcome {
     /// Newly revoked.
     Revoked,
     /// It was already revoked at this time, for this reason; nothing changed.
-    AlreadyRevoked(OffsetDateTime, String),
+    AlreadyRevoked(OffsetDateTime, RevocationReason),
 }
 
 /// The inventory database.
 pub struct Inventory {
     conn: Connection,
     path: PathBuf,
+}
+
+impl Drop for Inventory {
+    fn drop(&mut self) {
+        // Best effort: a busy database (another process mid-write) is checkpointed by whoever
+        // closes last; nothing is lost either way, as every commit is already in the WAL.
+        // No waiting either: another process busy with the database will checkpoint it.
+        if !self.conn.is_autocommit() || self.conn.busy_timeout(StdDuration::ZERO).is_err() {
+            return;
+        }
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
 }
 
 impl std::fmt::Debug for Inventory {
@@ -221,8 +242,17 @@ impl Inventory {
         };
         let conn = Connection::open_with_flags(path, flags).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        conn.execute_batch("PRAGMA synchronous = FULL;")
             .map_err(err)?;
+        // Every `pki` run is a short process. SQLite's default close would checkpoint, then
+        // delete the WAL and its index, and the next run would create them again; instead the
+        // WAL is checkpointed and truncated after each write (see `Drop`) and stays in place,
+        // empty, so the next process neither recreates nor replays it.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(err)?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -251,39 +281,66 @@ impl Inventory {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        let result = self.conn.execute(
-            "INSERT INTO certificates (serial, common_name, names, profile, key_algorithm, \
-             not_before, not_after, issued_at, status, fingerprint, pem) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'valid', ?9, ?10)",
-            params![
-                info.serial.to_hex(),
-                info.common_name.clone().unwrap_or_default(),
-                names.join("\n"),
-                profile.name(),
-                key_algorithm.name(),
-                ts(info.not_before),
-                ts(info.not_after),
-                ts(issued_at),
-                info.sha256_fingerprint,
-                cert.pem(),
-            ],
-        );
-        match result {
-            Ok(_) => Ok(true),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                Ok(false)
+        self.savepoint(|| {
+            let inserted = self.conn.execute(
+                "INSERT INTO certificates (serial, common_name, names, profile, key_algorithm, \
+                 not_before, not_after, issued_at, status, fingerprint) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'valid', ?9)",
+                params![
+                    info.serial.to_hex(),
+                    info.common_name.clone().unwrap_or_default(),
+                    names.join("\n"),
+                    profile.name(),
+                    key_algorithm.name(),
+                    ts(info.not_before),
+                    ts(info.not_after),
+                    ts(issued_at),
+                    info.sha256_fingerprint,
+                ],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(self.err(e)),
+            self.conn.execute(
+                "INSERT INTO certificate_der (serial, der) VALUES (?1, ?2)",
+                params![info.serial.to_hex(), cert.der()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Runs `f` atomically. Savepoints nest, so this works alone (as its own transaction) and
+    /// inside [`Inventory::in_transaction`].
+    fn savepoint<T>(&self, f: impl FnOnce() -> rusqlite::Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("SAVEPOINT pki")
+            .map_err(|e| self.err(e))?;
+        match f() {
+            Ok(v) => {
+                self.conn
+                    .execute_batch("RELEASE pki")
+                    .map_err(|e| self.err(e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO pki; RELEASE pki");
+                Err(self.err(e))
+            }
         }
     }
 
-    /// The PEM of a certificate by serial.
-    pub fn pem(&self, serial: &Serial) -> Result<Option<String>> {
+    /// The DER of a certificate by serial.
+    pub fn der(&self, serial: &Serial) -> Result<Option<Vec<u8>>> {
         self.conn
             .query_row(
-                "SELECT pem FROM certificates WHERE serial = ?1",
+                "SELECT der FROM certificate_der WHERE serial = ?1",
                 [serial.to_hex()],
                 |r| r.get(0),
             )
@@ -309,40 +366,57 @@ impl Inventory {
         reason: RevocationReason,
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        let existing: Option<(String, Option<i64>, Option<String>)> = tx
+        // One conditional UPDATE is atomic on its own, so this also works inside a caller's
+        // transaction (bulk revocations).
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, \
+                 revocation_reason = ?3 WHERE serial = ?1 AND status = 'valid'",
+                params![serial.to_hex(), ts(at), reason.name()],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 1 {
+            return Ok(RevokeOutcome::Revoked);
+        }
+        let existing: Option<(Option<i64>, Option<String>)> = self
+            .conn
             .query_row(
-                "SELECT status, revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
+                "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
                 [serial.to_hex()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let outcome = match existing {
-            None => {
-                return Err(Error::UnknownSerial {
-                    serial: serial.to_hex(),
-                });
-            }
-            Some((status, Some(when), reason)) if status == "revoked" => {
-                RevokeOutcome::AlreadyRevoked(from_ts(when), reason.unwrap_or_default())
-            }
-            Some(_) => {
-                tx.execute(
-                    "UPDATE certificates SET status = 'revoked', revoked_at = ?2, \
-                     revocation_reason = ?3 WHERE serial = ?1",
-                    params![serial.to_hex(), ts(at), reason.name()],
-                )
-                .map_err(|e| self.err(e))?;
-                RevokeOutcome::Revoked
-            }
-        };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(outcome)
+        match existing {
+            None => Err(Error::UnknownSerial {
+                serial: serial.to_hex(),
+            }),
+            Some((when, reason)) => Ok(RevokeOutcome::AlreadyRevoked(
+                from_ts(when.unwrap_or(0)),
+                reason.and_then(|r| r.parse().ok()).unwrap_or_default(),
+            )),
+        }
     }
 
     /// Certificates matching `filter`, ordered by expiry.
     pub fn list(&self, filter: &ListFilter, now: OffsetDateTime) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.for_each(filter, now, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each certificate matching `filter`, in expiry order, without holding them
+    /// all in memory.
+    pub fn for_each(
+        &self,
+        filter: &ListFilter,
+        now: OffsetDateTime,
+        mut f: impl FnMut(Record) -> Result<()>,
+    ) -> Result<()> {
         let now_ts = ts(now);
         let mut sql = format!("{SELECT_RECORD} WHERE 1");
         let mut args: Vec<i64> = Vec::new();
@@ -364,11 +438,13 @@ impl Inventory {
         }
         sql.push_str(" ORDER BY not_after, serial");
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| record(r, now))
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            f(record(row, now).map_err(|e| self.err(e))?)?;
+        }
+        Ok(())
     }
 
     /// Revoked certificates that have not yet expired at `now`, for a CRL (an expired
@@ -381,22 +457,16 @@ impl Inventory {
                  WHERE status = 'revoked' AND not_after >= ?1",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([ts(now)], |r| {
-                let serial: String = r.get(0)?;
-                let at: Option<i64> = r.get(1)?;
-                let reason: Option<String> = r.get(2)?;
-                Ok((serial, at, reason))
-            })
-            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([ts(now)]).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (serial, at, reason) = row.map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let text = |i: usize| row.get_ref(i).ok().and_then(|v| v.as_str().ok());
+            let serial = Serial::parse(text(0).unwrap_or_default())?;
+            let at: Option<i64> = row.get(1).map_err(|e| self.err(e))?;
             out.push(RevokedEntry {
-                serial: Serial::parse(&serial)?,
+                serial,
                 revoked_at: from_ts(at.unwrap_or(0)),
-                reason: reason
-                    .as_deref()
+                reason: text(2)
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(RevocationReason::Unspecified),
             });
@@ -449,32 +519,41 @@ const SELECT_RECORD: &str = "SELECT serial, common_name, names, profile, key_alg
      FROM certificates";
 
 fn record(r: &rusqlite::Row<'_>, now: OffsetDateTime) -> rusqlite::Result<Record> {
-    let names: String = r.get(2)?;
+    let text = |i: usize| -> rusqlite::Result<&str> {
+        r.get_ref(i)?.as_str().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
     let not_after = from_ts(r.get(6)?);
-    let status: String = r.get(8)?;
-    let status = if status == "revoked" {
+    let status = if text(8)? == "revoked" {
         Status::Revoked
     } else if not_after < now {
         Status::Expired
     } else {
         Status::Valid
     };
+    let names = text(2)?;
     Ok(Record {
-        serial: r.get(0)?,
-        common_name: r.get(1)?,
+        serial: text(0)?.to_owned(),
+        common_name: text(1)?.to_owned(),
         names: if names.is_empty() {
             Vec::new()
         } else {
             names.split('\n').map(str::to_owned).collect()
         },
-        profile: r.get(3)?,
-        key_algorithm: r.get(4)?,
+        profile: text(3)?.parse().ok(),
+        key_algorithm: text(4)?.parse().ok(),
         not_before: from_ts(r.get(5)?),
         not_after,
         issued_at: from_ts(r.get(7)?),
         status,
         revoked_at: r.get::<_, Option<i64>>(9)?.map(from_ts),
-        revocation_reason: r.get(10)?,
-        sha256_fingerprint: r.get(11)?,
+        revocation_reason: r
+            .get_ref(10)?
+            .as_str_or_null()
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok()),
+        sha256_fingerprint: text(11)?.to_owned(),
     })
 }

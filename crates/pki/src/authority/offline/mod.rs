@@ -10,7 +10,6 @@
 //! | `intermediate.pem` | intermediate certificate, the issuer of every leaf |
 //! | `intermediate.key.pem` | intermediate key, encrypted PKCS#8 |
 //! | `inventory.db` | SQLite inventory (WAL mode) |
-//! | `crl.pem` | the latest CRL |
 
 pub mod inventory;
 pub mod signer;
@@ -52,8 +51,6 @@ pub mod files {
     pub const INTERMEDIATE_KEY: &str = "intermediate.key.pem";
     /// Inventory database.
     pub const INVENTORY: &str = "inventory.db";
-    /// Latest CRL.
-    pub const CRL: &str = "crl.pem";
 }
 
 /// How CA keys are protected at rest.
@@ -157,6 +154,12 @@ impl RevocationReason {
             Self::PrivilegeWithdrawn => Some(R::PrivilegeWithdrawn),
             Self::AaCompromise => Some(R::AaCompromise),
         }
+    }
+}
+
+impl Serialize for RevocationReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -317,11 +320,7 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
                 FileMode::PUBLIC,
             )?,
         ];
-        for s in staged {
-            let target = s.target().to_path_buf();
-            s.commit()?;
-            fsio::sync_parent(&target)?;
-        }
+        fsio::commit_all(staged.into())?;
         Inventory::create(&dir.join(files::INVENTORY))?;
         fsio::sync_dir(dir)
     })();
@@ -359,8 +358,6 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
 /// A signed CRL.
 #[derive(Debug, Clone)]
 pub struct SignedCrl {
-    /// PEM.
-    pub pem: String,
     /// DER.
     pub der: Vec<u8>,
     /// CRL number.
@@ -371,6 +368,13 @@ pub struct SignedCrl {
     pub this_update: OffsetDateTime,
     /// nextUpdate.
     pub next_update: OffsetDateTime,
+}
+
+impl SignedCrl {
+    /// The CRL as PEM (`BEGIN X509 CRL`).
+    pub fn pem(&self) -> String {
+        pemfile::encode(label::CRL, &self.der)
+    }
 }
 
 /// An opened offline CA. Listing and revoking need no key; issuing and CRLs need
@@ -530,8 +534,7 @@ impl OfflineCa {
         self.inventory.revoke(serial, reason, now)
     }
 
-    /// Signs a CRL of every revoked, unexpired certificate, with the next CRL number, and
-    /// stores it as `crl.pem` in the CA directory.
+    /// Signs a CRL of every revoked, unexpired certificate, with the next CRL number.
     pub fn crl(&self, next_update: Duration, now: OffsetDateTime) -> Result<SignedCrl> {
         let signer = self.signer()?;
         let revoked = self.inventory.revoked_unexpired(now)?;
@@ -547,12 +550,8 @@ impl OfflineCa {
             .collect();
         let number = self.inventory.next_crl_number()?;
         let crl = signer.sign_crl(params, number, now, next_update)?;
-        let der = crl.der().to_vec();
-        let pem = pemfile::encode(label::CRL, &der);
-        fsio::write_atomic(&self.dir.join(files::CRL), pem.as_bytes(), FileMode::PUBLIC)?;
         Ok(SignedCrl {
-            pem,
-            der,
+            der: crl.der().to_vec(),
             number,
             entries,
             this_update: now,

@@ -1,0 +1,10 @@
+//! Integration tests: the `pki` binary and libraries against independent verifiers and real
+//! servers. One test binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Tests write fixtures directly (often deliberately broken ones) and read the clock.
+#![allow(clippy::disallowed_methods)]
+
+mod bad_inputs;
+mod concurrency;
+mod offline_ca;
+mod tls_handshake;
