@@ -53,10 +53,10 @@ pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
     let mut count = 0usize;
     authority
         .list_each(&filter, now, |r| {
-            if failure.is_none() {
-                if let Err(e) = write(&mut out, r, count == 0) {
-                    failure = Some(e);
-                }
+            if failure.is_none()
+                && let Err(e) = write(&mut out, r, count == 0)
+            {
+                failure = Some(e);
             }
             count += 1;
             Ok(())
