@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// Show what a certificate (or CSR) says; check it against a key or a chain.
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
+    /// The rotation hook: renew what is due, deploy it, prove it is served, roll back if not.
+    #[command(after_help = ROTATE_HELP)]
+    Rotate(RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +210,36 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "CHAIN")]
     pub chain: Option<PathBuf>,
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    /// The rotation config (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print the plan, one line per certificate with its reason, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reissue every selected certificate, due or not.
+    #[arg(long)]
+    pub force: bool,
+    /// Only this certificate (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Log lines on stderr: human or json (one object per line, for journald or ELK).
+    #[arg(long, default_value = "human", value_name = "FORMAT")]
+    pub log_format: String,
+}
+
+const ROTATE_HELP: &str = "EXIT CODES:
+  0   nothing was due, or everything due was rotated and verified
+  1   at least one certificate or target failed (the others were still handled)
+  2   the configuration is invalid (the message names the file, line and key)
+  75  another run holds the lock; this one did nothing
+
+EXAMPLES:
+  pki rotate --config examples/quickstart.toml
+  pki rotate --config /etc/pki/rotate.toml --dry-run
+  pki rotate --config /etc/pki/rotate.toml --force --only haproxy-www --log-format json";
 
 const CA_INIT_EXAMPLES: &str = "EXAMPLES:
   # An encrypted CA limited to one internal zone, passphrase from a file

@@ -153,3 +153,48 @@ pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Res
     fsio::commit_all(staged)?;
     Ok(written)
 }
+
+/// The key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), the form Elasticsearch and Neo4j require.
+pub fn key_pem(issued: &IssuedCertificate) -> Result<SecretString> {
+    issued
+        .private_key
+        .as_ref()
+        .map(|k| k.to_pkcs8_pem())
+        .ok_or(Error::InvalidRequest("this output needs the private key"))
+}
+
+/// A PKCS#12 keystore (Java, Solr, Elasticsearch) holding the key under `alias` with the chain
+/// leaf first and root last, encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) and an
+/// HMAC-SHA256 MAC, as Java 11+ `keytool` and OpenSSL 3 read it.
+pub fn pkcs12(
+    issued: &IssuedCertificate,
+    password: &SecretString,
+    alias: &str,
+) -> Result<crate::secret::SecretBytes> {
+    let bad = |e: p12_keystore::error::Error| Error::Pkcs12(e.to_string());
+    let key = issued.private_key.as_ref().ok_or(Error::InvalidRequest(
+        "a PKCS#12 keystore needs the private key",
+    ))?;
+    let mut certs =
+        vec![p12_keystore::Certificate::from_der(issued.certificate.der()).map_err(bad)?];
+    for c in issued.chain.iter().chain(issued.root.iter()) {
+        certs.push(p12_keystore::Certificate::from_der(c.der()).map_err(bad)?);
+    }
+    let local_key_id = ring::digest::digest(&ring::digest::SHA256, issued.certificate.der())
+        .as_ref()[..20]
+        .to_vec();
+    let chain = p12_keystore::PrivateKeyChain::new(
+        local_key_id,
+        p12_keystore::PrivateKey::from_der(key.pkcs8_der()).map_err(bad)?,
+        certs,
+    );
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(alias, p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    let bytes = store
+        .writer(password.expose())
+        .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+        .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
+        .write()
+        .map_err(bad)?;
+    Ok(crate::secret::SecretBytes::new(bytes))
+}

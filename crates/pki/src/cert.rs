@@ -277,9 +277,27 @@ impl Certificate {
         self.info.not_before <= now && now <= self.info.not_after
     }
 
+    /// The public key: the SubjectPublicKeyInfo's BIT STRING content.
+    pub fn public_key_raw(&self) -> &[u8] {
+        &self.info.public_key_raw
+    }
+
     /// The DER SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
         &self.info.spki_der
+    }
+
+    /// Whether `issuer`'s key signed this certificate (signature only: no validity or
+    /// constraint checks, so it answers for expired certificates too).
+    pub fn is_signed_by(&self, issuer: &Self) -> bool {
+        let Ok((_, leaf)) = X509Certificate::from_der(&self.der) else {
+            return false;
+        };
+        let Ok((_, ca)) = X509Certificate::from_der(&issuer.der) else {
+            return false;
+        };
+        leaf.issuer().as_raw() == ca.subject().as_raw()
+            && leaf.verify_signature(Some(ca.public_key())).is_ok()
     }
 }
 

@@ -287,6 +287,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// Building a PKCS#12 keystore failed.
+    #[error("cannot build the PKCS#12 keystore: {0}")]
+    Pkcs12(String),
+
     /// Signing with rcgen failed.
     #[error("cannot sign: {0}")]
     Signing(#[from] rcgen::Error),

@@ -245,6 +245,29 @@ fn random_suffix() -> String {
     crate::cert::hex(&bytes, "")
 }
 
+/// Points the symlink `link` at `target`, atomically: a new link is made under a temporary name
+/// and renamed over `link`, so a reader finds either the old target or the new one, never
+/// nothing. The caller syncs the directory.
+pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
+    let name = link.file_name().ok_or_else(|| Error::Io {
+        op: IoOp::Write,
+        path: link.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+    })?;
+    let temp = parent_of(link).join(format!(
+        "{TEMP_PREFIX}{}.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        random_suffix()
+    ));
+    std::os::unix::fs::symlink(target, &temp).map_err(io_err(IoOp::Create, &temp))?;
+    if let Err(e) = fs::rename(&temp, link) {
+        let _ = fs::remove_file(&temp);
+        return Err(io_err(IoOp::Rename, link)(e));
+    }
+    Ok(())
+}
+
 /// Fsyncs the directory holding `path`, making renames into it durable.
 pub fn sync_parent(path: &Path) -> Result<()> {
     sync_dir(parent_of(path))

@@ -400,6 +400,90 @@ fn decrypt_pkcs8(der: &[u8], passphrase: &SecretString, origin: &str) -> Result<
     Ok(SecretBytes::new(doc.as_bytes().to_vec()))
 }
 
+/// The public key held in a PKCS#8 private key (the bytes of a SubjectPublicKeyInfo's BIT
+/// STRING), read without loading the key for signing: EC keys carry it, RSA keys carry the
+/// modulus and exponent, Ed25519 derives it from the seed. Comparing it with a certificate's is
+/// how thousands of deployed pairs are checked quickly.
+pub fn pkcs8_public_key(der: &[u8]) -> Result<Vec<u8>> {
+    let malformed = |m: String| Error::Key {
+        origin: "PKCS#8 key".to_owned(),
+        problem: KeyProblem::Malformed(m),
+    };
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| malformed(e.to_string()))?;
+    if let Some(public) = info.public_key.as_ref().and_then(|p| p.as_bytes()) {
+        return Ok(public.to_vec());
+    }
+    let private = info.private_key.as_bytes();
+    match info.algorithm.oid.to_string().as_str() {
+        OID_EC_PUBLIC_KEY => {
+            // ECPrivateKey ::= SEQUENCE { version, privateKey, [0] parameters, [1] publicKey }
+            let seq = der_tlv(private, 0x30).ok_or_else(|| malformed("ECPrivateKey".into()))?;
+            let mut rest = seq;
+            while let Some((tag, content, next)) = der_next(rest) {
+                if tag == 0xa1 {
+                    let bits = der_tlv(content, 0x03)
+                        .filter(|b| b.first() == Some(&0))
+                        .ok_or_else(|| malformed("EC public key".into()))?;
+                    return Ok(bits[1..].to_vec());
+                }
+                rest = next;
+            }
+        }
+        OID_RSA => {
+            use pkcs8::der::Encode;
+            let key = rsa::pkcs1::RsaPrivateKeyRef::from_der(private)
+                .map_err(|e| malformed(e.to_string()))?;
+            let public = rsa::pkcs1::RsaPublicKeyRef {
+                modulus: key.modulus,
+                public_exponent: key.public_exponent,
+            };
+            return public.to_der().map_err(|e| malformed(e.to_string()));
+        }
+        OID_ED25519 => {
+            let seed = der_tlv(private, 0x04).ok_or_else(|| malformed("Ed25519 seed".into()))?;
+            let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed)
+                .map_err(|e| malformed(e.to_string()))?;
+            return Ok(ring::signature::KeyPair::public_key(&pair)
+                .as_ref()
+                .to_vec());
+        }
+        _ => {}
+    }
+    // Anything else: load it properly.
+    Ok(PrivateKey::from_pkcs8_der(der, "PKCS#8 key")?
+        .public_key_raw()
+        .to_vec())
+}
+
+/// Splits the first DER element of `input`: (tag, content, rest). Short and long lengths.
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The content of the first element of `input` if it has `tag`.
+fn der_tlv(input: &[u8], tag: u8) -> Option<&[u8]> {
+    der_next(input)
+        .filter(|(t, _, _)| *t == tag)
+        .map(|(_, c, _)| c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +517,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("passphrase"), "{err}");
+    }
+
+    #[test]
+    fn fast_public_key_matches_the_full_parse() {
+        for alg in KeyAlgorithm::ALL {
+            let key = PrivateKey::generate(alg).unwrap();
+            assert_eq!(
+                pkcs8_public_key(key.pkcs8_der()).unwrap(),
+                key.public_key_raw(),
+                "{alg}"
+            );
+        }
+        assert!(pkcs8_public_key(b"\x30\x03\x02\x01\x00").is_err());
     }
 
     #[test]

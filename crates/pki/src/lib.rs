@@ -53,6 +53,7 @@ pub mod name;
 pub mod pemfile;
 pub mod profile;
 pub mod request;
+pub mod rotation;
 pub mod secret;
 
 pub use authority::{Authority, IssuedCertificate};

@@ -7,6 +7,7 @@ mod issue;
 mod list;
 mod renew;
 mod revoke;
+mod rotate;
 
 use anyhow::{Context, Result};
 use pki::Authority;
@@ -26,6 +27,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Crl(a) => crl::run(a, json).await,
         Command::List(a) => list::run(a, json).await,
         Command::Inspect(a) => inspect::run(a, json),
+        Command::Rotate(a) => rotate::run(a, json).await,
     }
 }
 

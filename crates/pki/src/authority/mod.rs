@@ -45,6 +45,14 @@ impl Authority {
         }
     }
 
+    /// The CA certificate that signs new certificates now (a certificate it did not sign was
+    /// issued by an earlier or another CA).
+    pub async fn current_issuer(&self) -> Result<Certificate> {
+        match self {
+            Self::Offline(ca) => Ok(ca.intermediate().clone()),
+        }
+    }
+
     /// Issues a certificate for a new key of `algorithm` generated on this machine.
     pub async fn issue(
         &self,

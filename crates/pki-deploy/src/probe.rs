@@ -1,0 +1,294 @@
+//! Probing a live service: a TLS handshake (straight TLS, PostgreSQL's SSLRequest, or the
+//! MySQL/MariaDB switch to TLS) that returns the certificate chain the service presents.
+//!
+//! The probe does not trust the chain (it compares fingerprints with what was deployed), but it
+//! does verify the handshake signature with the presented certificate's key, so a successful
+//! probe also proves the service holds the matching private key.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use pki::Certificate;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::config::{ProbeConfig, ProbeProtocol};
+use crate::error::{Error, Result};
+
+/// What a service presented.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The leaf.
+    pub leaf: Certificate,
+    /// How many certificates it sent (leaf included).
+    pub chain_len: usize,
+}
+
+impl Served {
+    /// `serial (fingerprint)` for messages.
+    pub fn describe(&self) -> String {
+        describe(&self.leaf)
+    }
+}
+
+/// `serial … (sha256 …)` for messages.
+pub fn describe(cert: &Certificate) -> String {
+    format!(
+        "serial {} (sha256 {})",
+        cert.info().serial,
+        cert.info().sha256_fingerprint
+    )
+}
+
+/// Records the chain; checks handshake signatures for real.
+#[derive(Debug)]
+struct Capture {
+    provider: Arc<CryptoProvider>,
+    chain: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut chain) = self.chain.lock() {
+            *chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// One probe: connect, switch to TLS as the protocol wants, handshake, return what was served.
+pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
+    let address = probe.address.clone();
+    let sni = server_name.to_owned();
+    let protocol = probe.protocol;
+    let limit = StdDuration::from_secs(5);
+    tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, limit))
+        .await
+        .map_err(|e| Error::Probe {
+            address: probe.address.clone(),
+            reason: format!("probe task failed: {e}"),
+        })?
+        .map_err(|reason| Error::Probe {
+            address: probe.address.clone(),
+            reason,
+        })
+}
+
+/// Probes until `expected` is served or the probe's timeout passes (services reload
+/// asynchronously: nginx's old workers answer for a while).
+pub async fn expect(
+    probe: &ProbeConfig,
+    server_name: &str,
+    expected: &Certificate,
+) -> Result<Served> {
+    let deadline = Instant::now()
+        + StdDuration::from_millis(u64::try_from(probe.timeout.whole_milliseconds()).unwrap_or(0));
+    let mut last: std::result::Result<Served, Error>;
+    loop {
+        last = once(probe, server_name).await;
+        if let Ok(s) = &last
+            && s.leaf.der() == expected.der()
+        {
+            return last;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    Err(match last {
+        Ok(s) => Error::WrongCertificateServed {
+            address: probe.address.clone(),
+            expected: describe(expected),
+            found: s.describe(),
+        },
+        Err(e) => Error::WrongCertificateServed {
+            address: probe.address.clone(),
+            expected: describe(expected),
+            found: format!("nothing ({e})"),
+        },
+    })
+}
+
+fn handshake(
+    address: &str,
+    sni: &str,
+    protocol: ProbeProtocol,
+    limit: StdDuration,
+) -> std::result::Result<Served, String> {
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    let mut sock = None;
+    let mut last_err = String::from("no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, limit) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) => last_err = format!("cannot connect: {e}"),
+        }
+    }
+    let mut sock = sock.ok_or(last_err)?;
+    sock.set_read_timeout(Some(limit))
+        .map_err(|e| e.to_string())?;
+    sock.set_write_timeout(Some(limit))
+        .map_err(|e| e.to_string())?;
+    match protocol {
+        ProbeProtocol::Tls => {}
+        ProbeProtocol::Postgres => postgres_ssl_request(&mut sock)?,
+        ProbeProtocol::Mysql => mysql_ssl_request(&mut sock)?,
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let capture = Arc::new(Capture {
+        provider: provider.clone(),
+        chain: Mutex::new(Vec::new()),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|_| format!("{sni:?} is not a valid server name"))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut outcome = Ok(());
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            outcome = Err(e.to_string());
+            break;
+        }
+    }
+    let chain = capture.chain.lock().map(|c| c.clone()).unwrap_or_default();
+    // A service demanding a client certificate (Redis's default) fails the handshake after
+    // showing its own certificate: that certificate is what we came for.
+    let Some(leaf) = chain.first() else {
+        return Err(outcome
+            .err()
+            .unwrap_or_else(|| "no certificate presented".to_owned()));
+    };
+    let leaf =
+        Certificate::from_der(leaf.clone(), "served certificate").map_err(|e| e.to_string())?;
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut sock);
+    Ok(Served {
+        leaf,
+        chain_len: chain.len(),
+    })
+}
+
+/// PostgreSQL: SSLRequest (length 8, code 80877103); the server answers `S` to go on with TLS.
+fn postgres_ssl_request(sock: &mut TcpStream) -> std::result::Result<(), String> {
+    sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .map_err(|e| format!("cannot send SSLRequest: {e}"))?;
+    let mut answer = [0u8; 1];
+    sock.read_exact(&mut answer)
+        .map_err(|e| format!("no answer to SSLRequest: {e}"))?;
+    match answer[0] {
+        b'S' => Ok(()),
+        b'N' => Err("the server does not accept TLS (ssl = off?)".to_owned()),
+        other => Err(format!("unexpected answer {other:#04x} to SSLRequest")),
+    }
+}
+
+const CLIENT_LONG_PASSWORD: u32 = 0x1;
+const CLIENT_PROTOCOL_41: u32 = 0x200;
+const CLIENT_SSL: u32 = 0x800;
+const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
+
+/// MySQL/MariaDB: read the server's greeting, check it offers TLS, answer with the 32-byte
+/// SSL request packet (what `openssl s_client -starttls mysql` sends).
+fn mysql_ssl_request(sock: &mut TcpStream) -> std::result::Result<(), String> {
+    let mut header = [0u8; 4];
+    sock.read_exact(&mut header)
+        .map_err(|e| format!("no greeting from the server: {e}"))?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len == 0 || len > 64 * 1024 {
+        return Err(format!("greeting of {len} bytes is not a MySQL greeting"));
+    }
+    let mut payload = vec![0u8; len];
+    sock.read_exact(&mut payload)
+        .map_err(|e| format!("truncated greeting: {e}"))?;
+    if payload[0] == 0xff {
+        let message = String::from_utf8_lossy(payload.get(3..).unwrap_or_default()).into_owned();
+        return Err(format!("the server refused the connection: {message}"));
+    }
+    if payload[0] != 10 {
+        return Err(format!("unsupported MySQL protocol version {}", payload[0]));
+    }
+    let version_end = payload[1..]
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or("malformed greeting (server version)")?
+        + 1;
+    // version NUL, connection id (4), auth data (8), filler (1), capability flags (2).
+    let caps_at = version_end + 1 + 4 + 8 + 1;
+    let caps = payload
+        .get(caps_at..caps_at + 2)
+        .ok_or("malformed greeting (capabilities)")?;
+    let caps = u32::from(caps[0]) | u32::from(caps[1]) << 8;
+    if caps & CLIENT_SSL == 0 {
+        return Err("the server does not offer TLS (no ssl-cert configured?)".to_owned());
+    }
+    let flags = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION;
+    let mut packet = vec![32, 0, 0, header[3].wrapping_add(1)];
+    packet.extend_from_slice(&flags.to_le_bytes());
+    packet.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    packet.push(33); // utf8_general_ci
+    packet.extend_from_slice(&[0u8; 23]);
+    sock.write_all(&packet)
+        .map_err(|e| format!("cannot send the SSL request: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,570 @@
+//! One run of the rotation hook: take the lock, observe, plan, issue, store, deploy, verify,
+//! roll back on failure, report. Each step is a function of its own; one failing certificate or
+//! target does not stop the others.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use pki::authority::offline::{self, InitOptions, KeyProtection, OfflineCa};
+use pki::rotation::{self, Decision, Desired, Observed};
+use pki::{Authority, Certificate, CertificateRequest, SecretString, clock, fsio};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::config::{Backend, CertificateConfig, Config};
+use crate::error::{Error, Result};
+use crate::log::Logger;
+use crate::state::RunState;
+use crate::store::Store;
+use crate::target::{self, Outcome, Sync};
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Plan only: print what would be done and change nothing.
+    pub dry_run: bool,
+    /// Reissue every selected certificate.
+    pub force: bool,
+    /// Only these certificates (empty: all).
+    pub only: Vec<String>,
+    /// Where log lines go.
+    pub log: Logger,
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone)]
+pub struct TargetResult {
+    /// Kind and first path.
+    pub label: String,
+    /// `in-sync`, `deployed`, `failed` or `stale` (dry run).
+    pub action: &'static str,
+    /// Why it was (re)deployed or why it failed.
+    pub detail: Option<String>,
+    /// The failure, if any.
+    pub error: Option<String>,
+    /// The rollback's outcome after a failure.
+    pub rollback: Option<String>,
+}
+
+/// What happened to one certificate.
+#[derive(Debug, Clone)]
+pub struct CertOutcome {
+    /// Its name.
+    pub name: String,
+    /// The planner's decision.
+    pub decision: Decision,
+    /// `kept`, `issued`, `redeployed`, `failed` or `planned`.
+    pub action: &'static str,
+    /// The store's current certificate after the run.
+    pub current: Option<Certificate>,
+    /// An issuance or store failure.
+    pub error: Option<String>,
+    /// Per target.
+    pub targets: Vec<TargetResult>,
+}
+
+impl CertOutcome {
+    /// Whether the certificate ended the run current and served by every target.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.targets.iter().all(|t| t.error.is_none())
+    }
+
+    /// The failure in one line.
+    pub fn failure_text(&self) -> String {
+        if let Some(e) = &self.error {
+            return e.clone();
+        }
+        self.targets
+            .iter()
+            .filter_map(|t| {
+                t.error.as_ref().map(|e| {
+                    let rb = t
+                        .rollback
+                        .as_ref()
+                        .map(|r| format!("; rollback: {r}"))
+                        .unwrap_or_default();
+                    format!("{}: {e}{rb}", t.label)
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// When it started.
+    pub started: OffsetDateTime,
+    /// When it ended.
+    pub finished: OffsetDateTime,
+    /// How long it took (monotonic clock).
+    pub elapsed: std::time::Duration,
+    /// Whether it only planned.
+    pub dry_run: bool,
+    /// Per certificate, in config order.
+    pub certificates: Vec<CertOutcome>,
+    /// Reports that could not be delivered.
+    pub report_errors: Vec<String>,
+}
+
+impl RunSummary {
+    /// Whether any certificate failed.
+    pub fn failed(&self) -> bool {
+        self.certificates.iter().any(|c| !c.ok())
+    }
+}
+
+/// The run lock: a non-blocking exclusive `flock` on `<state_dir>/lock`, released when dropped
+/// or when the process dies (even by SIGKILL).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the lock, or fails at once with [`Error::LockHeld`].
+pub fn lock(state_dir: &Path) -> Result<Lock> {
+    fsio::create_dir(state_dir, 0o700)?;
+    let path = state_dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            what: "cannot open the lock file",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::LockHeld { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            what: "cannot lock",
+            path,
+            source,
+        }),
+    }
+}
+
+/// The passphrase of an offline CA: its file, else `PKI_CA_PASSPHRASE`. A run from cron never
+/// prompts.
+fn passphrase(file: Option<&Path>) -> Result<Option<SecretString>> {
+    if let Some(f) = file {
+        return Ok(Some(fsio::read_secret_file(f)?));
+    }
+    Ok(std::env::var("PKI_CA_PASSPHRASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(SecretString::new))
+}
+
+/// Opens the backend; creates the offline CA first when the config asks for it and it is
+/// missing (never in a dry run). `unlock` loads the signing key.
+pub fn open_backend(
+    config: &Config,
+    unlock: bool,
+    dry_run: bool,
+    log: &Logger,
+) -> Result<Option<Authority>> {
+    match &config.backend {
+        Backend::Offline {
+            ca_dir,
+            passphrase_file,
+            create,
+        } => {
+            let exists = ca_dir.join(offline::files::INVENTORY).is_file();
+            if !exists {
+                match create {
+                    Some(c) if !dry_run => {
+                        let protection = if c.insecure_no_passphrase {
+                            KeyProtection::None
+                        } else {
+                            KeyProtection::Passphrase(
+                                passphrase(passphrase_file.as_deref())?
+                                    .ok_or(pki::Error::EmptyPassphrase)?,
+                            )
+                        };
+                        offline::init(
+                            ca_dir,
+                            &InitOptions {
+                                name: c.name.clone(),
+                                key_algorithm: c.key_algorithm,
+                                root_ttl: c.root_ttl,
+                                intermediate_ttl: c.intermediate_ttl,
+                                permitted_dns: c.permitted_dns.clone(),
+                                protection,
+                                root_key_out: None,
+                            },
+                            clock::now(),
+                        )?;
+                        log.info(
+                            "ca-created",
+                            "",
+                            &format!("created the CA in {}", ca_dir.display()),
+                            &[],
+                        );
+                    }
+                    Some(_) => return Ok(None),
+                    None => {}
+                }
+            }
+            let mut ca = OfflineCa::open(ca_dir)?;
+            if unlock {
+                let pass = if ca.key_is_encrypted()? {
+                    passphrase(passphrase_file.as_deref())?
+                } else {
+                    None
+                };
+                ca.unlock(pass.as_ref())?;
+            }
+            Ok(Some(Authority::Offline(ca)))
+        }
+    }
+}
+
+/// What the planner needs for a configured certificate.
+pub fn desired(cert: &CertificateConfig) -> Desired {
+    Desired {
+        common_name: cert.common_name.clone(),
+        names: cert.names.clone(),
+        profile: cert.profile,
+        key_algorithm: cert.key_algorithm,
+        renew_at: cert.renew_at,
+        jitter: cert.jitter,
+    }
+}
+
+/// The certificates a run looks at (all, or those named with `--only`).
+pub fn selected<'a>(config: &'a Config, only: &[String]) -> Result<Vec<&'a CertificateConfig>> {
+    for name in only {
+        if !config.certificates.iter().any(|c| &c.name == name) {
+            return Err(Error::Config {
+                file: config.file.clone(),
+                line: None,
+                message: format!("--only {name}: no certificate of that name"),
+            });
+        }
+    }
+    Ok(config
+        .certificates
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name))
+        .collect())
+}
+
+/// One certificate's plan: the decision and each target's state.
+pub struct Planned<'a> {
+    /// The configured certificate.
+    pub cert: &'a CertificateConfig,
+    /// The store's current version.
+    pub version: Option<String>,
+    /// The store's current certificate.
+    pub current: Option<Certificate>,
+    /// What to do with the certificate.
+    pub decision: Decision,
+    /// Each target's state against the store's current version.
+    pub targets: Vec<Sync>,
+}
+
+/// Observes the store and the targets and decides, for every selected certificate.
+pub fn plan<'a>(
+    config: &'a Config,
+    certs: &[&'a CertificateConfig],
+    store: &Store,
+    issuer: Option<&Certificate>,
+    force: bool,
+    now: OffsetDateTime,
+) -> Vec<Planned<'a>> {
+    certs
+        .iter()
+        .map(|cert| {
+            let obs = store.observe(&cert.name, issuer);
+            let jitter = rotation::jitter_fraction(&config.host, &cert.name);
+            let decision = rotation::decide(&desired(cert), &obs.observed, jitter, force, now);
+            let targets = cert
+                .targets
+                .iter()
+                .map(|t| match &obs.version {
+                    Some(v) if matches!(obs.observed, Observed::Present(_)) => target::state(t, v),
+                    _ => Sync::Stale("no certificate in the store".to_owned()),
+                })
+                .collect();
+            Planned {
+                cert,
+                version: obs.version,
+                current: obs.certificate,
+                decision,
+                targets,
+            }
+        })
+        .collect()
+}
+
+/// Runs the hook once.
+pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
+    let started = clock::now();
+    let timer = std::time::Instant::now();
+    let log = &opts.log;
+    let certs = selected(config, &opts.only)?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock(&config.state_dir)?)
+    };
+    let store = Store::open_at(&config.state_dir, !opts.dry_run)?;
+    let backend = open_backend(config, false, opts.dry_run, log)?;
+    let issuer = match &backend {
+        Some(b) => Some(b.current_issuer().await?),
+        None => None,
+    };
+    let planned = plan(config, &certs, &store, issuer.as_ref(), opts.force, started);
+    if opts.dry_run {
+        return Ok(RunSummary {
+            started,
+            finished: clock::now(),
+            elapsed: timer.elapsed(),
+            dry_run: true,
+            certificates: planned.into_iter().map(planned_outcome).collect(),
+            report_errors: Vec::new(),
+        });
+    }
+    // The signing key is unlocked only when something is to be issued.
+    let needs_key = planned
+        .iter()
+        .any(|p| matches!(p.decision, Decision::Issue { .. }));
+    let backend = if needs_key {
+        open_backend(config, true, false, log)?
+    } else {
+        backend
+    };
+    let mut outcomes = Vec::with_capacity(planned.len());
+    for p in planned {
+        outcomes.push(rotate_one(p, backend.as_ref(), &store, log).await);
+    }
+    let finished = clock::now();
+    let mut state = RunState::load(&config.state_dir);
+    for o in &outcomes {
+        let entry = state.certificates.entry(o.name.clone()).or_default();
+        entry.last_run = Some(finished.unix_timestamp());
+        if o.ok() {
+            entry.last_success = Some(finished.unix_timestamp());
+            entry.last_result = Some("ok".to_owned());
+            entry.last_error = None;
+        } else {
+            entry.last_result = Some("failed".to_owned());
+            entry.last_error = Some(o.failure_text());
+        }
+    }
+    let mut summary = RunSummary {
+        started,
+        finished,
+        elapsed: timer.elapsed(),
+        dry_run: false,
+        certificates: outcomes,
+        report_errors: Vec::new(),
+    };
+    if let Err(e) = state.save(&config.state_dir) {
+        summary.report_errors.push(e.to_string());
+    }
+    for e in crate::report::deliver(&config.report, &summary, &state, &config.host).await {
+        log.warn("report-failed", "", &e.to_string(), &[]);
+        summary.report_errors.push(e.to_string());
+    }
+    Ok(summary)
+}
+
+fn planned_outcome(p: Planned<'_>) -> CertOutcome {
+    CertOutcome {
+        name: p.cert.name.clone(),
+        action: "planned",
+        targets: p
+            .cert
+            .targets
+            .iter()
+            .zip(&p.targets)
+            .map(|(t, s)| TargetResult {
+                label: t.label(),
+                action: if *s == Sync::InSync {
+                    "in-sync"
+                } else {
+                    "stale"
+                },
+                detail: match s {
+                    Sync::InSync => None,
+                    Sync::Stale(why) => Some(why.clone()),
+                },
+                error: None,
+                rollback: None,
+            })
+            .collect(),
+        decision: p.decision,
+        current: p.current,
+        error: None,
+    }
+}
+
+/// Issues (when planned), stores and deploys one certificate; never fails the run.
+async fn rotate_one(
+    p: Planned<'_>,
+    backend: Option<&Authority>,
+    store: &Store,
+    log: &Logger,
+) -> CertOutcome {
+    let name = p.cert.name.clone();
+    let mut outcome = CertOutcome {
+        name: name.clone(),
+        decision: p.decision.clone(),
+        action: "kept",
+        current: p.current.clone(),
+        error: None,
+        targets: Vec::new(),
+    };
+    let mut version = p.version.clone();
+    let mut material = None;
+    let mut fresh = false;
+    if let Decision::Issue { reason, detail } = &p.decision {
+        log.info(
+            "renew",
+            &name,
+            &format!("issuing a new certificate: {reason} ({detail})"),
+            &[("reason", json!(reason.name()))],
+        );
+        match issue(p.cert, backend, store).await {
+            Ok((id, issued)) => {
+                log.info(
+                    "issued",
+                    &name,
+                    &format!(
+                        "issued serial {}, valid until {}",
+                        issued.certificate.info().serial,
+                        pki::error::Rfc3339(issued.certificate.info().not_after)
+                    ),
+                    &[
+                        ("serial", json!(issued.certificate.info().serial.to_hex())),
+                        ("version", json!(id)),
+                    ],
+                );
+                for w in &issued.warnings {
+                    log.warn("authority-warning", &name, w, &[]);
+                }
+                outcome.current = Some(issued.certificate.clone());
+                outcome.action = "issued";
+                version = Some(id);
+                material = Some(issued);
+                fresh = true;
+            }
+            Err(e) => {
+                log.error("issue-failed", &name, &e.to_string(), &[]);
+                outcome.action = "failed";
+                outcome.error = Some(e.to_string());
+                // The targets keep whatever they serve; nothing was switched.
+                return outcome;
+            }
+        }
+    }
+    let Some(version) = version else {
+        return outcome;
+    };
+    for (t, sync) in p.cert.targets.iter().zip(&p.targets) {
+        let mut result = TargetResult {
+            label: t.label(),
+            action: "in-sync",
+            detail: None,
+            error: None,
+            rollback: None,
+        };
+        let why = match (fresh, sync) {
+            (true, _) => "new certificate".to_owned(),
+            (false, Sync::InSync) => {
+                outcome.targets.push(result);
+                continue;
+            }
+            (false, Sync::Stale(why)) => why.clone(),
+        };
+        if material.is_none() {
+            match store.load(&name, &version) {
+                Ok(m) => material = Some(m),
+                Err(e) => {
+                    result.action = "failed";
+                    result.error = Some(e.to_string());
+                    outcome.targets.push(result);
+                    continue;
+                }
+            }
+        }
+        let Some(m) = material.as_ref() else { continue };
+        result.detail = Some(why.clone());
+        match target::deploy(p.cert, t, &version, m).await {
+            Outcome::Deployed { served } => {
+                let proof = served
+                    .map(|s| format!(", served: {}", s.describe()))
+                    .unwrap_or_default();
+                log.info(
+                    "deployed",
+                    &name,
+                    &format!("{}: deployed ({why}){proof}", t.label()),
+                    &[("target", json!(t.label()))],
+                );
+                result.action = "deployed";
+                if outcome.action == "kept" {
+                    outcome.action = "redeployed";
+                }
+            }
+            Outcome::Failed { error, rollback } => {
+                let rb = match rollback {
+                    None => None,
+                    Some(Ok(())) => Some("previous certificate restored and served".to_owned()),
+                    Some(Err(e)) => Some(format!("FAILED: {e}")),
+                };
+                log.error(
+                    "deploy-failed",
+                    &name,
+                    &format!(
+                        "{}: {error}{}",
+                        t.label(),
+                        rb.as_ref()
+                            .map(|r| format!("; rollback: {r}"))
+                            .unwrap_or_default()
+                    ),
+                    &[("target", json!(t.label()))],
+                );
+                result.action = "failed";
+                result.error = Some(error.to_string());
+                result.rollback = rb;
+            }
+        }
+        outcome.targets.push(result);
+    }
+    if let Err(e) = store.prune(&name) {
+        log.warn("prune-failed", &name, &e.to_string(), &[]);
+    }
+    outcome
+}
+
+/// Issues a certificate for the configured request and stores it as the current version.
+async fn issue(
+    cert: &CertificateConfig,
+    backend: Option<&Authority>,
+    store: &Store,
+) -> Result<(String, pki::IssuedCertificate)> {
+    let backend = backend.ok_or(pki::Error::InvalidRequest("no backend to issue with"))?;
+    let now = clock::now();
+    let request = CertificateRequest::new(
+        &cert.common_name,
+        cert.names.iter().cloned(),
+        cert.profile,
+        cert.ttl,
+    )?;
+    let issued = backend.issue(&request, cert.key_algorithm, now).await?;
+    let id = store.add(&cert.name, &issued, now)?;
+    store.switch(&cert.name, &id)?;
+    Ok((id, issued))
+}
+
+/// The state directory's store path, for tests and tools.
+pub fn store_dir(config: &Config) -> PathBuf {
+    config.state_dir.join("certs")
+}

@@ -1,0 +1,592 @@
+//! Deploy targets: render the files a service expects, switch them in atomically, make the
+//! service load them, prove it serves them, and roll back when it does not.
+//!
+//! Every target keeps its own versioned directory next to its first file, and the configured
+//! paths are symlinks into its `current` version:
+//!
+//! ```text
+//! /etc/nginx/ssl/web.crt -> .pki/web.key/current/web.crt
+//! /etc/nginx/ssl/web.key -> .pki/web.key/current/web.key
+//! /etc/nginx/ssl/.pki/web.key/20261125T031415Z-3e25501c/{web.key,web.crt}
+//! /etc/nginx/ssl/.pki/web.key/current  -> 20261125T031415Z-3e25501c
+//! /etc/nginx/ssl/.pki/web.key/verified -> 20261125T031415Z-3e25501c
+//! ```
+//!
+//! Switching `current` is one rename, so cert and key always change together, and the previous
+//! version is one rename away for rollback. `verified` records the last version a probe proved
+//! to be served (or, without a probe, that was activated), so a run killed between switch and
+//! reload is finished by the next one. Files that were in place before the first deployment
+//! are kept as an `adopted` version, so even that deployment can be rolled back.
+
+pub mod haproxy;
+pub mod redis;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use pki::fsio::{self, FileMode, StagedFile};
+use pki::{Certificate, IssuedCertificate, SecretString, bundle};
+use zeroize::Zeroizing;
+
+use crate::config::{CertificateConfig, Content, TargetConfig, TargetKind};
+use crate::error::{Error, Result};
+use crate::probe::{self, Served};
+use crate::store::{CURRENT, link_name};
+
+/// The symlink naming the last version proven to be served.
+pub const VERIFIED: &str = "verified";
+/// Version id given to files found in place before the first deployment.
+pub const ADOPTED: &str = "adopted";
+/// Versions kept besides current and verified.
+const KEEP_PREVIOUS: usize = 2;
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The versioned directory of a target.
+pub fn versions_dir(target: &TargetConfig) -> PathBuf {
+    let first = &target.files[0].path;
+    let dir = first.parent().unwrap_or(Path::new("/"));
+    let name = first
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    dir.join(".pki").join(name)
+}
+
+fn basename(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// What the configured path should point at.
+fn link_target(target: &TargetConfig, path: &Path) -> PathBuf {
+    let versions = versions_dir(target);
+    let inside = versions.join(CURRENT).join(basename(path));
+    // Relative when the file sits beside the versioned directory: the tree can be moved or
+    // seen through a chroot (HAProxy) and still resolve.
+    match (path.parent(), versions.parent().and_then(Path::parent)) {
+        (Some(p), Some(v)) if p == v => Path::new(".pki")
+            .join(versions.file_name().unwrap_or_default())
+            .join(CURRENT)
+            .join(basename(path)),
+        _ => inside,
+    }
+}
+
+/// Whether a target serves the store's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// Deployed and verified.
+    InSync,
+    /// Needs a deployment; why.
+    Stale(String),
+}
+
+/// Compares a target's deployed and verified versions and its links with the store's version.
+pub fn state(target: &TargetConfig, store_version: &str) -> Sync {
+    let versions = versions_dir(target);
+    let current = link_name(&versions.join(CURRENT));
+    if current.as_deref() != Some(store_version) {
+        return Sync::Stale(match current {
+            None => "never deployed".to_owned(),
+            Some(c) => format!("serves version {c}, the store has {store_version}"),
+        });
+    }
+    if link_name(&versions.join(VERIFIED)).as_deref() != Some(store_version) {
+        return Sync::Stale("deployed but not verified (interrupted run?)".to_owned());
+    }
+    for f in &target.files {
+        let ok = fs::read_link(&f.path).is_ok_and(|t| t == link_target(target, &f.path))
+            && fs::metadata(&f.path).is_ok();
+        if !ok {
+            return Sync::Stale(format!("{} is not the managed link", f.path.display()));
+        }
+    }
+    Sync::InSync
+}
+
+/// A rendered file: its name in the version directory, bytes, and mode.
+struct Rendered {
+    name: String,
+    bytes: Zeroizing<Vec<u8>>,
+    mode: FileMode,
+}
+
+fn render(target: &TargetConfig, material: &IssuedCertificate) -> Result<Vec<Rendered>> {
+    let mut out = Vec::new();
+    for f in &target.files {
+        let bytes: Zeroizing<Vec<u8>> = match f.content {
+            Content::Cert => Zeroizing::new(material.certificate.pem().into_bytes()),
+            Content::Key => Zeroizing::new(bundle::key_pem(material)?.expose().as_bytes().to_vec()),
+            Content::Chain => Zeroizing::new(bundle::chain_pem(material).into_bytes()),
+            Content::Fullchain => Zeroizing::new(bundle::fullchain_pem(material).into_bytes()),
+            Content::Ca => match &material.root {
+                Some(r) => Zeroizing::new(r.pem().into_bytes()),
+                None => Zeroizing::new(bundle::chain_pem(material).into_bytes()),
+            },
+            Content::Combined => {
+                Zeroizing::new(bundle::combined_pem(material)?.expose().as_bytes().to_vec())
+            }
+            Content::Pkcs12 => {
+                let password = keystore_password(target)?;
+                Zeroizing::new(
+                    bundle::pkcs12(material, &password, &target.alias)?
+                        .expose()
+                        .to_vec(),
+                )
+            }
+        };
+        let mode = if f.content.is_secret() {
+            target.key_mode
+        } else {
+            target.cert_mode
+        };
+        out.push(Rendered {
+            name: basename(&f.path),
+            bytes,
+            mode: FileMode {
+                mode,
+                uid: target.uid,
+                gid: target.gid,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn keystore_password(target: &TargetConfig) -> Result<SecretString> {
+    let path = target
+        .keystore_password_file
+        .as_deref()
+        .ok_or(pki::Error::InvalidRequest(
+            "a PKCS#12 keystore needs password_file",
+        ))?;
+    Ok(fsio::read_secret_file(path)?)
+}
+
+/// Writes version `id` of a target (the whole directory appears at once, or not at all). An
+/// existing version directory of that id is reused: the material behind an id never changes.
+fn stage(target: &TargetConfig, id: &str, files: Vec<Rendered>) -> Result<()> {
+    let versions = versions_dir(target);
+    let final_dir = versions.join(id);
+    if final_dir.is_dir() {
+        return Ok(());
+    }
+    // Service users must be able to traverse to their files: directories are 0755, files keep
+    // their own (private) modes.
+    fsio::create_dir(&versions, 0o755)?;
+    let staging = versions.join(format!("{}{id}.{}", fsio::TEMP_PREFIX, std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fsio::create_dir(&staging, 0o755)?;
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
+        .map_err(io("cannot set the mode of", &staging))?;
+    let written = (|| {
+        let staged = files
+            .iter()
+            .map(|f| StagedFile::create(&staging.join(&f.name), &f.bytes, f.mode))
+            .collect::<pki::Result<Vec<_>>>()?;
+        fsio::commit_all(staged)?;
+        fs::rename(&staging, &final_dir).map_err(io("cannot move into place", &final_dir))?;
+        fsio::sync_dir(&versions)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    written
+}
+
+/// Files found where the target writes, from before the first deployment, become the version
+/// `adopted`, so that the first deployment can be rolled back to them.
+fn adopt(target: &TargetConfig) -> Result<Option<String>> {
+    let versions = versions_dir(target);
+    if link_name(&versions.join(CURRENT)).is_some() {
+        return Ok(link_name(&versions.join(CURRENT)));
+    }
+    let existing: Vec<_> = target
+        .files
+        .iter()
+        .filter(|f| fs::symlink_metadata(&f.path).is_ok_and(|m| m.is_file()))
+        .collect();
+    if existing.len() != target.files.len() {
+        // Nothing (or only part) to fall back to: a first deployment with nothing to restore.
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for f in existing {
+        let meta = fs::metadata(&f.path).map_err(io("cannot read", &f.path))?;
+        let bytes = Zeroizing::new(fsio::read_limited(&f.path, 64 << 20)?);
+        files.push(Rendered {
+            name: basename(&f.path),
+            bytes,
+            mode: FileMode {
+                mode: meta.permissions().mode() & 0o7777,
+                uid: Some(std::os::unix::fs::MetadataExt::uid(&meta)),
+                gid: Some(std::os::unix::fs::MetadataExt::gid(&meta)),
+            },
+        });
+    }
+    stage(target, ADOPTED, files)?;
+    switch(target, ADOPTED)?;
+    fsio::replace_symlink(&versions.join(VERIFIED), Path::new(ADOPTED))?;
+    fsio::sync_dir(&versions)?;
+    Ok(Some(ADOPTED.to_owned()))
+}
+
+/// Points `current` at `id` and makes every configured path the managed symlink.
+fn switch(target: &TargetConfig, id: &str) -> Result<()> {
+    let versions = versions_dir(target);
+    fsio::replace_symlink(&versions.join(CURRENT), Path::new(id))?;
+    fsio::sync_dir(&versions)?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for f in &target.files {
+        let want = link_target(target, &f.path);
+        if fs::read_link(&f.path).ok().as_deref() != Some(want.as_path()) {
+            if let Some(parent) = f.path.parent() {
+                fsio::create_dir(parent, 0o755)?;
+                if !dirs.iter().any(|d| d == parent) {
+                    dirs.push(parent.to_path_buf());
+                }
+            }
+            fsio::replace_symlink(&f.path, &want)?;
+        }
+    }
+    for d in dirs {
+        fsio::sync_dir(&d)?;
+    }
+    Ok(())
+}
+
+fn mark_verified(target: &TargetConfig, id: &str) -> Result<()> {
+    let versions = versions_dir(target);
+    fsio::replace_symlink(&versions.join(VERIFIED), Path::new(id))?;
+    fsio::sync_dir(&versions)?;
+    Ok(())
+}
+
+/// Removes old versions (keeping current, verified and a few before) and temporary files.
+pub fn prune(target: &TargetConfig) -> Result<()> {
+    let versions = versions_dir(target);
+    fsio::remove_stale_temps(&versions)?;
+    for f in &target.files {
+        if let Some(parent) = f.path.parent() {
+            fsio::remove_stale_temps(parent)?;
+        }
+    }
+    let current = link_name(&versions.join(CURRENT));
+    let verified = link_name(&versions.join(VERIFIED));
+    let mut all: Vec<String> = match fs::read_dir(&versions) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(_) => return Ok(()),
+    };
+    all.sort();
+    let Some(pos) = current
+        .as_ref()
+        .and_then(|c| all.iter().position(|v| v == c))
+    else {
+        return Ok(());
+    };
+    let keep_from = pos.saturating_sub(KEEP_PREVIOUS);
+    for (i, v) in all.iter().enumerate() {
+        let keep = (keep_from..=pos).contains(&i)
+            || Some(v) == verified.as_ref()
+            || (v == ADOPTED && i >= keep_from.saturating_sub(1));
+        if !keep {
+            let path = versions.join(v);
+            fs::remove_dir_all(&path).map_err(io("cannot remove old version", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The certificate a version of a target holds (for probing after a rollback).
+fn version_leaf(target: &TargetConfig, id: &str) -> Option<Certificate> {
+    let dir = versions_dir(target).join(id);
+    target.files.iter().find_map(|f| match f.content {
+        Content::Cert | Content::Fullchain | Content::Combined => {
+            let p = dir.join(basename(&f.path));
+            fsio::read_limited(&p, fsio::MAX_PEM_INPUT)
+                .ok()
+                .and_then(|t| Certificate::from_pem(&t, "deployed").ok())
+        }
+        _ => None,
+    })
+}
+
+/// The combined PEM a version holds (HAProxy rollback through the runtime API).
+fn version_combined(target: &TargetConfig, id: &str) -> Option<String> {
+    let path = target.path_of(Content::Combined)?;
+    let p = versions_dir(target).join(id).join(basename(path));
+    fsio::read_limited(&p, fsio::MAX_PEM_INPUT)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The SNI name a probe sends.
+pub fn server_name(cert: &CertificateConfig, target: &TargetConfig) -> String {
+    if let Some(n) = target.probe.as_ref().and_then(|p| p.server_name.clone()) {
+        return n;
+    }
+    let dns = cert.names.iter().find_map(|n| match n {
+        pki::SubjectName::Dns(d) if !d.starts_with('*') => Some(d.clone()),
+        _ => None,
+    });
+    dns.unwrap_or_else(|| {
+        target
+            .probe
+            .as_ref()
+            .and_then(|p| {
+                p.address
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+            })
+            .unwrap_or_else(|| "localhost".to_owned())
+    })
+}
+
+/// What happened to one target.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The new version is served (or activated, for targets without a probe).
+    Deployed {
+        /// What the probe saw, if there is a probe.
+        served: Option<Served>,
+    },
+    /// It failed; the previous version was restored (`rollback` says whether that worked).
+    Failed {
+        /// Why the deployment failed.
+        error: Error,
+        /// The rollback's outcome: `None` when there was nothing to roll back to.
+        rollback: Option<Result<()>>,
+    },
+}
+
+/// Makes the service load what `current` points at, then proves it serves `leaf`.
+async fn activate(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    leaf: Option<&Certificate>,
+    combined: Option<&str>,
+    env: &[(&str, String)],
+) -> Result<Option<Served>> {
+    match target.kind {
+        TargetKind::Haproxy => {
+            let mut hot = Err(Error::ServiceRefused {
+                service: "HAProxy".to_owned(),
+                reply: "no runtime API socket configured".to_owned(),
+            });
+            if let (Some(socket), Some(pem), Some(path)) =
+                (&target.socket, combined, target.path_of(Content::Combined))
+            {
+                hot = haproxy::hot_update(socket, path, pem).await;
+            }
+            if let Err(e) = hot {
+                // Fall back to a reload, which reads the new file from disk.
+                let Some(reload) = &target.reload_command else {
+                    return Err(e);
+                };
+                if let Some(test) = &target.test_command {
+                    crate::exec::run(test, env, target.command_timeout).await?;
+                }
+                crate::exec::run(reload, env, target.command_timeout).await?;
+            }
+        }
+        TargetKind::Redis => {
+            let socket = target
+                .socket
+                .as_deref()
+                .ok_or(pki::Error::InvalidRequest("redis needs a socket"))?;
+            let password = target
+                .password_file
+                .as_deref()
+                .map(fsio::read_secret_file)
+                .transpose()?;
+            let cert_path = target.path_of(Content::Fullchain).unwrap_or(Path::new(""));
+            let key_path = target.path_of(Content::Key).unwrap_or(Path::new(""));
+            redis::reload(
+                socket,
+                password,
+                cert_path,
+                key_path,
+                target.path_of(Content::Ca),
+            )
+            .await?;
+        }
+        _ => {
+            if let Some(test) = &target.test_command {
+                crate::exec::run(test, env, target.command_timeout).await?;
+            }
+            if let Some(reload) = &target.reload_command {
+                crate::exec::run(reload, env, target.command_timeout).await?;
+            }
+        }
+    }
+    match (&target.probe, leaf) {
+        (Some(p), Some(leaf)) => Ok(Some(
+            probe::expect(p, &server_name(cert, target), leaf).await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn hook_env(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    material: &IssuedCertificate,
+) -> Vec<(&'static str, String)> {
+    let info = material.certificate.info();
+    vec![
+        ("PKI_CERT_NAME", cert.name.clone()),
+        ("PKI_SERIAL", info.serial.to_hex()),
+        (
+            "PKI_NOT_AFTER",
+            pki::error::Rfc3339(info.not_after).to_string(),
+        ),
+        (
+            "PKI_FILES",
+            target
+                .files
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    ]
+}
+
+/// Deploys version `id` (whose material is `material`) to `target`: render, switch, test,
+/// reload or hot-swap, probe; on any failure switch back to the previous version, activate it
+/// again and check that it is served.
+pub async fn deploy(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    id: &str,
+    material: &IssuedCertificate,
+) -> Outcome {
+    let adopted = match adopt(target) {
+        Ok(p) => p,
+        Err(error) => {
+            return Outcome::Failed {
+                error,
+                rollback: None,
+            };
+        }
+    };
+    // Roll back to what was last proven served; a version switched to by a run that was
+    // killed before verifying it is not a safe place to return to.
+    let previous = link_name(&versions_dir(target).join(VERIFIED))
+        .or(adopted)
+        .filter(|p| p != id);
+    let prepared = render(target, material).and_then(|files| stage(target, id, files));
+    if let Err(error) = prepared {
+        // Nothing was switched: the service still has what it had.
+        return Outcome::Failed {
+            error,
+            rollback: None,
+        };
+    }
+    let env = hook_env(cert, target, material);
+    let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let combined = version_combined(target, id);
+    let attempt = async {
+        switch(target, id)?;
+        activate(
+            cert,
+            target,
+            Some(&material.certificate),
+            combined.as_deref(),
+            &env_refs,
+        )
+        .await
+    }
+    .await;
+    match attempt {
+        Ok(served) => match mark_verified(target, id).and_then(|()| prune(target)) {
+            Ok(()) => Outcome::Deployed { served },
+            Err(error) => Outcome::Failed {
+                error,
+                rollback: None,
+            },
+        },
+        Err(error) => {
+            let rollback = match &previous {
+                Some(prev) => Some(roll_back(cert, target, prev, &env_refs).await),
+                None => None,
+            };
+            Outcome::Failed { error, rollback }
+        }
+    }
+}
+
+async fn roll_back(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    previous: &str,
+    env: &[(&str, String)],
+) -> Result<()> {
+    switch(target, previous)?;
+    let leaf = version_leaf(target, previous);
+    let combined = version_combined(target, previous);
+    activate(cert, target, leaf.as_ref(), combined.as_deref(), env).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutputFile;
+
+    fn target(paths: &[(&str, Content)]) -> TargetConfig {
+        TargetConfig {
+            kind: TargetKind::Files,
+            files: paths
+                .iter()
+                .map(|(p, c)| OutputFile {
+                    path: PathBuf::from(p),
+                    content: *c,
+                })
+                .collect(),
+            uid: None,
+            gid: None,
+            key_mode: 0o600,
+            cert_mode: 0o644,
+            test_command: None,
+            reload_command: None,
+            command_timeout: time::Duration::seconds(5),
+            socket: None,
+            password_file: None,
+            keystore_password_file: None,
+            alias: "x".into(),
+            probe: None,
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn links_are_relative_beside_and_absolute_elsewhere() {
+        let t = target(&[
+            ("/etc/ssl/private/web.key", Content::Key),
+            ("/etc/ssl/certs/web.crt", Content::Fullchain),
+        ]);
+        assert_eq!(versions_dir(&t), Path::new("/etc/ssl/private/.pki/web.key"));
+        assert_eq!(
+            link_target(&t, Path::new("/etc/ssl/private/web.key")),
+            Path::new(".pki/web.key/current/web.key")
+        );
+        assert_eq!(
+            link_target(&t, Path::new("/etc/ssl/certs/web.crt")),
+            Path::new("/etc/ssl/private/.pki/web.key/current/web.crt")
+        );
+    }
+}

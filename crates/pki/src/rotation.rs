@@ -1,0 +1,459 @@
+//! The renewal planner: `(observed certificates, policy, now) -> plan`, with a reason for every
+//! decision.
+//!
+//! Pure: no I/O and no clock. The caller observes what is deployed, passes the time in, and gets
+//! back what to do. Jitter is deterministic per host and certificate, so that a fleet spreads
+//! its renewals without any coordination and a re-run on the same host makes the same decision.
+
+use std::fmt;
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::key::KeyAlgorithm;
+use crate::name::SubjectName;
+use crate::profile::Profile;
+
+/// When a certificate becomes due for renewal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RenewAt {
+    /// After this fraction of the lifetime has elapsed (0.0–1.0; default 2/3).
+    Fraction(f64),
+    /// This long before expiry.
+    BeforeExpiry(Duration),
+}
+
+impl Default for RenewAt {
+    fn default() -> Self {
+        Self::Fraction(2.0 / 3.0)
+    }
+}
+
+/// What a certificate should be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Subject common name.
+    pub common_name: String,
+    /// Subject alternative names (the common name included when it is a name).
+    pub names: Vec<SubjectName>,
+    /// Profile.
+    pub profile: Profile,
+    /// Key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// Renewal point.
+    pub renew_at: RenewAt,
+    /// Largest jitter, as a fraction of the lifetime, by which renewal is brought forward.
+    pub jitter: f64,
+}
+
+/// What is deployed now, as far as the planner needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Nothing deployed.
+    Missing,
+    /// Files exist but cannot be used; the text says why.
+    Unusable(String),
+    /// A parsed certificate.
+    Present(Current),
+}
+
+/// The facts about a deployed certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    /// Subject common name.
+    pub common_name: Option<String>,
+    /// Subject alternative names.
+    pub names: Vec<SubjectName>,
+    /// Profile from the EKUs.
+    pub profile: Option<Profile>,
+    /// Key algorithm.
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Whether the private key matches the certificate.
+    pub key_matches: bool,
+    /// Whether it was issued by the backend's current CA (`None`: unknown, not checked).
+    pub issuer_current: Option<bool>,
+}
+
+/// Why a certificate is (re)issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// No certificate is deployed.
+    Missing,
+    /// The deployed files cannot be parsed or read.
+    Unusable,
+    /// The private key does not match the certificate.
+    KeyMismatch,
+    /// The names differ from the configuration.
+    NamesChanged,
+    /// The profile differs from the configuration.
+    ProfileChanged,
+    /// The key algorithm differs from the configuration.
+    KeyAlgorithmChanged,
+    /// Issued by a CA other than the backend's current one.
+    IssuerChanged,
+    /// Expired.
+    Expired,
+    /// Past its renewal point.
+    Due,
+    /// Asked for with `--force`.
+    Forced,
+}
+
+impl Reason {
+    /// A short kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unusable => "unusable",
+            Self::KeyMismatch => "key-mismatch",
+            Self::NamesChanged => "names-changed",
+            Self::ProfileChanged => "profile-changed",
+            Self::KeyAlgorithmChanged => "key-algorithm-changed",
+            Self::IssuerChanged => "issuer-changed",
+            Self::Expired => "expired",
+            Self::Due => "due",
+            Self::Forced => "forced",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The decision for one certificate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Decision {
+    /// Keep it; renewal is due at `renew_after`.
+    Keep {
+        /// When it becomes due (jitter applied).
+        #[serde(with = "time::serde::rfc3339")]
+        renew_after: OffsetDateTime,
+    },
+    /// Issue a new certificate.
+    Issue {
+        /// Why.
+        reason: Reason,
+        /// Detail for the operator (what changed, what was found).
+        detail: String,
+    },
+}
+
+/// Deterministic jitter in `[0, 1)` for a host and a certificate name (SHA-256 of both).
+pub fn jitter_fraction(host: &str, name: &str) -> f64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(host.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(name.as_bytes());
+    let digest = ctx.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    // 53 bits: exactly representable in an f64.
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// When a certificate valid from `not_before` to `not_after` becomes due, before jitter.
+pub fn renewal_point(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew_at: RenewAt,
+) -> OffsetDateTime {
+    let lifetime = not_after - not_before;
+    match renew_at {
+        RenewAt::Fraction(f) => not_before + lifetime * f.clamp(0.0, 1.0),
+        RenewAt::BeforeExpiry(d) => not_after - d,
+    }
+}
+
+/// Decides what to do with one certificate. `jitter` is [`jitter_fraction`] for this host and
+/// certificate; `force` reissues whatever the state.
+pub fn decide(
+    desired: &Desired,
+    observed: &Observed,
+    jitter: f64,
+    force: bool,
+    now: OffsetDateTime,
+) -> Decision {
+    let issue = |reason, detail: String| Decision::Issue { reason, detail };
+    let current = match observed {
+        Observed::Missing => return issue(Reason::Missing, "no certificate deployed".to_owned()),
+        Observed::Unusable(why) => return issue(Reason::Unusable, why.clone()),
+        Observed::Present(c) => c,
+    };
+    if force {
+        return issue(Reason::Forced, "--force".to_owned());
+    }
+    if !current.key_matches {
+        return issue(
+            Reason::KeyMismatch,
+            "the private key does not match the certificate".to_owned(),
+        );
+    }
+    if current.not_after <= now {
+        return issue(
+            Reason::Expired,
+            format!("expired {}", rfc3339(current.not_after)),
+        );
+    }
+    if current.issuer_current == Some(false) {
+        return issue(
+            Reason::IssuerChanged,
+            "issued by a CA other than the backend's current one".to_owned(),
+        );
+    }
+    if let Some(detail) = names_differ(desired, current) {
+        return issue(Reason::NamesChanged, detail);
+    }
+    if current.profile != Some(desired.profile) {
+        return issue(
+            Reason::ProfileChanged,
+            format!(
+                "profile {} instead of {}",
+                current.profile.map_or("none", Profile::name),
+                desired.profile
+            ),
+        );
+    }
+    if current.key_algorithm != Some(desired.key_algorithm) {
+        return issue(
+            Reason::KeyAlgorithmChanged,
+            format!(
+                "key {} instead of {}",
+                current.key_algorithm.map_or("unknown", KeyAlgorithm::name),
+                desired.key_algorithm
+            ),
+        );
+    }
+    let point = renewal_point(current.not_before, current.not_after, desired.renew_at);
+    let lifetime = current.not_after - current.not_before;
+    let renew_after = point - lifetime * (desired.jitter.clamp(0.0, 1.0) * jitter.clamp(0.0, 1.0));
+    if now >= renew_after {
+        return issue(
+            Reason::Due,
+            format!(
+                "renewal point {} passed; expires {}",
+                rfc3339(renew_after),
+                rfc3339(current.not_after)
+            ),
+        );
+    }
+    Decision::Keep { renew_after }
+}
+
+fn names_differ(desired: &Desired, current: &Current) -> Option<String> {
+    if current.common_name.as_deref() != Some(desired.common_name.as_str()) {
+        return Some(format!(
+            "common name {:?} instead of {:?}",
+            current.common_name.as_deref().unwrap_or(""),
+            desired.common_name
+        ));
+    }
+    let mut want = desired.names.clone();
+    let mut have = current.names.clone();
+    want.sort();
+    want.dedup();
+    have.sort();
+    have.dedup();
+    if want == have {
+        return None;
+    }
+    let added: Vec<String> = want
+        .iter()
+        .filter(|n| !have.contains(n))
+        .map(ToString::to_string)
+        .collect();
+    let removed: Vec<String> = have
+        .iter()
+        .filter(|n| !want.contains(n))
+        .map(ToString::to_string)
+        .collect();
+    Some(format!(
+        "names changed (add: {}; remove: {})",
+        if added.is_empty() {
+            "-".to_owned()
+        } else {
+            added.join(", ")
+        },
+        if removed.is_empty() {
+            "-".to_owned()
+        } else {
+            removed.join(", ")
+        }
+    ))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    crate::error::Rfc3339(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn desired() -> Desired {
+        Desired {
+            common_name: "web.example.internal".into(),
+            names: vec![SubjectName::parse("web.example.internal").unwrap()],
+            profile: Profile::Server,
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            renew_at: RenewAt::default(),
+            jitter: 0.05,
+        }
+    }
+
+    fn current() -> Current {
+        Current {
+            common_name: Some("web.example.internal".into()),
+            names: vec![SubjectName::parse("web.example.internal").unwrap()],
+            profile: Some(Profile::Server),
+            key_algorithm: Some(KeyAlgorithm::EcdsaP256),
+            not_before: datetime!(2026-01-01 0:00 UTC),
+            not_after: datetime!(2026-01-31 0:00 UTC),
+            key_matches: true,
+            issuer_current: Some(true),
+        }
+    }
+
+    fn reason(d: Decision) -> Option<Reason> {
+        match d {
+            Decision::Issue { reason, .. } => Some(reason),
+            Decision::Keep { .. } => None,
+        }
+    }
+
+    #[test]
+    fn keeps_until_two_thirds_then_renews() {
+        let now = datetime!(2026-01-15 0:00 UTC);
+        let c = Observed::Present(current());
+        assert_eq!(reason(decide(&desired(), &c, 0.0, false, now)), None);
+        // 2/3 of 30 days = day 20.
+        assert_eq!(
+            reason(decide(
+                &desired(),
+                &c,
+                0.0,
+                false,
+                datetime!(2026-01-20 23:00 UTC)
+            )),
+            None
+        );
+        assert_eq!(
+            reason(decide(
+                &desired(),
+                &c,
+                0.0,
+                false,
+                datetime!(2026-01-21 0:00 UTC)
+            )),
+            Some(Reason::Due)
+        );
+        // Full jitter brings it forward by 5 % of 30 days = 36 hours.
+        assert_eq!(
+            reason(decide(
+                &desired(),
+                &c,
+                0.999,
+                false,
+                datetime!(2026-01-19 13:00 UTC)
+            )),
+            Some(Reason::Due)
+        );
+    }
+
+    #[test]
+    fn before_expiry_rule() {
+        let mut d = desired();
+        d.renew_at = RenewAt::BeforeExpiry(Duration::days(7));
+        let c = Observed::Present(current());
+        assert_eq!(
+            reason(decide(&d, &c, 0.0, false, datetime!(2026-01-23 23:00 UTC))),
+            None
+        );
+        assert_eq!(
+            reason(decide(&d, &c, 0.0, false, datetime!(2026-01-24 0:00 UTC))),
+            Some(Reason::Due)
+        );
+    }
+
+    #[test]
+    fn every_reason() {
+        let now = datetime!(2026-01-02 0:00 UTC);
+        let d = desired();
+        assert_eq!(
+            reason(decide(&d, &Observed::Missing, 0.0, false, now)),
+            Some(Reason::Missing)
+        );
+        assert_eq!(
+            reason(decide(
+                &d,
+                &Observed::Unusable("bad".into()),
+                0.0,
+                false,
+                now
+            )),
+            Some(Reason::Unusable)
+        );
+        let with = |f: &dyn Fn(&mut Current)| {
+            let mut c = current();
+            f(&mut c);
+            reason(decide(&d, &Observed::Present(c), 0.0, false, now))
+        };
+        assert_eq!(with(&|c| c.key_matches = false), Some(Reason::KeyMismatch));
+        assert_eq!(
+            with(&|c| c.not_after = datetime!(2026-01-01 12:00 UTC)),
+            Some(Reason::Expired)
+        );
+        assert_eq!(
+            with(&|c| c.issuer_current = Some(false)),
+            Some(Reason::IssuerChanged)
+        );
+        assert_eq!(with(&|c| c.issuer_current = None), None);
+        assert_eq!(
+            with(&|c| c.names.push(SubjectName::parse("10.0.0.1").unwrap())),
+            Some(Reason::NamesChanged)
+        );
+        assert_eq!(
+            with(&|c| c.common_name = Some("x".into())),
+            Some(Reason::NamesChanged)
+        );
+        assert_eq!(
+            with(&|c| c.profile = Some(Profile::Client)),
+            Some(Reason::ProfileChanged)
+        );
+        assert_eq!(
+            with(&|c| c.key_algorithm = Some(KeyAlgorithm::Rsa2048)),
+            Some(Reason::KeyAlgorithmChanged)
+        );
+        assert_eq!(
+            reason(decide(&d, &Observed::Present(current()), 0.0, true, now)),
+            Some(Reason::Forced)
+        );
+    }
+
+    #[test]
+    fn jitter_is_deterministic_and_spread() {
+        assert_eq!(
+            jitter_fraction("web-1", "api"),
+            jitter_fraction("web-1", "api")
+        );
+        assert_ne!(
+            jitter_fraction("web-1", "api"),
+            jitter_fraction("web-2", "api")
+        );
+        let values: Vec<f64> = (0..1000)
+            .map(|i| jitter_fraction(&format!("h{i}"), "c"))
+            .collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!((0.45..0.55).contains(&mean), "{mean}");
+    }
+}
