@@ -7,4 +7,5 @@
 mod bad_inputs;
 mod concurrency;
 mod offline_ca;
+mod rotate;
 mod tls_handshake;

@@ -516,7 +516,7 @@ async fn rotate_one(
             Outcome::Failed { error, rollback } => {
                 let rb = match rollback {
                     None => None,
-                    Some(Ok(())) => Some("previous certificate restored and served".to_owned()),
+                    Some(Ok(restored)) => Some(restored),
                     Some(Err(e)) => Some(format!("FAILED: {e}")),
                 };
                 log.error(

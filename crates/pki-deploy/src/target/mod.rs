@@ -367,19 +367,27 @@ pub enum Outcome {
     Failed {
         /// Why the deployment failed.
         error: Error,
-        /// The rollback's outcome: `None` when there was nothing to roll back to.
-        rollback: Option<Result<()>>,
+        /// The rollback's outcome (what was restored): `None` when there was nothing to roll
+        /// back to.
+        rollback: Option<Result<String>>,
     },
 }
 
-/// Makes the service load what `current` points at, then proves it serves `leaf`.
-async fn activate(
-    cert: &CertificateConfig,
-    target: &TargetConfig,
-    leaf: Option<&Certificate>,
-    combined: Option<&str>,
-    env: &[(&str, String)],
-) -> Result<Option<Served>> {
+/// Runs the target's test command (nginx -t) against what `current` now points at. HAProxy's
+/// test runs only before a reload fallback (the runtime API checks the payload itself).
+async fn check(target: &TargetConfig, env: &[(&str, String)]) -> Result<()> {
+    match (&target.test_command, target.kind) {
+        (Some(test), kind) if kind != TargetKind::Haproxy => {
+            crate::exec::run(test, env, target.command_timeout).await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes the service load what `current` points at: HAProxy's runtime API (with a reload as
+/// fallback), Redis's CONFIG SET, or the reload command.
+async fn load(target: &TargetConfig, combined: Option<&str>, env: &[(&str, String)]) -> Result<()> {
     match target.kind {
         TargetKind::Haproxy => {
             let mut hot = Err(Error::ServiceRefused {
@@ -424,14 +432,20 @@ async fn activate(
             .await?;
         }
         _ => {
-            if let Some(test) = &target.test_command {
-                crate::exec::run(test, env, target.command_timeout).await?;
-            }
             if let Some(reload) = &target.reload_command {
                 crate::exec::run(reload, env, target.command_timeout).await?;
             }
         }
     }
+    Ok(())
+}
+
+/// Proves with a probe that the service serves `leaf` (nothing to prove without a probe).
+async fn prove(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    leaf: Option<&Certificate>,
+) -> Result<Option<Served>> {
     match (&target.probe, leaf) {
         (Some(p), Some(leaf)) => Ok(Some(
             probe::expect(p, &server_name(cert, target), leaf).await?,
@@ -499,16 +513,15 @@ pub async fn deploy(
     let env = hook_env(cert, target, material);
     let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
     let combined = version_combined(target, id);
+    // Whether the service was asked to load the new files: a rollback then asks it to load
+    // the previous ones; a failure before that needs only the files switched back.
+    let mut loaded = false;
     let attempt = async {
         switch(target, id)?;
-        activate(
-            cert,
-            target,
-            Some(&material.certificate),
-            combined.as_deref(),
-            &env_refs,
-        )
-        .await
+        check(target, &env_refs).await?;
+        loaded = true;
+        load(target, combined.as_deref(), &env_refs).await?;
+        prove(cert, target, Some(&material.certificate)).await
     }
     .await;
     match attempt {
@@ -521,7 +534,7 @@ pub async fn deploy(
         },
         Err(error) => {
             let rollback = match &previous {
-                Some(prev) => Some(roll_back(cert, target, prev, &env_refs).await),
+                Some(prev) => Some(roll_back(cert, target, prev, loaded, &env_refs).await),
                 None => None,
             };
             Outcome::Failed { error, rollback }
@@ -529,17 +542,37 @@ pub async fn deploy(
     }
 }
 
+/// Switches back to `previous`, makes the service load it again if it was asked to load the
+/// new version, and proves the previous certificate is served. Returns what was restored.
 async fn roll_back(
     cert: &CertificateConfig,
     target: &TargetConfig,
     previous: &str,
+    loaded: bool,
     env: &[(&str, String)],
-) -> Result<()> {
+) -> Result<String> {
     switch(target, previous)?;
+    let reload = if loaded {
+        load(target, version_combined(target, previous).as_deref(), env).await
+    } else {
+        Ok(())
+    };
     let leaf = version_leaf(target, previous);
-    let combined = version_combined(target, previous);
-    activate(cert, target, leaf.as_ref(), combined.as_deref(), env).await?;
-    Ok(())
+    // The probe decides: a reload command that fails again (it failed once already) does not
+    // matter if the service still serves the previous certificate.
+    match (prove(cert, target, leaf.as_ref()).await?, reload) {
+        (Some(served), Ok(())) => Ok(format!(
+            "previous certificate restored and served ({})",
+            served.describe()
+        )),
+        (Some(served), Err(e)) => Ok(format!(
+            "previous files restored; reloading them failed too ({e}), but the service still serves \
+             the previous certificate ({})",
+            served.describe()
+        )),
+        (None, Ok(())) => Ok("previous files restored".to_owned()),
+        (None, Err(e)) => Err(e),
+    }
 }
 
 #[cfg(test)]

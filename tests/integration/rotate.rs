@@ -1,0 +1,921 @@
+//! `pki rotate` against real services started on 127.0.0.1: first deployment, forced rotation,
+//! failures and rollback, kill -9, concurrent runs, reports. What a service serves is read with
+//! `openssl s_client`, independently of the tool's own probe.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pki::{Certificate, Serial};
+use pki_tests::servers::{self, Server};
+use pki_tests::{Pki, Run, require};
+
+/// A test CA, a state directory and a config file in one short temporary directory.
+struct Rig {
+    tmp: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let tmp = servers::short_tempdir();
+        let ca = tmp.path().join("ca");
+        Pki::new([
+            "ca",
+            "init",
+            "--dir",
+            ca.to_str().unwrap(),
+            "--insecure-no-passphrase",
+        ])
+        .run()
+        .ok();
+        Self { tmp }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.path("rotate.toml")
+    }
+
+    /// Writes the config: state dir, offline backend, then `body` (certificates, reports).
+    fn config(&self, body: &str) {
+        let text = format!(
+            "state_dir = \"{}\"\n[backend]\ntype = \"offline\"\nca_dir = \"{}\"\n\n{body}",
+            self.path("state").display(),
+            self.path("ca").display()
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn rotate(&self, extra: &[&str]) -> Run {
+        let config = self.config_path();
+        let mut args = vec!["rotate", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Pki::new(args).run()
+    }
+
+    /// The store's current certificate of `name`.
+    fn current(&self, name: &str) -> Certificate {
+        let p = self.path(&format!("state/certs/{name}/current/cert.pem"));
+        Certificate::from_pem(&std::fs::read(&p).unwrap(), "store").unwrap()
+    }
+
+    /// Issues a bootstrap certificate and writes it as regular files (what a service runs with
+    /// before the tool manages it): (cert, key) or a combined PEM.
+    fn bootstrap(
+        &self,
+        cn: &str,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        combined: Option<&Path>,
+    ) -> Certificate {
+        let out = self.path(&format!("boot-{}", servers::free_port()));
+        Pki::new([
+            "issue",
+            cn,
+            "--san",
+            "127.0.0.1",
+            "--out",
+            out.to_str().unwrap(),
+            "--ca-dir",
+            self.path("ca").to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+        let full = std::fs::read(out.join("fullchain.pem")).unwrap();
+        let k = std::fs::read(out.join("key.pem")).unwrap();
+        if let Some(c) = cert {
+            std::fs::write(c, &full).unwrap();
+        }
+        if let Some(p) = key {
+            std::fs::write(p, &k).unwrap();
+        }
+        if let Some(p) = combined {
+            let mut all = full.clone();
+            all.extend_from_slice(&k);
+            std::fs::write(p, all).unwrap();
+        }
+        Certificate::from_pem(&full, "bootstrap").unwrap()
+    }
+}
+
+/// The serial a service presents, read with `openssl s_client`.
+fn served(port: u16, starttls: Option<&str>) -> Serial {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        "localhost",
+    ]);
+    if let Some(proto) = starttls {
+        cmd.args(["-starttls", proto]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let cert = Certificate::from_pem(&out.stdout, "s_client output").unwrap_or_else(|e| {
+        panic!(
+            "no certificate from port {port}: {e}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    cert.info().serial.clone()
+}
+
+fn chown_postgres(path: &Path) {
+    assert!(
+        Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn cert_section(name: &str, target: &str) -> String {
+    format!(
+        "[[certificate]]\nname = \"{name}\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\n[[certificate.target]]\n{target}\n"
+    )
+}
+
+/// First deployment onto a running service, then a forced rotation: each time the service
+/// serves the store's current certificate, and the tool's exit code is 0.
+fn first_then_forced(rig: &Rig, name: &str, port: u16, starttls: Option<&str>) -> (Serial, Serial) {
+    rig.rotate(&[]).ok();
+    let first = rig.current(name).info().serial.clone();
+    assert_eq!(served(port, starttls), first, "first deployment");
+    // Nothing due: nothing changes.
+    rig.rotate(&[]).ok();
+    assert_eq!(rig.current(name).info().serial, first);
+    rig.rotate(&["--force"]).ok();
+    let second = rig.current(name).info().serial.clone();
+    assert_ne!(first, second);
+    assert_eq!(served(port, starttls), second, "forced rotation");
+    (first, second)
+}
+
+/// An HTTP/1.1 keep-alive request over an established TLS connection; returns the body.
+fn https_get(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> String {
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&buf).contains("conn-cert-serial=") || !buf.ends_with(b"\n") {
+        let n = tls.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn open_tls(port: u16, root: &Path) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = Certificate::from_pem(&std::fs::read(root).unwrap(), "root").unwrap();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+#[test]
+fn haproxy_hot_swap_keeps_the_process_and_open_connections() {
+    if !require(&["haproxy", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let pem = dir.path().join("site.pem");
+    rig.bootstrap("localhost", None, None, Some(&pem));
+    let mut hap = servers::haproxy(dir, &pem);
+    let pid = hap.pid();
+    rig.config(&cert_section(
+        "hap",
+        &format!(
+            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
+            pem.display(),
+            hap.path("admin.sock").display(),
+            hap.port
+        ),
+    ));
+    rig.rotate(&[]).ok();
+    let first = rig.current("hap").info().serial.clone();
+    assert_eq!(served(hap.port, None), first);
+    // A client connected before the swap...
+    let mut tls = open_tls(hap.port, &rig.path("ca/root.pem"));
+    let before = https_get(&mut tls);
+    assert!(before.to_lowercase().contains(&first.to_hex()), "{before}");
+    rig.rotate(&["--force"]).ok();
+    let second = rig.current("hap").info().serial.clone();
+    assert_ne!(first, second);
+    // ...keeps its connection (and its certificate); new connections get the new one.
+    let after = https_get(&mut tls);
+    assert!(after.contains("200"), "{after}");
+    assert!(after.to_lowercase().contains(&first.to_hex()), "{after}");
+    assert_eq!(served(hap.port, None), second);
+    assert!(hap.alive(), "haproxy was not restarted");
+    assert_eq!(hap.pid(), pid);
+    // The file on disk holds the new certificate too (a restart serves it).
+    let on_disk = Certificate::from_pem(&std::fs::read(&pem).unwrap(), "site.pem").unwrap();
+    assert_eq!(on_disk.info().serial, second);
+}
+
+#[test]
+fn nginx_first_deployment_and_forced_rotation() {
+    if !require(&["nginx", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    let ngx = servers::nginx(dir, &cert, &key);
+    let conf = ngx.path("nginx.conf");
+    rig.config(&cert_section(
+        "web",
+        &format!(
+            "type = \"nginx\"\ncert = \"{}\"\nkey = \"{}\"\ntest_command = [\"nginx\", \"-q\", \"-t\", \"-p\", \"{d}\", \"-c\", \"{c}\"]\n\
+             reload_command = [\"nginx\", \"-p\", \"{d}\", \"-c\", \"{c}\", \"-s\", \"reload\"]\nprobe = {{ address = \"127.0.0.1:{}\" }}",
+            cert.display(),
+            key.display(),
+            ngx.port,
+            d = ngx.dir.path().display(),
+            c = conf.display()
+        ),
+    ));
+    first_then_forced(&rig, "web", ngx.port, None);
+}
+
+#[test]
+fn mariadb_flush_ssl() {
+    if !require(&["mariadbd", "mariadb", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    let db = servers::mariadb(dir, &cert, &key);
+    rig.config(&cert_section(
+        "db",
+        &format!(
+            "type = \"mariadb\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\n\
+             reload_command = [\"mariadb\", \"--defaults-file={}\", \"-e\", \"FLUSH SSL\"]\nprobe = {{ address = \"127.0.0.1:{}\" }}",
+            cert.display(),
+            key.display(),
+            db.path("my.cnf").display(),
+            db.port
+        ),
+    ));
+    first_then_forced(&rig, "db", db.port, Some("mysql"));
+}
+
+#[test]
+fn postgres_reload_with_the_key_rules() {
+    if !require(&["setpriv", "pg_isready", "psql", "openssl"])
+        || !Path::new("/usr/lib/postgresql/15/bin/postgres").exists()
+    {
+        assert!(!pki_tests::under_ci(), "PostgreSQL 15 is missing");
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    chown_postgres(&key);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pg = servers::postgres(dir, &cert, &key);
+    rig.config(&cert_section(
+        "pg",
+        &format!(
+            "type = \"postgres\"\ncert = \"{}\"\nkey = \"{}\"\nowner = \"postgres\"\n\
+             reload_command = [\"psql\", \"-h\", \"{}\", \"-p\", \"{}\", \"-U\", \"postgres\", \"-Atc\", \"SELECT pg_reload_conf()\"]\n\
+             probe = {{ address = \"127.0.0.1:{}\" }}",
+            cert.display(),
+            key.display(),
+            pg.path("sock").display(),
+            pg.port,
+            pg.port
+        ),
+    ));
+    first_then_forced(&rig, "pg", pg.port, Some("postgres"));
+    // The key PostgreSQL reads is owned by postgres with mode 0600.
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let pg_uid = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), pg_uid);
+}
+
+#[test]
+fn redis_config_set() {
+    if !require(&["redis-server", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    let r = servers::redis(dir, &cert, &key);
+    rig.config(&cert_section(
+        "cache",
+        &format!(
+            "type = \"redis\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
+            cert.display(),
+            key.display(),
+            r.path("redis.sock").display(),
+            r.port
+        ),
+    ));
+    first_then_forced(&rig, "cache", r.port, None);
+}
+
+/// An nginx target whose deployment is made to fail by `mutate`; the rotation must exit 1,
+/// roll back, keep the old certificate served, and report the failure in the textfile.
+fn nginx_failure(target_extra: &str, mutate: impl FnOnce(&Server), expect_in_error: &str) {
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    let ngx = servers::nginx(dir, &cert, &key);
+    let conf = ngx.path("nginx.conf");
+    let d = ngx.dir.path().display().to_string();
+    let c = conf.display().to_string();
+    let test =
+        format!("test_command = [\"nginx\", \"-q\", \"-t\", \"-p\", \"{d}\", \"-c\", \"{c}\"]");
+    let reload = format!(
+        "reload_command = [\"nginx\", \"-p\", \"{d}\", \"-c\", \"{c}\", \"-s\", \"reload\"]"
+    );
+    let body = |extra: &str| {
+        let mut lines = vec![
+            "type = \"nginx\"".to_owned(),
+            format!("cert = \"{}\"", cert.display()),
+            format!("key = \"{}\"", key.display()),
+            format!(
+                "probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}",
+                ngx.port
+            ),
+        ];
+        if !extra.contains("test_command") {
+            lines.push(test.clone());
+        }
+        if !extra.contains("reload_command") {
+            lines.push(reload.clone());
+        }
+        if !extra.is_empty() {
+            lines.push(extra.to_owned());
+        }
+        format!(
+            "[report]\ntextfile = \"{}\"\n\n{}",
+            rig.path("pki.prom").display(),
+            cert_section("web", &lines.join("\n"))
+        )
+    };
+    rig.config(&body(""));
+    rig.rotate(&[]).ok();
+    let good = rig.current("web").info().serial.clone();
+    assert_eq!(served(ngx.port, None), good);
+    let good_files = std::fs::read(&cert).unwrap();
+    rig.config(&body(target_extra));
+    mutate(&ngx);
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains(expect_in_error), "{run:#?}");
+    assert!(run.stderr.contains("rollback: previous"), "{run:#?}");
+    assert!(!run.stderr.contains("rollback: FAILED"), "{run:#?}");
+    // The old certificate is still served, and the files on disk are the old ones again.
+    assert_eq!(served(ngx.port, None), good);
+    assert_eq!(std::fs::read(&cert).unwrap(), good_files);
+    let prom = std::fs::read_to_string(rig.path("pki.prom")).unwrap();
+    assert!(
+        prom.contains("pki_rotation_success{name=\"web\"} 0"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("pki_rotation_targets_failed{name=\"web\"} 1"),
+        "{prom}"
+    );
+}
+
+#[test]
+fn broken_reload_command_rolls_back() {
+    if !require(&["nginx", "openssl"]) {
+        return;
+    }
+    nginx_failure(
+        "reload_command = [\"/bin/false\"]",
+        |_| {},
+        "/bin/false exited with status 1",
+    );
+}
+
+#[test]
+fn configuration_failing_its_test_rolls_back() {
+    if !require(&["nginx", "openssl"]) {
+        return;
+    }
+    nginx_failure(
+        "",
+        |ngx| {
+            // Someone broke nginx.conf: `nginx -t` now fails, so no reload may happen.
+            let conf = ngx.path("nginx.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str("\nthis is not nginx syntax;\n");
+            std::fs::write(&conf, text).unwrap();
+        },
+        "nginx -q -t",
+    );
+}
+
+#[test]
+fn probe_seeing_the_wrong_certificate_rolls_back() {
+    if !require(&["nginx", "openssl"]) {
+        return;
+    }
+    // The "reload" does nothing: nginx keeps serving the old certificate, the probe notices.
+    nginx_failure("reload_command = [\"true\"]", |_| {}, "instead of");
+}
+
+#[test]
+fn keystore_pkcs12_and_pem_variant() {
+    if !require(&["keytool", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let pass = rig.path("ks.pass");
+    std::fs::write(&pass, "changeit-not\n").unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let p12 = rig.path("java/svc.p12");
+    rig.config(&cert_section(
+        "svc",
+        &format!(
+            "type = \"keystore\"\npkcs12 = \"{}\"\npassword_file = \"{}\"\nalias = \"svc\"\ncert = \"{}\"\nkey = \"{}\"",
+            p12.display(),
+            pass.display(),
+            rig.path("es/svc.crt").display(),
+            rig.path("es/svc.key").display()
+        ),
+    ));
+    rig.rotate(&[]).ok();
+    let keytool = Command::new("keytool")
+        .args([
+            "-list",
+            "-v",
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            "changeit-not",
+            "-keystore",
+        ])
+        .arg(&p12)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&keytool.stdout);
+    assert!(
+        keytool.status.success(),
+        "{listing}{}",
+        String::from_utf8_lossy(&keytool.stderr)
+    );
+    assert!(listing.contains("PrivateKeyEntry"), "{listing}");
+    assert!(listing.contains("Certificate chain length: 3"), "{listing}");
+    let serial = rig.current("svc").info().serial.to_hex();
+    assert!(
+        listing.to_lowercase().contains(&format!(
+            "serial number: {}",
+            serial.trim_start_matches('0')
+        )),
+        "{listing}"
+    );
+    let info = pki_tests::openssl([
+        "pkcs12",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        "pass:changeit-not",
+        "-noout",
+        "-info",
+    ]);
+    assert_eq!(info.code, 0, "{info:#?}");
+    let certs = pki_tests::openssl([
+        "pkcs12",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        "pass:changeit-not",
+        "-nokeys",
+    ]);
+    assert_eq!(
+        Certificate::all_from_pem(certs.stdout.as_bytes(), "p12")
+            .unwrap()
+            .len(),
+        3
+    );
+    let key = std::fs::read_to_string(rig.path("es/svc.key")).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8: {key}"
+    );
+    let pkey = pki_tests::openssl([
+        "pkey",
+        "-in",
+        rig.path("es/svc.key").to_str().unwrap(),
+        "-noout",
+    ]);
+    assert_eq!(pkey.code, 0);
+    let mode = std::fs::metadata(rig.path("es/svc.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o640
+    );
+}
+
+/// Every managed pair: the store's current version, and each target's files through its links.
+fn assert_pairs_match(rig: &Rig, names: &[&str]) {
+    for name in names {
+        let dir = rig.path(&format!("state/certs/{name}/current"));
+        if !dir.exists() {
+            continue;
+        }
+        check_pair(&dir.join("cert.pem"), &dir.join("key.pem"));
+        let out = rig.path(&format!("out/{name}"));
+        if out.join("cert.pem").exists() || out.join("key.pem").exists() {
+            check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+        }
+        let combined = rig.path(&format!("out/{name}-combined/all.pem"));
+        if combined.exists() {
+            let text = std::fs::read(&combined).unwrap();
+            let cert = Certificate::from_pem(&text, "combined").unwrap();
+            let key = pki::PrivateKey::from_pem(&text, "combined").unwrap();
+            assert!(cert.matches_key(&key), "{}", combined.display());
+        }
+    }
+}
+
+fn check_pair(cert: &Path, key: &Path) {
+    let c = Certificate::from_pem(&std::fs::read(cert).unwrap(), "cert").unwrap();
+    let k = pki::PrivateKey::from_pem(&std::fs::read(key).unwrap(), "key").unwrap();
+    assert!(
+        c.matches_key(&k),
+        "{} and {} do not match",
+        cert.display(),
+        key.display()
+    );
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(pki::fsio::TEMP_PREFIX)
+            {
+                found.push(p.clone());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// A small xorshift generator: reproducible kill points from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn kill_nine_at_random_points_leaves_matching_pairs_and_converges() {
+    let rig = Rig::new();
+    let names = ["a", "b", "c", "d"];
+    let body: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[[certificate]]\nname = \"{n}\"\ncommon_name = \"{n}.example.internal\"\nkey = \"{}\"\n\n\
+                 [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n\
+                 [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nfiles = [\"combined\"]\ncombined = \"all.pem\"\n\n",
+                if *n == "d" { "rsa-2048" } else { "ecdsa-p256" },
+                rig.path(&format!("out/{n}")).display(),
+                rig.path(&format!("out/{n}-combined")).display()
+            )
+        })
+        .collect();
+    rig.config(&body);
+    rig.rotate(&[]).ok();
+    // How long a forced run takes decides where kills land.
+    let t = Instant::now();
+    rig.rotate(&["--force"]).ok();
+    let span = t.elapsed().as_micros().max(1000) as u64;
+    let seed = std::env::var("PKI_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    eprintln!("kill points seed {seed} (set PKI_KILL_SEED to replay), run takes {span} us");
+    let mut rng = Rng(seed | 1);
+    let mut killed_mid_run = 0;
+    for i in 0..60 {
+        let delay = rng.next() % span;
+        let mut child = Command::new(pki_tests::pki_bin())
+            .args([
+                "rotate",
+                "--force",
+                "--config",
+                rig.config_path().to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(delay));
+        if matches!(child.try_wait(), Ok(None)) {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Right after the kill: every pair anyone can read still matches.
+        assert_pairs_match(&rig, &names);
+        if i % 10 == 9 {
+            // The next run converges: exit 0, nothing left to deploy, no temporary files.
+            rig.rotate(&[]).ok();
+            assert!(
+                temp_files(rig.tmp.path()).is_empty(),
+                "{:?}",
+                temp_files(rig.tmp.path())
+            );
+            let plan = rig.rotate(&["--dry-run"]).ok();
+            assert!(
+                !plan.stdout.contains("issue") && !plan.stdout.contains("redeploy"),
+                "{}",
+                plan.stdout
+            );
+            assert_pairs_match(&rig, &names);
+        }
+    }
+    assert!(
+        killed_mid_run >= 50,
+        "only {killed_mid_run} kills landed during a run"
+    );
+}
+
+#[test]
+fn a_second_concurrent_run_exits_with_the_lock_code() {
+    let rig = Rig::new();
+    rig.config(&format!(
+        "[[certificate]]\nname = \"slow\"\ncommon_name = \"slow.example.internal\"\n\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nreload_command = [\"sleep\", \"2\"]\n",
+        rig.path("out/slow").display()
+    ));
+    let first = Command::new(pki_tests::pki_bin())
+        .args(["rotate", "--config", rig.config_path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first run is in its reload (it holds the lock).
+    let start = Instant::now();
+    while !rig.path("out/slow/.pki").exists() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let second = rig.rotate(&[]);
+    assert_eq!(second.code, 75, "{second:#?}");
+    assert!(second.stderr.contains("lock"), "{second:#?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the second run must not wait"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_pair(
+        &rig.path("out/slow/cert.pem"),
+        &rig.path("out/slow/key.pem"),
+    );
+    let plan = rig.rotate(&["--dry-run"]).ok();
+    assert!(plan.stdout.starts_with("slow: keep"), "{}", plan.stdout);
+}
+
+#[test]
+fn config_errors_name_file_line_and_key_and_exit_2() {
+    let rig = Rig::new();
+    rig.config(
+        "[[certificate]]\nname = \"x\"\ncommon_name = \"x.example.internal\"\ncolour = \"blue\"\n",
+    );
+    let run = rig.rotate(&[]).fails_with(&[2]);
+    assert!(
+        run.stderr.contains("rotate.toml:9") && run.stderr.contains("colour"),
+        "{run:#?}"
+    );
+    rig.config("[[certificate]]\nname = \"x\"\ncommon_name = \"x.example.internal\"\nttl = 30\n[[certificate.target]]\ntype = \"files\"\ndir = \"o\"\n");
+    let run = rig.rotate(&[]).fails_with(&[2]);
+    assert!(run.stderr.contains("rotate.toml:9"), "{run:#?}");
+    let run = Pki::new(["rotate", "--config", "/nonexistent/rotate.toml"])
+        .run()
+        .fails_with(&[2]);
+    assert!(run.stderr.contains("/nonexistent/rotate.toml"), "{run:#?}");
+}
+
+/// A tiny HTTP server recording requests (method, path with query, headers, body).
+#[derive(Debug, Clone)]
+struct Request {
+    line: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn listener() -> (u16, Arc<Mutex<Vec<Request>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                let h = h.trim_end().to_owned();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            log.lock().unwrap().push(Request {
+                line: line.trim_end().to_owned(),
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            let mut s = stream;
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"ok\":true}",
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn reports_reach_ntfy_uptime_kuma_and_the_textfile() {
+    let rig = Rig::new();
+    let (port, seen) = listener();
+    let token = rig.path("ntfy.token");
+    std::fs::write(&token, "tk_secret_token\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let prom = rig.path("metrics/pki.prom");
+    let report = format!(
+        "[report]\ntextfile = \"{}\"\nexpiry_warning = \"1d\"\n\
+         [report.ntfy]\nurl = \"http://127.0.0.1:{port}/pki-alerts\"\ntoken_file = \"{}\"\npriority = \"urgent\"\ntags = [\"rotating_light\", \"lock\"]\n\
+         [report.uptime_kuma]\npush_url = \"http://127.0.0.1:{port}/api/push/KumaToken?status=up&msg=OK&ping=\"\n\n",
+        prom.display(),
+        token.display()
+    );
+    let good = format!(
+        "[[certificate]]\nname = \"ok\"\ncommon_name = \"ok.example.internal\"\n[[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n",
+        rig.path("out/ok").display()
+    );
+    let bad = format!(
+        "[[certificate]]\nname = \"bad\"\ncommon_name = \"bad.example.internal\"\n[[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nreload_command = \"exit 3\"\n",
+        rig.path("out/bad").display()
+    );
+    rig.config(&format!("{report}{good}{bad}"));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let requests = seen.lock().unwrap().clone();
+    let ntfy = requests
+        .iter()
+        .find(|r| r.line.starts_with("POST /pki-alerts"))
+        .expect("ntfy was called");
+    let header = |r: &Request, k: &str| {
+        r.headers
+            .iter()
+            .find(|(h, _)| h == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header(ntfy, "authorization").as_deref(),
+        Some("Bearer tk_secret_token")
+    );
+    assert_eq!(header(ntfy, "priority").as_deref(), Some("urgent"));
+    assert_eq!(header(ntfy, "tags").as_deref(), Some("rotating_light,lock"));
+    assert!(
+        header(ntfy, "title").unwrap().contains("failed"),
+        "{ntfy:?}"
+    );
+    assert!(
+        ntfy.body.contains("FAILED bad") && ntfy.body.contains("exit 3"),
+        "{ntfy:?}"
+    );
+    let kuma = requests
+        .iter()
+        .find(|r| r.line.contains("/api/push/KumaToken"))
+        .expect("kuma was called");
+    assert!(
+        kuma.line.starts_with("GET ") && kuma.line.contains("status=down"),
+        "{kuma:?}"
+    );
+    assert!(
+        kuma.line.contains("msg=1+failed") || kuma.line.contains("msg=1%20failed"),
+        "{kuma:?}"
+    );
+    // The textfile: NotAfter of each current certificate, and the run's results.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let ok_cert = rig.current("ok");
+    let expected = format!(
+        "x509_cert_not_after{{name=\"ok\",subject_CN=\"ok.example.internal\",serial=\"{}\"}} {}",
+        ok_cert.info().serial,
+        ok_cert.info().not_after.unix_timestamp()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(
+        text.contains("pki_rotation_success{name=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pki_rotation_success{name=\"bad\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pki_rotation_last_success_timestamp_seconds{name=\"ok\"}"),
+        "{text}"
+    );
+    assert!(
+        !run.stderr.contains("tk_secret_token") && !run.stderr.contains("KumaToken"),
+        "secrets in logs: {}",
+        run.stderr
+    );
+    // Fixed: the next run succeeds, Kuma hears "up", ntfy hears nothing (nothing expires soon).
+    rig.config(&format!(
+        "{report}{good}{}",
+        bad.replace("reload_command = \"exit 3\"\n", "")
+    ));
+    seen.lock().unwrap().clear();
+    rig.rotate(&[]).ok();
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.line.contains("/api/push/KumaToken") && r.line.contains("status=up")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.line.starts_with("POST")),
+        "{requests:?}"
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("pki_rotation_success{name=\"bad\"} 1"),
+        "{text}"
+    );
+}

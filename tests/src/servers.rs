@@ -1,0 +1,338 @@
+//! Throwaway servers for the deploy tests: HAProxy, Nginx, MariaDB, PostgreSQL and Redis with
+//! TLS, each in a short temporary directory, bound to 127.0.0.1 on a free port, stopped when
+//! dropped. Recipes from `reference/test-servers.md`.
+
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (there is a small race until the server binds it).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A temporary directory with a short path: unix sockets allow about 100 bytes.
+pub fn short_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("p")
+        .tempdir_in("/tmp")
+        .unwrap();
+    // Services running as their own users (postgres) must be able to traverse it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Waits until `check` is true, or panics after `limit` with `what` and the log's tail.
+pub fn wait_until(
+    what: &str,
+    log: Option<&Path>,
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tail = log
+        .and_then(|l| std::fs::read_to_string(l).ok())
+        .map(|t| {
+            t.lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    panic!("{what} did not come up within {limit:?}:\n{tail}");
+}
+
+/// Whether something listens on 127.0.0.1:port.
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A running server process; killed (TERM, then KILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    let err = out.try_clone().unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// HAProxy with `bind … ssl crt <pem>` and an admin socket; answers every request with the
+/// serial of the certificate used on that connection.
+pub fn haproxy(dir: tempfile::TempDir, pem: &Path) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let cfg = format!(
+        "global\n    stats socket {sock} mode 600 level admin\n    log stderr format raw local0 info\n\
+         defaults\n    mode http\n    log global\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:{port} ssl crt {pem}\n    \
+         http-request return status 200 content-type text/plain lf-string \"conn-cert-serial=%[ssl_f_serial,hex]\\n\"\n",
+        sock = d.join("admin.sock").display(),
+        pem = pem.display(),
+    );
+    std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
+    let log = d.join("haproxy.log");
+    let child = spawn(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(d.join("haproxy.cfg")),
+        &log,
+    );
+    let sock = d.join("admin.sock");
+    wait_until("haproxy", Some(&log), Duration::from_secs(10), || {
+        sock.exists() && port_open(port)
+    });
+    Server {
+        child,
+        dir,
+        port,
+        log,
+    }
+}
+
+/// Nginx serving `cert` and `key` (paths as the rotation config names them).
+pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    let conf = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log info;\nworker_processes 1;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n  \
+         fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n  \
+         server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {cert};\n    \
+         ssl_certificate_key {key};\n    location / {{ default_type text/plain; return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+        d = d.display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    std::fs::write(d.join("nginx.conf"), conf).unwrap();
+    let log = d.join("stderr.log");
+    let child = spawn(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .arg("-g")
+            .arg("daemon off;"),
+        &log,
+    );
+    let pid = d.join("nginx.pid");
+    wait_until("nginx", Some(&log), Duration::from_secs(10), || {
+        pid.exists() && port_open(port)
+    });
+    Server {
+        child,
+        dir,
+        port,
+        log,
+    }
+}
+
+/// MariaDB with `ssl-cert`/`ssl-key` at the given paths.
+pub fn mariadb(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    let cnf = format!(
+        "[mariadbd]\nuser = root\ndatadir = {d}/data\nsocket = {d}/mysqld.sock\npid-file = {d}/mariadbd.pid\n\
+         log-error = {d}/error.log\ntmpdir = {d}/tmp\nport = {port}\nbind-address = 127.0.0.1\n\
+         innodb-buffer-pool-size = 32M\ninnodb-log-file-size = 8M\nssl-cert = {cert}\nssl-key = {key}\n\
+         [client]\nsocket = {d}/mysqld.sock\nuser = root\n",
+        d = d.display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    std::fs::write(d.join("my.cnf"), cnf).unwrap();
+    let init = Command::new("mariadb-install-db")
+        .arg(format!("--defaults-file={}", d.join("my.cnf").display()))
+        .arg("--auth-root-authentication-method=socket")
+        .arg("--skip-test-db")
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "mariadb-install-db: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let log = d.join("error.log");
+    let child = spawn(
+        Command::new("mariadbd").arg(format!("--defaults-file={}", d.join("my.cnf").display())),
+        &d.join("stdout.log"),
+    );
+    let cnf = d.join("my.cnf");
+    wait_until("mariadb", Some(&log), Duration::from_secs(30), || {
+        port_open(port)
+            && Command::new("mariadb-admin")
+                .arg(format!("--defaults-file={}", cnf.display()))
+                .arg("ping")
+                .output()
+                .is_ok_and(|o| o.status.success())
+    });
+    Server {
+        child,
+        dir,
+        port,
+        log,
+    }
+}
+
+/// PostgreSQL run as the `postgres` user, `ssl_cert_file`/`ssl_key_file` at the given paths.
+pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let bin = Path::new("/usr/lib/postgresql/15/bin");
+    let as_pg = |program: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
+        c
+    };
+    for sub in ["data", "sock"] {
+        let p = d.join(sub);
+        std::fs::create_dir_all(&p).unwrap();
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let init = as_pg(&bin.join("initdb"))
+        .arg("-D")
+        .arg(d.join("data"))
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let extra = format!(
+        "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{sock}'\nssl = on\n\
+         ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n",
+        sock = d.join("sock").display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    let conf = d.join("data/postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&extra);
+    std::fs::write(&conf, text).unwrap();
+    let log = d.join("postgres.log");
+    let child = spawn(
+        as_pg(&bin.join("postgres")).arg("-D").arg(d.join("data")),
+        &log,
+    );
+    let sock = d.join("sock");
+    wait_until("postgres", Some(&log), Duration::from_secs(30), || {
+        Command::new("pg_isready")
+            .arg("-q")
+            .arg("-h")
+            .arg(&sock)
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["-U", "postgres"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    Server {
+        child,
+        dir,
+        port,
+        log,
+    }
+}
+
+/// Redis with TLS on a free port and a unix socket for administration.
+pub fn redis(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let conf = format!(
+        "bind 127.0.0.1\nport 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\ntls-auth-clients no\n\
+         unixsocket {d}/redis.sock\nunixsocketperm 700\ndir {d}\npidfile {d}/redis.pid\nlogfile {d}/redis.log\n\
+         daemonize no\nsave \"\"\nappendonly no\n",
+        d = d.display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    std::fs::write(d.join("redis.conf"), conf).unwrap();
+    let log = d.join("redis.log");
+    let child = spawn(
+        Command::new("redis-server").arg(d.join("redis.conf")),
+        &d.join("stdout.log"),
+    );
+    let sock = d.join("redis.sock");
+    wait_until("redis", Some(&log), Duration::from_secs(10), || {
+        sock.exists() && port_open(port)
+    });
+    Server {
+        child,
+        dir,
+        port,
+        log,
+    }
+}
