@@ -1,6 +1,8 @@
 //! Support for the integration tests: running the `pki` binary, checking its exit codes,
 //! calling independent verifiers (openssl), and requiring external tools loudly under CI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Test support writes configs and fixtures directly.
+#![allow(clippy::disallowed_methods)]
 #![allow(missing_docs)]
 
 pub mod servers;

@@ -572,7 +572,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         }
     })?;
     Validator {
-        text,
+        lines: Lines::new(text),
         file: path,
         base: base_dir(path),
     }
@@ -588,14 +588,34 @@ fn base_dir(path: &Path) -> PathBuf {
 
 /// 1-based line of a span and the text of that line.
 fn position(text: &str, span: Range<usize>) -> (usize, String) {
-    let start = span.start.min(text.len());
-    let line = text[..start].matches('\n').count() + 1;
+    let line = Lines::new(text).line_of(span.start);
     let snippet = text.lines().nth(line - 1).unwrap_or("").trim().to_owned();
     (line, snippet)
 }
 
+/// Line starts of a text, for mapping byte offsets to line numbers in O(log n): a config may
+/// list ten thousand certificates.
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        match self.starts.binary_search(&offset) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+}
+
 struct Validator<'a> {
-    text: &'a str,
+    lines: Lines,
     file: &'a Path,
     base: PathBuf,
 }
@@ -604,7 +624,7 @@ impl Validator<'_> {
     fn err(&self, span: Option<Range<usize>>, message: String) -> Error {
         Error::Config {
             file: self.file.to_path_buf(),
-            line: span.map(|s| position(self.text, s).0),
+            line: span.map(|s| self.lines.line_of(s.start)),
             message,
         }
     }
@@ -847,7 +867,7 @@ impl Validator<'_> {
             renew_at,
             jitter,
             targets,
-            line: position(self.text, span).0,
+            line: self.lines.line_of(span.start),
         })
     }
 
@@ -1147,7 +1167,7 @@ impl Validator<'_> {
             },
             alias: raw.alias.unwrap_or_else(|| cert.to_owned()),
             probe,
-            line: position(self.text, span).0,
+            line: self.lines.line_of(span.start),
         })
     }
 

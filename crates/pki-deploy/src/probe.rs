@@ -122,8 +122,13 @@ pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
         })
 }
 
-/// Probes until `expected` is served or the probe's timeout passes (services reload
-/// asynchronously: nginx's old workers answer for a while).
+/// Consecutive probes that must see the expected certificate: right after a reload, nginx's
+/// old workers still answer some connections with the old one for a moment.
+const SETTLE_PROBES: u32 = 3;
+const PROBE_INTERVAL: StdDuration = StdDuration::from_millis(100);
+
+/// Probes until `expected` is served ([`SETTLE_PROBES`] times in a row) or the probe's timeout
+/// passes (services reload asynchronously).
 pub async fn expect(
     probe: &ProbeConfig,
     server_name: &str,
@@ -131,20 +136,30 @@ pub async fn expect(
 ) -> Result<Served> {
     let deadline = Instant::now()
         + StdDuration::from_millis(u64::try_from(probe.timeout.whole_milliseconds()).unwrap_or(0));
+    let mut in_a_row = 0;
     let mut last: std::result::Result<Served, Error>;
     loop {
         last = once(probe, server_name).await;
-        if let Ok(s) = &last
-            && s.leaf.der() == expected.der()
-        {
-            return last;
+        match &last {
+            Ok(s) if s.leaf.der() == expected.der() => {
+                in_a_row += 1;
+                if in_a_row >= SETTLE_PROBES {
+                    return last;
+                }
+            }
+            _ => in_a_row = 0,
         }
         if Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        tokio::time::sleep(PROBE_INTERVAL).await;
     }
     Err(match last {
+        Ok(s) if s.leaf.der() == expected.der() => Error::WrongCertificateServed {
+            address: probe.address.clone(),
+            expected: describe(expected),
+            found: "it only now, after serving another one moments before".to_owned(),
+        },
         Ok(s) => Error::WrongCertificateServed {
             address: probe.address.clone(),
             expected: describe(expected),

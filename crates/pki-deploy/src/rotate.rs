@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use pki::authority::offline::{self, InitOptions, KeyProtection, OfflineCa};
+use pki::fsio::Durability;
 use pki::rotation::{self, Decision, Desired, Observed};
 use pki::{Authority, Certificate, CertificateRequest, SecretString, clock, fsio};
 use serde_json::json;
@@ -274,6 +275,7 @@ pub fn plan<'a>(
     config: &'a Config,
     certs: &[&'a CertificateConfig],
     store: &Store,
+    state: &RunState,
     issuer: Option<&Certificate>,
     force: bool,
     now: OffsetDateTime,
@@ -288,7 +290,9 @@ pub fn plan<'a>(
                 .targets
                 .iter()
                 .map(|t| match &obs.version {
-                    Some(v) if matches!(obs.observed, Observed::Present(_)) => target::state(t, v),
+                    Some(v) if matches!(obs.observed, Observed::Present(_)) => {
+                        target::state(t, v, state.verified(t))
+                    }
                     _ => Sync::Stale("no certificate in the store".to_owned()),
                 })
                 .collect();
@@ -320,7 +324,16 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
         Some(b) => Some(b.current_issuer().await?),
         None => None,
     };
-    let planned = plan(config, &certs, &store, issuer.as_ref(), opts.force, started);
+    let mut state = RunState::load(&config.state_dir);
+    let planned = plan(
+        config,
+        &certs,
+        &store,
+        &state,
+        issuer.as_ref(),
+        opts.force,
+        started,
+    );
     if opts.dry_run {
         return Ok(RunSummary {
             started,
@@ -340,12 +353,8 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     } else {
         backend
     };
-    let mut outcomes = Vec::with_capacity(planned.len());
-    for p in planned {
-        outcomes.push(rotate_one(p, backend.as_ref(), &store, log).await);
-    }
+    let outcomes = execute(planned, backend.as_ref(), &store, &mut state, log).await;
     let finished = clock::now();
-    let mut state = RunState::load(&config.state_dir);
     for o in &outcomes {
         let entry = state.certificates.entry(o.name.clone()).or_default();
         entry.last_run = Some(finished.unix_timestamp());
@@ -406,112 +415,253 @@ fn planned_outcome(p: Planned<'_>) -> CertOutcome {
     }
 }
 
-/// Issues (when planned), stores and deploys one certificate; never fails the run.
-async fn rotate_one(
-    p: Planned<'_>,
+/// Above this many certificates or targets to handle, a run defers every fsync and makes each
+/// phase durable with one `syncfs` per file system before publishing it.
+const BATCH_THRESHOLD: usize = 8;
+
+/// One certificate in flight through the phases of a run.
+struct Work<'a> {
+    planned: Planned<'a>,
+    outcome: CertOutcome,
+    version: Option<String>,
+    material: Option<pki::IssuedCertificate>,
+    fresh: bool,
+}
+
+/// Issues what is due, stores it, and deploys to every target that needs it. One failing
+/// certificate or target never stops the others.
+async fn execute(
+    planned: Vec<Planned<'_>>,
     backend: Option<&Authority>,
     store: &Store,
+    state: &mut RunState,
     log: &Logger,
-) -> CertOutcome {
-    let name = p.cert.name.clone();
-    let mut outcome = CertOutcome {
-        name: name.clone(),
-        decision: p.decision.clone(),
-        action: "kept",
-        current: p.current.clone(),
-        error: None,
-        targets: Vec::new(),
+) -> Vec<CertOutcome> {
+    let busy = planned
+        .iter()
+        .map(|p| {
+            if matches!(p.decision, Decision::Issue { .. }) {
+                p.cert.targets.len() + 1
+            } else {
+                p.targets.iter().filter(|t| **t != Sync::InSync).count()
+            }
+        })
+        .sum::<usize>();
+    let durability = if busy > BATCH_THRESHOLD {
+        Durability::Deferred
+    } else {
+        Durability::Immediate
     };
-    let mut version = p.version.clone();
-    let mut material = None;
-    let mut fresh = false;
-    if let Decision::Issue { reason, detail } = &p.decision {
+    let mut work: Vec<Work<'_>> = planned
+        .into_iter()
+        .map(|p| Work {
+            outcome: CertOutcome {
+                name: p.cert.name.clone(),
+                decision: p.decision.clone(),
+                action: "kept",
+                current: p.current.clone(),
+                error: None,
+                targets: Vec::new(),
+            },
+            version: p.version.clone(),
+            material: None,
+            fresh: false,
+            planned: p,
+        })
+        .collect();
+
+    // 1. Issue and store every due certificate.
+    let mut new_versions = Vec::new();
+    for w in &mut work {
+        let Decision::Issue { reason, detail } = &w.planned.decision else {
+            continue;
+        };
+        let name = w.outcome.name.clone();
         log.info(
             "renew",
             &name,
             &format!("issuing a new certificate: {reason} ({detail})"),
             &[("reason", json!(reason.name()))],
         );
-        match issue(p.cert, backend, store).await {
+        match issue(w.planned.cert, backend, store, durability).await {
             Ok((id, issued)) => {
+                let info = issued.certificate.info();
                 log.info(
                     "issued",
                     &name,
                     &format!(
                         "issued serial {}, valid until {}",
-                        issued.certificate.info().serial,
-                        pki::error::Rfc3339(issued.certificate.info().not_after)
+                        info.serial,
+                        pki::error::Rfc3339(info.not_after)
                     ),
                     &[
-                        ("serial", json!(issued.certificate.info().serial.to_hex())),
+                        ("serial", json!(info.serial.to_hex())),
                         ("version", json!(id)),
                     ],
                 );
-                for w in &issued.warnings {
-                    log.warn("authority-warning", &name, w, &[]);
+                for warning in &issued.warnings {
+                    log.warn("authority-warning", &name, warning, &[]);
                 }
-                outcome.current = Some(issued.certificate.clone());
-                outcome.action = "issued";
-                version = Some(id);
-                material = Some(issued);
-                fresh = true;
+                w.outcome.current = Some(issued.certificate.clone());
+                w.outcome.action = "issued";
+                new_versions.push(w.outcome.name.clone());
+                w.version = Some(id);
+                w.material = Some(issued);
+                w.fresh = true;
             }
             Err(e) => {
                 log.error("issue-failed", &name, &e.to_string(), &[]);
-                outcome.action = "failed";
-                outcome.error = Some(e.to_string());
-                // The targets keep whatever they serve; nothing was switched.
-                return outcome;
+                w.outcome.action = "failed";
+                w.outcome.error = Some(e.to_string());
             }
         }
     }
-    let Some(version) = version else {
-        return outcome;
+    // 2. Publish the new versions in the store: their files first, then the switches.
+    let synced = |paths: &[PathBuf]| -> std::result::Result<(), String> {
+        if durability == Durability::Deferred {
+            fsio::sync_filesystems(paths).map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        }
     };
-    for (t, sync) in p.cert.targets.iter().zip(&p.targets) {
-        let mut result = TargetResult {
-            label: t.label(),
-            action: "in-sync",
-            detail: None,
-            error: None,
-            rollback: None,
+    let store_synced = synced(&[store.root().to_path_buf()]);
+    for w in work.iter_mut().filter(|w| w.fresh) {
+        let switched = store_synced.clone().and_then(|()| {
+            let id = w.version.as_deref().unwrap_or_default();
+            store
+                .switch(&w.outcome.name, id, durability)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = switched {
+            log.error("store-failed", &w.outcome.name, &e, &[]);
+            w.outcome.action = "failed";
+            w.outcome.error = Some(e);
+            w.fresh = false;
+            w.material = None;
+            w.version = None;
+        }
+    }
+    if let Err(e) = synced(&[store.root().to_path_buf()]) {
+        log.warn("sync-failed", "", &e, &[]);
+    }
+
+    // 3. Write each target's new version, then (once synced) switch, reload and prove.
+    let mut prepared: Vec<(usize, usize, target::Prepared, String)> = Vec::new();
+    let mut results: Vec<Vec<Option<TargetResult>>> = work
+        .iter()
+        .map(|w| vec![None; w.planned.cert.targets.len()])
+        .collect();
+    for (wi, w) in work.iter_mut().enumerate() {
+        let Some(version) = w.version.clone() else {
+            continue;
         };
-        let why = match (fresh, sync) {
-            (true, _) => "new certificate".to_owned(),
-            (false, Sync::InSync) => {
-                outcome.targets.push(result);
-                continue;
-            }
-            (false, Sync::Stale(why)) => why.clone(),
-        };
-        if material.is_none() {
-            match store.load(&name, &version) {
-                Ok(m) => material = Some(m),
-                Err(e) => {
-                    result.action = "failed";
-                    result.error = Some(e.to_string());
-                    outcome.targets.push(result);
+        if w.outcome.error.is_some() {
+            continue;
+        }
+        for (ti, (t, sync)) in w
+            .planned
+            .cert
+            .targets
+            .iter()
+            .zip(&w.planned.targets)
+            .enumerate()
+        {
+            let why = match (w.fresh, sync) {
+                (true, _) => "new certificate".to_owned(),
+                (false, Sync::InSync) => {
+                    results[wi][ti] = Some(TargetResult {
+                        label: t.label(),
+                        action: "in-sync",
+                        detail: None,
+                        error: None,
+                        rollback: None,
+                    });
                     continue;
+                }
+                (false, Sync::Stale(why)) => why.clone(),
+            };
+            let failed = |e: String| TargetResult {
+                label: t.label(),
+                action: "failed",
+                detail: Some(why.clone()),
+                error: Some(e),
+                rollback: None,
+            };
+            if w.material.is_none() {
+                match store.load(&w.outcome.name, &version) {
+                    Ok(m) => w.material = Some(m),
+                    Err(e) => {
+                        results[wi][ti] = Some(failed(e.to_string()));
+                        continue;
+                    }
+                }
+            }
+            let Some(material) = w.material.as_ref() else {
+                continue;
+            };
+            match target::prepare(t, &version, material, durability, state.verified(t)) {
+                Ok(p) => {
+                    if p.adopted {
+                        // The files found in place were being served: that is what a
+                        // rollback returns to.
+                        state.set_verified(t, target::ADOPTED);
+                    }
+                    prepared.push((wi, ti, p, why));
+                }
+                Err(e) => {
+                    log.error(
+                        "deploy-failed",
+                        &w.outcome.name,
+                        &format!("{}: {e}", t.label()),
+                        &[("target", json!(t.label()))],
+                    );
+                    results[wi][ti] = Some(failed(e.to_string()));
                 }
             }
         }
-        let Some(m) = material.as_ref() else { continue };
-        result.detail = Some(why.clone());
-        match target::deploy(p.cert, t, &version, m).await {
+    }
+    let target_dirs: Vec<PathBuf> = prepared
+        .iter()
+        .map(|(wi, ti, _, _)| target::versions_dir(&work[*wi].planned.cert.targets[*ti]))
+        .collect();
+    let targets_synced = synced(&target_dirs);
+    for (wi, ti, p, why) in &prepared {
+        let w = &work[*wi];
+        let t = &w.planned.cert.targets[*ti];
+        let name = &w.outcome.name;
+        let mut result = TargetResult {
+            label: t.label(),
+            action: "deployed",
+            detail: Some(why.clone()),
+            error: None,
+            rollback: None,
+        };
+        let outcome = match (&targets_synced, w.material.as_ref()) {
+            (Err(e), _) => Outcome::Failed {
+                error: Error::Io {
+                    what: "cannot flush",
+                    path: target::versions_dir(t),
+                    source: std::io::Error::other(e.clone()),
+                },
+                rollback: None,
+            },
+            (Ok(()), Some(material)) => {
+                target::activate(w.planned.cert, t, p, material, durability).await
+            }
+            (Ok(()), None) => continue,
+        };
+        match outcome {
             Outcome::Deployed { served } => {
+                state.set_verified(t, p.id());
                 let proof = served
                     .map(|s| format!(", served: {}", s.describe()))
                     .unwrap_or_default();
                 log.info(
                     "deployed",
-                    &name,
+                    name,
                     &format!("{}: deployed ({why}){proof}", t.label()),
                     &[("target", json!(t.label()))],
                 );
-                result.action = "deployed";
-                if outcome.action == "kept" {
-                    outcome.action = "redeployed";
-                }
             }
             Outcome::Failed { error, rollback } => {
                 let rb = match rollback {
@@ -521,7 +671,7 @@ async fn rotate_one(
                 };
                 log.error(
                     "deploy-failed",
-                    &name,
+                    name,
                     &format!(
                         "{}: {error}{}",
                         t.label(),
@@ -536,19 +686,35 @@ async fn rotate_one(
                 result.rollback = rb;
             }
         }
-        outcome.targets.push(result);
+        results[*wi][*ti] = Some(result);
     }
-    if let Err(e) = store.prune(&name) {
-        log.warn("prune-failed", &name, &e.to_string(), &[]);
+    if let Err(e) = synced(&target_dirs) {
+        log.warn("sync-failed", "", &e, &[]);
     }
-    outcome
+
+    // 4. Collect, prune.
+    work.into_iter()
+        .zip(results)
+        .map(|(w, results)| {
+            let mut outcome = w.outcome;
+            outcome.targets = results.into_iter().flatten().collect();
+            if outcome.action == "kept" && outcome.targets.iter().any(|t| t.action == "deployed") {
+                outcome.action = "redeployed";
+            }
+            if let Err(e) = store.prune(&outcome.name) {
+                log.warn("prune-failed", &outcome.name, &e.to_string(), &[]);
+            }
+            outcome
+        })
+        .collect()
 }
 
-/// Issues a certificate for the configured request and stores it as the current version.
+/// Issues a certificate for the configured request and adds it to the store (not yet current).
 async fn issue(
     cert: &CertificateConfig,
     backend: Option<&Authority>,
     store: &Store,
+    durability: Durability,
 ) -> Result<(String, pki::IssuedCertificate)> {
     let backend = backend.ok_or(pki::Error::InvalidRequest("no backend to issue with"))?;
     let now = clock::now();
@@ -559,8 +725,7 @@ async fn issue(
         cert.ttl,
     )?;
     let issued = backend.issue(&request, cert.key_algorithm, now).await?;
-    let id = store.add(&cert.name, &issued, now)?;
-    store.switch(&cert.name, &id)?;
+    let id = store.add(&cert.name, &issued, now, durability)?;
     Ok((id, issued))
 }
 

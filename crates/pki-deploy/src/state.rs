@@ -25,11 +25,33 @@ pub struct CertState {
     pub last_error: Option<String>,
 }
 
-/// All certificates' history.
+/// All certificates' history, and what each target was last proven to serve.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunState {
     /// By certificate name.
     pub certificates: BTreeMap<String, CertState>,
+    /// By target (its versioned directory): the version last verified as served. A target
+    /// whose `current` is ahead of this (a run killed between switch and proof) is deployed
+    /// again.
+    #[serde(default)]
+    pub verified: BTreeMap<String, String>,
+}
+
+impl RunState {
+    /// The version last verified on `target`.
+    pub fn verified(&self, target: &crate::config::TargetConfig) -> Option<&str> {
+        self.verified
+            .get(&crate::target::versions_dir(target).display().to_string())
+            .map(String::as_str)
+    }
+
+    /// Records what `target` was proven to serve.
+    pub fn set_verified(&mut self, target: &crate::config::TargetConfig, version: &str) {
+        self.verified.insert(
+            crate::target::versions_dir(target).display().to_string(),
+            version.to_owned(),
+        );
+    }
 }
 
 /// The state file of a state directory.

@@ -12,6 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use pki::fsio::Durability;
 use pki::rotation::{Current, Observed};
 use pki::{Certificate, IssuedCertificate, PrivateKey, bundle, fsio};
 use time::OffsetDateTime;
@@ -160,6 +161,7 @@ impl Store {
         name: &str,
         issued: &IssuedCertificate,
         now: OffsetDateTime,
+        durability: Durability,
     ) -> Result<String> {
         let base = self.dir(name);
         fsio::create_dir(&base, 0o700)?;
@@ -172,22 +174,27 @@ impl Store {
         // Staged under a temporary name and renamed whole: a version directory either holds
         // every file or does not exist.
         let staging = base.join(format!("{}{id}.{}", fsio::TEMP_PREFIX, std::process::id()));
-        if let Err(e) = bundle::write_dir(&staging, issued, false) {
+        if let Err(e) = bundle::write_dir_with(&staging, issued, false, durability) {
             let _ = fs::remove_dir_all(&staging);
             return Err(e.into());
         }
         let target = base.join(&id);
         fs::rename(&staging, &target).map_err(io("cannot move into place", &target))?;
-        fsio::sync_dir(&base)?;
+        fsio::sync_dir_with(&base, durability)?;
         Ok(id)
     }
 
     /// Makes `id` the current version (one atomic rename).
-    pub fn switch(&self, name: &str, id: &str) -> Result<()> {
+    pub fn switch(&self, name: &str, id: &str, durability: Durability) -> Result<()> {
         let base = self.dir(name);
         fsio::replace_symlink(&base.join(CURRENT), Path::new(id))?;
-        fsio::sync_dir(&base)?;
+        fsio::sync_dir_with(&base, durability)?;
         Ok(())
+    }
+
+    /// The store's root directory (for syncing a deferred batch).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The issued material of a version, key included, for deploying.

@@ -98,6 +98,16 @@ pub fn check_output(dir: &Path, with_key: bool, with_root: bool, overwrite: bool
 /// files are replaced only with `overwrite`. The key is moved into place before the certificate,
 /// so a reader that sees the new certificate finds its key.
 pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Result<Vec<PathBuf>> {
+    write_dir_with(dir, issued, overwrite, fsio::Durability::Immediate)
+}
+
+/// [`write_dir`], leaving the fsyncs to the caller when `durability` is deferred.
+pub fn write_dir_with(
+    dir: &Path,
+    issued: &IssuedCertificate,
+    overwrite: bool,
+    durability: fsio::Durability,
+) -> Result<Vec<PathBuf>> {
     let key_pem = issued.private_key.as_ref().map(|k| k.to_pkcs8_pem());
     let mut plan: Vec<(&str, Zeroizing<Vec<u8>>, FileMode)> = Vec::new();
     if let Some(k) = &key_pem {
@@ -150,7 +160,7 @@ pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Res
         }
     };
     let written = staged.iter().map(|f| f.target().to_path_buf()).collect();
-    fsio::commit_all(staged)?;
+    fsio::commit_all_with(staged, durability)?;
     Ok(written)
 }
 

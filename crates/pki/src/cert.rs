@@ -201,6 +201,12 @@ pub struct CertificateInfo {
     #[serde(skip)]
     pub(crate) subject_key_id: Option<Vec<u8>>,
     #[serde(skip)]
+    pub(crate) authority_key_id: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub(crate) issuer_raw: Vec<u8>,
+    #[serde(skip)]
+    pub(crate) subject_raw: Vec<u8>,
+    #[serde(skip)]
     pub(crate) spki_der: Vec<u8>,
 }
 
@@ -287,17 +293,25 @@ impl Certificate {
         &self.info.spki_der
     }
 
-    /// Whether `issuer`'s key signed this certificate (signature only: no validity or
-    /// constraint checks, so it answers for expired certificates too).
+    /// Whether this certificate was issued by `issuer`: the issuer name matches and, when both
+    /// carry key identifiers, the authority key identifier is the issuer's subject key
+    /// identifier; otherwise the signature is verified with the issuer's key. No validity or
+    /// constraint checks, so it answers for expired certificates too. Identifier comparison keeps
+    /// this cheap enough to run over thousands of deployed certificates.
     pub fn is_signed_by(&self, issuer: &Self) -> bool {
+        if self.info.issuer_raw != issuer.info.subject_raw {
+            return false;
+        }
+        if let (Some(aki), Some(ski)) = (&self.info.authority_key_id, &issuer.info.subject_key_id) {
+            return aki == ski;
+        }
         let Ok((_, leaf)) = X509Certificate::from_der(&self.der) else {
             return false;
         };
         let Ok((_, ca)) = X509Certificate::from_der(&issuer.der) else {
             return false;
         };
-        leaf.issuer().as_raw() == ca.subject().as_raw()
-            && leaf.verify_signature(Some(ca.public_key())).is_ok()
+        leaf.verify_signature(Some(ca.public_key())).is_ok()
     }
 }
 
@@ -320,6 +334,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
     let mut is_ca = false;
     let (mut server, mut client) = (false, false);
     let mut subject_key_id = None;
+    let mut authority_key_id = None;
     let mut permitted_dns_domains = Vec::new();
     for ext in cert.extensions() {
         match ext.parsed_extension() {
@@ -336,6 +351,9 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
                 client = eku.client_auth;
             }
             ParsedExtension::SubjectKeyIdentifier(id) => subject_key_id = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
             ParsedExtension::NameConstraints(nc) => {
                 for subtree in nc.permitted_subtrees.iter().flatten() {
                     if let GeneralName::DNSName(d) = subtree.base {
@@ -387,6 +405,9 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         permitted_dns_domains,
         public_key_raw: spki.subject_public_key.data.to_vec(),
         subject_key_id,
+        authority_key_id,
+        issuer_raw: cert.issuer().as_raw().to_vec(),
+        subject_raw: cert.subject().as_raw().to_vec(),
         spki_der: spki.raw.to_vec(),
     })
 }

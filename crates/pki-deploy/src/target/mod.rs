@@ -9,14 +9,14 @@
 //! /etc/nginx/ssl/web.key -> .pki/web.key/current/web.key
 //! /etc/nginx/ssl/.pki/web.key/20261125T031415Z-3e25501c/{web.key,web.crt}
 //! /etc/nginx/ssl/.pki/web.key/current  -> 20261125T031415Z-3e25501c
-//! /etc/nginx/ssl/.pki/web.key/verified -> 20261125T031415Z-3e25501c
 //! ```
 //!
 //! Switching `current` is one rename, so cert and key always change together, and the previous
-//! version is one rename away for rollback. `verified` records the last version a probe proved
-//! to be served (or, without a probe, that was activated), so a run killed between switch and
-//! reload is finished by the next one. Files that were in place before the first deployment
-//! are kept as an `adopted` version, so even that deployment can be rolled back.
+//! version is one rename away for rollback. The run state records, per target, the last version
+//! a probe proved to be served (or, without a probe, that was activated): a run killed between
+//! switch and reload leaves `current` ahead of that record, and the next run finishes the job.
+//! Files that were in place before the first deployment are kept as an `adopted` version, so
+//! even that deployment can be rolled back.
 
 pub mod haproxy;
 pub mod redis;
@@ -25,7 +25,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use pki::fsio::{self, FileMode, StagedFile};
+use pki::fsio::{self, Durability, FileMode, StagedFile};
 use pki::{Certificate, IssuedCertificate, SecretString, bundle};
 use zeroize::Zeroizing;
 
@@ -34,8 +34,6 @@ use crate::error::{Error, Result};
 use crate::probe::{self, Served};
 use crate::store::{CURRENT, link_name};
 
-/// The symlink naming the last version proven to be served.
-pub const VERIFIED: &str = "verified";
 /// Version id given to files found in place before the first deployment.
 pub const ADOPTED: &str = "adopted";
 /// Versions kept besides current and verified.
@@ -88,8 +86,9 @@ pub enum Sync {
     Stale(String),
 }
 
-/// Compares a target's deployed and verified versions and its links with the store's version.
-pub fn state(target: &TargetConfig, store_version: &str) -> Sync {
+/// Compares a target's deployed version, the version last verified there (from the run state)
+/// and its links with the store's version.
+pub fn state(target: &TargetConfig, store_version: &str, verified: Option<&str>) -> Sync {
     let versions = versions_dir(target);
     let current = link_name(&versions.join(CURRENT));
     if current.as_deref() != Some(store_version) {
@@ -98,7 +97,7 @@ pub fn state(target: &TargetConfig, store_version: &str) -> Sync {
             Some(c) => format!("serves version {c}, the store has {store_version}"),
         });
     }
-    if link_name(&versions.join(VERIFIED)).as_deref() != Some(store_version) {
+    if verified != Some(store_version) {
         return Sync::Stale("deployed but not verified (interrupted run?)".to_owned());
     }
     for f in &target.files {
@@ -172,7 +171,12 @@ fn keystore_password(target: &TargetConfig) -> Result<SecretString> {
 
 /// Writes version `id` of a target (the whole directory appears at once, or not at all). An
 /// existing version directory of that id is reused: the material behind an id never changes.
-fn stage(target: &TargetConfig, id: &str, files: Vec<Rendered>) -> Result<()> {
+fn stage(
+    target: &TargetConfig,
+    id: &str,
+    files: Vec<Rendered>,
+    durability: Durability,
+) -> Result<()> {
     let versions = versions_dir(target);
     let final_dir = versions.join(id);
     if final_dir.is_dir() {
@@ -191,9 +195,9 @@ fn stage(target: &TargetConfig, id: &str, files: Vec<Rendered>) -> Result<()> {
             .iter()
             .map(|f| StagedFile::create(&staging.join(&f.name), &f.bytes, f.mode))
             .collect::<pki::Result<Vec<_>>>()?;
-        fsio::commit_all(staged)?;
+        fsio::commit_all_with(staged, durability)?;
         fs::rename(&staging, &final_dir).map_err(io("cannot move into place", &final_dir))?;
-        fsio::sync_dir(&versions)?;
+        fsio::sync_dir_with(&versions, durability)?;
         Ok(())
     })();
     if written.is_err() {
@@ -204,7 +208,7 @@ fn stage(target: &TargetConfig, id: &str, files: Vec<Rendered>) -> Result<()> {
 
 /// Files found where the target writes, from before the first deployment, become the version
 /// `adopted`, so that the first deployment can be rolled back to them.
-fn adopt(target: &TargetConfig) -> Result<Option<String>> {
+fn adopt(target: &TargetConfig, durability: Durability) -> Result<Option<String>> {
     let versions = versions_dir(target);
     if link_name(&versions.join(CURRENT)).is_some() {
         return Ok(link_name(&versions.join(CURRENT)));
@@ -232,18 +236,20 @@ fn adopt(target: &TargetConfig) -> Result<Option<String>> {
             },
         });
     }
-    stage(target, ADOPTED, files)?;
-    switch(target, ADOPTED)?;
-    fsio::replace_symlink(&versions.join(VERIFIED), Path::new(ADOPTED))?;
-    fsio::sync_dir(&versions)?;
+    stage(target, ADOPTED, files, durability)?;
+    if durability == Durability::Deferred {
+        // The adopted copies must be on disk before the paths become links to them.
+        fsio::sync_filesystems(&[versions.clone()])?;
+    }
+    switch(target, ADOPTED, durability)?;
     Ok(Some(ADOPTED.to_owned()))
 }
 
 /// Points `current` at `id` and makes every configured path the managed symlink.
-fn switch(target: &TargetConfig, id: &str) -> Result<()> {
+fn switch(target: &TargetConfig, id: &str, durability: Durability) -> Result<()> {
     let versions = versions_dir(target);
     fsio::replace_symlink(&versions.join(CURRENT), Path::new(id))?;
-    fsio::sync_dir(&versions)?;
+    fsio::sync_dir_with(&versions, durability)?;
     let mut dirs: Vec<PathBuf> = Vec::new();
     for f in &target.files {
         let want = link_target(target, &f.path);
@@ -258,20 +264,13 @@ fn switch(target: &TargetConfig, id: &str) -> Result<()> {
         }
     }
     for d in dirs {
-        fsio::sync_dir(&d)?;
+        fsio::sync_dir_with(&d, durability)?;
     }
     Ok(())
 }
 
-fn mark_verified(target: &TargetConfig, id: &str) -> Result<()> {
-    let versions = versions_dir(target);
-    fsio::replace_symlink(&versions.join(VERIFIED), Path::new(id))?;
-    fsio::sync_dir(&versions)?;
-    Ok(())
-}
-
-/// Removes old versions (keeping current, verified and a few before) and temporary files.
-pub fn prune(target: &TargetConfig) -> Result<()> {
+/// Removes old versions (keeping current, `verified` and a few before) and temporary files.
+pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
     let versions = versions_dir(target);
     fsio::remove_stale_temps(&versions)?;
     for f in &target.files {
@@ -280,7 +279,7 @@ pub fn prune(target: &TargetConfig) -> Result<()> {
         }
     }
     let current = link_name(&versions.join(CURRENT));
-    let verified = link_name(&versions.join(VERIFIED));
+    let verified = verified.map(str::to_owned);
     let mut all: Vec<String> = match fs::read_dir(&versions) {
         Ok(entries) => entries
             .flatten()
@@ -479,37 +478,59 @@ fn hook_env(
     ]
 }
 
-/// Deploys version `id` (whose material is `material`) to `target`: render, switch, test,
-/// reload or hot-swap, probe; on any failure switch back to the previous version, activate it
-/// again and check that it is served.
-pub async fn deploy(
-    cert: &CertificateConfig,
+/// A version written into a target's directory, not yet switched in.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    id: String,
+    previous: Option<String>,
+    /// Files found in place were adopted as the version `adopted` (now verified as served).
+    pub adopted: bool,
+}
+
+impl Prepared {
+    /// The version prepared.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Renders and writes version `id` of `target` (adopting files found in place on a first
+/// deployment). Nothing the service reads changes yet.
+pub fn prepare(
     target: &TargetConfig,
     id: &str,
     material: &IssuedCertificate,
-) -> Outcome {
-    let adopted = match adopt(target) {
-        Ok(p) => p,
-        Err(error) => {
-            return Outcome::Failed {
-                error,
-                rollback: None,
-            };
-        }
-    };
+    durability: Durability,
+    verified: Option<&str>,
+) -> Result<Prepared> {
+    let had_current = link_name(&versions_dir(target).join(CURRENT)).is_some();
+    let adopted = adopt(target, durability)?;
+    let adopted_now = !had_current && adopted.is_some();
     // Roll back to what was last proven served; a version switched to by a run that was
     // killed before verifying it is not a safe place to return to.
-    let previous = link_name(&versions_dir(target).join(VERIFIED))
-        .or(adopted)
+    let previous = verified
+        .map(str::to_owned)
+        .or(if adopted_now { adopted } else { None })
         .filter(|p| p != id);
-    let prepared = render(target, material).and_then(|files| stage(target, id, files));
-    if let Err(error) = prepared {
-        // Nothing was switched: the service still has what it had.
-        return Outcome::Failed {
-            error,
-            rollback: None,
-        };
-    }
+    stage(target, id, render(target, material)?, durability)?;
+    Ok(Prepared {
+        id: id.to_owned(),
+        previous,
+        adopted: adopted_now,
+    })
+}
+
+/// Switches a prepared version in, tests, reloads or hot-swaps, and probes; on any failure
+/// switches back to the previous version, has the service load it again and checks that it is
+/// served. A deferred batch must be synced between [`prepare`] and this.
+pub async fn activate(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    prepared: &Prepared,
+    material: &IssuedCertificate,
+    durability: Durability,
+) -> Outcome {
+    let id = prepared.id.as_str();
     let env = hook_env(cert, target, material);
     let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
     let combined = version_combined(target, id);
@@ -517,7 +538,7 @@ pub async fn deploy(
     // the previous ones; a failure before that needs only the files switched back.
     let mut loaded = false;
     let attempt = async {
-        switch(target, id)?;
+        switch(target, id, durability)?;
         check(target, &env_refs).await?;
         loaded = true;
         load(target, combined.as_deref(), &env_refs).await?;
@@ -525,7 +546,7 @@ pub async fn deploy(
     }
     .await;
     match attempt {
-        Ok(served) => match mark_verified(target, id).and_then(|()| prune(target)) {
+        Ok(served) => match prune(target, Some(id)) {
             Ok(()) => Outcome::Deployed { served },
             Err(error) => Outcome::Failed {
                 error,
@@ -533,12 +554,30 @@ pub async fn deploy(
             },
         },
         Err(error) => {
-            let rollback = match &previous {
+            let rollback = match &prepared.previous {
                 Some(prev) => Some(roll_back(cert, target, prev, loaded, &env_refs).await),
                 None => None,
             };
             Outcome::Failed { error, rollback }
         }
+    }
+}
+
+/// [`prepare`] then [`activate`], every write fsync'd.
+pub async fn deploy(
+    cert: &CertificateConfig,
+    target: &TargetConfig,
+    id: &str,
+    material: &IssuedCertificate,
+    verified: Option<&str>,
+) -> Outcome {
+    match prepare(target, id, material, Durability::Immediate, verified) {
+        // Nothing was switched: the service still has what it had.
+        Err(error) => Outcome::Failed {
+            error,
+            rollback: None,
+        },
+        Ok(p) => activate(cert, target, &p, material, Durability::Immediate).await,
     }
 }
 
@@ -551,7 +590,7 @@ async fn roll_back(
     loaded: bool,
     env: &[(&str, String)],
 ) -> Result<String> {
-    switch(target, previous)?;
+    switch(target, previous, Durability::Immediate)?;
     let reload = if loaded {
         load(target, version_combined(target, previous).as_deref(), env).await
     } else {
