@@ -239,7 +239,7 @@ fn adopt(target: &TargetConfig, durability: Durability) -> Result<Option<String>
     stage(target, ADOPTED, files, durability)?;
     if durability == Durability::Deferred {
         // The adopted copies must be on disk before the paths become links to them.
-        fsio::sync_filesystems(&[versions.clone()])?;
+        fsio::sync_filesystems(std::slice::from_ref(&versions))?;
     }
     switch(target, ADOPTED, durability)?;
     Ok(Some(ADOPTED.to_owned()))
@@ -360,7 +360,7 @@ pub enum Outcome {
     /// The new version is served (or activated, for targets without a probe).
     Deployed {
         /// What the probe saw, if there is a probe.
-        served: Option<Served>,
+        served: Option<Box<Served>>,
     },
     /// It failed; the previous version was restored (`rollback` says whether that worked).
     Failed {
@@ -547,7 +547,9 @@ pub async fn activate(
     .await;
     match attempt {
         Ok(served) => match prune(target, Some(id)) {
-            Ok(()) => Outcome::Deployed { served },
+            Ok(()) => Outcome::Deployed {
+                served: served.map(Box::new),
+            },
             Err(error) => Outcome::Failed {
                 error,
                 rollback: None,
