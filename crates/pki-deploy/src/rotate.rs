@@ -319,6 +319,13 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
         Some(lock(&config.state_dir)?)
     };
     let store = Store::open_at(&config.state_dir, !opts.dry_run)?;
+    if !opts.dry_run {
+        // Leftovers of a run killed mid-write (the state file, the metrics file).
+        fsio::remove_stale_temps(&config.state_dir)?;
+        if let Some(dir) = config.report.textfile.as_deref().and_then(Path::parent) {
+            fsio::remove_stale_temps(dir)?;
+        }
+    }
     let backend = open_backend(config, false, opts.dry_run, log)?;
     let issuer = match &backend {
         Some(b) => Some(b.current_issuer().await?),
@@ -696,13 +703,25 @@ async fn execute(
     work.into_iter()
         .zip(results)
         .map(|(w, results)| {
-            let mut outcome = w.outcome;
+            let mut outcome = w.outcome.clone();
             outcome.targets = results.into_iter().flatten().collect();
             if outcome.action == "kept" && outcome.targets.iter().any(|t| t.action == "deployed") {
                 outcome.action = "redeployed";
             }
             if let Err(e) = store.prune(&outcome.name) {
                 log.warn("prune-failed", &outcome.name, &e.to_string(), &[]);
+            }
+            // Every target, deployed now or not: a run killed earlier may have left temporary
+            // files beside a target that is otherwise in sync.
+            for t in &w.planned.cert.targets {
+                if let Err(e) = target::prune(t, state.verified(t)) {
+                    log.warn(
+                        "prune-failed",
+                        &outcome.name,
+                        &format!("{}: {e}", t.label()),
+                        &[],
+                    );
+                }
             }
             outcome
         })

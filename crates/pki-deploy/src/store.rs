@@ -1,29 +1,38 @@
-//! The versioned store: every issued certificate of a managed name in a directory of its own,
-//! and a `current` symlink switched atomically, so a reader never sees a new certificate with an
-//! old key. Previous versions stay for rollback.
+//! The versioned store: every issued certificate of a managed name, each version one file
+//! holding the leaf, its chain, the root and the key, and a `current` symlink switched
+//! atomically, so a reader never sees a new certificate with an old key. Previous versions stay
+//! for rollback and audit.
 //!
 //! ```text
 //! <state_dir>/certs/<name>/
-//!     20261125T031415Z-3e25501c/   cert.pem key.pem chain.pem fullchain.pem ca.pem
-//!     20261126T031415Z-9a0b1c2d/   …
-//!     current -> 20261126T031415Z-9a0b1c2d
+//!     20261125T031415Z-3e25501c.pem    leaf, intermediates, root, PKCS#8 key (mode 0600)
+//!     20261126T031415Z-9a0b1c2d.pem
+//!     current -> 20261126T031415Z-9a0b1c2d.pem
 //! ```
+//!
+//! One file per version keeps a run over thousands of certificates light on the file system
+//! (a version is one inode, not a directory of five). Services never read the store: targets
+//! render what each service expects.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pki::fsio::Durability;
+use pki::fsio::{Durability, FileMode, StagedFile};
+use pki::pemfile::{self, label};
 use pki::rotation::{Current, Observed};
-use pki::{Certificate, IssuedCertificate, PrivateKey, bundle, fsio};
+use pki::{Certificate, IssuedCertificate, PrivateKey, fsio};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Versions kept besides the current one.
 pub const KEEP_PREVIOUS: usize = 2;
 
 /// Name of the symlink to the current version.
 pub const CURRENT: &str = "current";
+
+const EXTENSION: &str = ".pem";
 
 /// The store under a state directory.
 #[derive(Debug, Clone)]
@@ -40,14 +49,6 @@ pub struct Observation {
     pub observed: Observed,
     /// The current certificate, when it parses.
     pub certificate: Option<Certificate>,
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Reads the target of a symlink as a plain name; `None` when absent or not a symlink.
@@ -73,6 +74,19 @@ pub(crate) fn version_id(cert: &Certificate, now: OffsetDateTime) -> String {
     )
 }
 
+/// The version file's content: leaf, intermediates, root, key.
+fn render(issued: &IssuedCertificate) -> Result<Zeroizing<String>> {
+    let mut out = Zeroizing::new(issued.certificate.pem());
+    for c in &issued.chain {
+        out.push_str(&c.pem());
+    }
+    if let Some(root) = &issued.root {
+        out.push_str(&root.pem());
+    }
+    out.push_str(pki::bundle::key_pem(issued)?.expose());
+    Ok(out)
+}
+
 impl Store {
     /// Opens the store of `state_dir`, creating its directories (0700: it holds private keys)
     /// when `create` is set; a dry run reads without creating anything.
@@ -85,6 +99,11 @@ impl Store {
         Ok(Self { root })
     }
 
+    /// The store's root directory (for syncing a deferred batch).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The directory of a managed name.
     pub fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
@@ -93,11 +112,12 @@ impl Store {
     /// The current version id of a name.
     pub fn current(&self, name: &str) -> Option<String> {
         link_name(&self.dir(name).join(CURRENT))
+            .map(|n| n.strip_suffix(EXTENSION).map_or(n.clone(), str::to_owned))
     }
 
-    /// The directory of a version.
-    pub fn version_dir(&self, name: &str, id: &str) -> PathBuf {
-        self.dir(name).join(id)
+    /// The file of a version.
+    pub fn version_file(&self, name: &str, id: &str) -> PathBuf {
+        self.dir(name).join(format!("{id}{EXTENSION}"))
     }
 
     /// Observes the current version: parses the certificate and checks that the key matches,
@@ -110,30 +130,24 @@ impl Store {
                 certificate: None,
             };
         };
-        let dir = self.version_dir(name, &version);
         let unusable = |why: String| Observation {
             version: Some(version.clone()),
             observed: Observed::Unusable(why),
             certificate: None,
         };
-        let cert_path = dir.join(bundle::files::CERT);
-        let cert = match fsio::read_limited(&cert_path, fsio::MAX_PEM_INPUT)
-            .and_then(|t| Certificate::from_pem(&t, &cert_path.display().to_string()))
-        {
+        let path = self.version_file(name, &version);
+        let origin = path.display().to_string();
+        let text = match fsio::read_limited(&path, fsio::MAX_PEM_INPUT) {
+            Ok(t) => Zeroizing::new(t),
+            Err(e) => return unusable(e.to_string()),
+        };
+        let cert = match Certificate::from_pem(&text, &origin) {
             Ok(c) => c,
             Err(e) => return unusable(e.to_string()),
         };
-        let key_path = dir.join(bundle::files::KEY);
-        let key_matches = match fsio::read_limited(&key_path, fsio::MAX_PEM_INPUT).and_then(|t| {
-            let t = zeroize::Zeroizing::new(t);
-            let block = pki::pemfile::single_block(
-                &t,
-                &key_path.display().to_string(),
-                &[pki::pemfile::label::PRIVATE_KEY],
-            )?;
-            let der = zeroize::Zeroizing::new(block.der);
-            pki::key::pkcs8_public_key(&der)
-        }) {
+        let key_matches = match pemfile::single_block(&text, &origin, &[label::PRIVATE_KEY])
+            .and_then(|b| pki::key::pkcs8_public_key(&Zeroizing::new(b.der)))
+        {
             Ok(public) => public == cert.public_key_raw(),
             Err(e) => return unusable(e.to_string()),
         };
@@ -155,7 +169,8 @@ impl Store {
         }
     }
 
-    /// Writes a new version (every file fsync'd) without switching to it; returns its id.
+    /// Writes a new version without switching to it; returns its id. With immediate durability
+    /// the file is fsync'd; a deferred batch must be synced before [`Store::switch`].
     pub fn add(
         &self,
         name: &str,
@@ -167,61 +182,43 @@ impl Store {
         fsio::create_dir(&base, 0o700)?;
         let mut id = version_id(&issued.certificate, now);
         let mut n = 1;
-        while base.join(&id).exists() {
+        while self.version_file(name, &id).exists() {
             n += 1;
             id = format!("{}.{n}", version_id(&issued.certificate, now));
         }
-        // Staged under a temporary name and renamed whole: a version directory either holds
-        // every file or does not exist.
-        let staging = base.join(format!("{}{id}.{}", fsio::TEMP_PREFIX, std::process::id()));
-        if let Err(e) = bundle::write_dir_with(&staging, issued, false, durability) {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e.into());
-        }
-        let target = base.join(&id);
-        fs::rename(&staging, &target).map_err(io("cannot move into place", &target))?;
-        fsio::sync_dir_with(&base, durability)?;
+        let content = render(issued)?;
+        let staged = StagedFile::create(
+            &self.version_file(name, &id),
+            content.as_bytes(),
+            FileMode::PRIVATE,
+        )?;
+        fsio::commit_all_with(vec![staged], durability)?;
         Ok(id)
     }
 
     /// Makes `id` the current version (one atomic rename).
     pub fn switch(&self, name: &str, id: &str, durability: Durability) -> Result<()> {
         let base = self.dir(name);
-        fsio::replace_symlink(&base.join(CURRENT), Path::new(id))?;
+        fsio::replace_symlink(&base.join(CURRENT), Path::new(&format!("{id}{EXTENSION}")))?;
         fsio::sync_dir_with(&base, durability)?;
         Ok(())
     }
 
-    /// The store's root directory (for syncing a deferred batch).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The issued material of a version, key included, for deploying.
     pub fn load(&self, name: &str, id: &str) -> Result<IssuedCertificate> {
-        let dir = self.version_dir(name, id);
-        let read = |f: &str| {
-            let p = dir.join(f);
-            fsio::read_limited(&p, fsio::MAX_PEM_INPUT).map(|t| (t, p.display().to_string()))
-        };
-        let (cert, origin) = read(bundle::files::CERT)?;
-        let certificate = Certificate::from_pem(&cert, &origin)?;
-        let (chain, origin) = read(bundle::files::CHAIN)?;
-        let chain = if chain.iter().all(u8::is_ascii_whitespace) {
-            Vec::new()
-        } else {
-            Certificate::all_from_pem(&chain, &origin)?
-        };
-        let root = match read(bundle::files::CA) {
-            Ok((t, origin)) => Some(Certificate::from_pem(&t, &origin)?),
-            Err(_) => None,
-        };
-        let (key, origin) = read(bundle::files::KEY)?;
-        let key = zeroize::Zeroizing::new(key);
-        let private_key = PrivateKey::from_pem(&key, &origin)?;
+        let path = self.version_file(name, id);
+        let origin = path.display().to_string();
+        let text = Zeroizing::new(fsio::read_limited(&path, fsio::MAX_PEM_INPUT)?);
+        let mut certs = Certificate::all_from_pem(&text, &origin)?.into_iter();
+        let certificate = certs.next().ok_or_else(|| pki::Error::Pem {
+            origin: origin.clone(),
+            problem: "no certificate".to_owned(),
+        })?;
+        let (roots, chain): (Vec<_>, Vec<_>) = certs.partition(|c| c.info().self_issued);
+        let private_key = PrivateKey::from_pem(&text, &origin)?;
         if !certificate.matches_key(&private_key) {
             return Err(pki::Error::KeyMismatch {
-                certificate: dir.join(bundle::files::CERT).display().to_string(),
+                certificate: origin.clone(),
                 key: origin,
             }
             .into());
@@ -229,42 +226,46 @@ impl Store {
         Ok(IssuedCertificate {
             certificate,
             chain,
-            root,
+            root: roots.into_iter().next(),
             private_key: Some(private_key),
             warnings: Vec::new(),
         })
     }
 
-    /// Removes versions older than the current one and the [`KEEP_PREVIOUS`] before it, and
-    /// temporary files left by an interrupted run.
+    /// Removes versions older than the current one and the [`KEEP_PREVIOUS`] before it, any
+    /// newer one a killed run wrote but never switched to, and temporary files.
     pub fn prune(&self, name: &str) -> Result<()> {
         let base = self.dir(name);
         fsio::remove_stale_temps(&base)?;
-        let current = self.current(name);
+        let Some(current) = self.current(name) else {
+            return Ok(());
+        };
         let mut versions: Vec<String> = match fs::read_dir(&base) {
             Ok(entries) => entries
                 .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(EXTENSION))
+                        .map(str::to_owned)
+                })
                 .filter(|n| !n.starts_with('.'))
                 .collect(),
             Err(_) => return Ok(()),
         };
         versions.sort();
-        // Keep the current version and the few before it (rollback); drop older ones and any
-        // newer one a killed run wrote but never switched to.
-        let keep: Vec<&String> = match current
-            .as_ref()
-            .and_then(|c| versions.iter().position(|v| v == c))
-        {
-            Some(pos) => versions[pos.saturating_sub(KEEP_PREVIOUS)..=pos]
-                .iter()
-                .collect(),
-            None => return Ok(()),
+        let Some(pos) = versions.iter().position(|v| *v == current) else {
+            return Ok(());
         };
+        let keep = &versions[pos.saturating_sub(KEEP_PREVIOUS)..=pos];
         for old in versions.iter().filter(|v| !keep.contains(v)) {
-            let path = base.join(old);
-            fs::remove_dir_all(&path).map_err(io("cannot remove old version", &path))?;
+            let path = self.version_file(name, old);
+            fs::remove_file(&path).map_err(|source| crate::Error::Io {
+                what: "cannot remove old version",
+                path,
+                source,
+            })?;
         }
         Ok(())
     }
