@@ -59,6 +59,8 @@ pub struct CertOutcome {
     pub action: &'static str,
     /// The store's current certificate after the run.
     pub current: Option<Certificate>,
+    /// The store's current version after the run.
+    pub version: Option<String>,
     /// An issuance or store failure.
     pub error: Option<String>,
     /// Per target.
@@ -268,6 +270,8 @@ pub struct Planned<'a> {
     pub decision: Decision,
     /// Each target's state against the store's current version.
     pub targets: Vec<Sync>,
+    /// Freshly read facts to cache for the next run.
+    pub fresh: Option<crate::state::CachedCert>,
 }
 
 /// Observes the store and the targets and decides, for every selected certificate.
@@ -283,7 +287,7 @@ pub fn plan<'a>(
     certs
         .iter()
         .map(|cert| {
-            let obs = store.observe(&cert.name, issuer);
+            let obs = store.observe(&cert.name, issuer, state.observed.get(&cert.name));
             let jitter = rotation::jitter_fraction(&config.host, &cert.name);
             let decision = rotation::decide(&desired(cert), &obs.observed, jitter, force, now);
             let targets = cert
@@ -291,7 +295,7 @@ pub fn plan<'a>(
                 .iter()
                 .map(|t| match &obs.version {
                     Some(v) if matches!(obs.observed, Observed::Present(_)) => {
-                        target::state(t, v, state.verified(t))
+                        target::state(t, v, state.mark(t))
                     }
                     _ => Sync::Stale("no certificate in the store".to_owned()),
                 })
@@ -302,6 +306,7 @@ pub fn plan<'a>(
                 current: obs.certificate,
                 decision,
                 targets,
+                fresh: obs.fresh,
             }
         })
         .collect()
@@ -360,7 +365,18 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     } else {
         backend
     };
-    let outcomes = execute(planned, backend.as_ref(), &store, &mut state, log).await;
+    for p in &planned {
+        if let Some(fresh) = &p.fresh {
+            state.observed.insert(p.cert.name.clone(), fresh.clone());
+        }
+    }
+    let mut outcomes = execute(planned, backend.as_ref(), &store, &mut state, log).await;
+    // Reports name every current certificate; those planned from cached facts are read now.
+    for o in outcomes.iter_mut().filter(|o| o.current.is_none()) {
+        if let Some(v) = &o.version {
+            o.current = store.certificate(&o.name, v).ok();
+        }
+    }
     let finished = clock::now();
     for o in &outcomes {
         let entry = state.certificates.entry(o.name.clone()).or_default();
@@ -418,6 +434,7 @@ fn planned_outcome(p: Planned<'_>) -> CertOutcome {
             .collect(),
         decision: p.decision,
         current: p.current,
+        version: p.version,
         error: None,
     }
 }
@@ -467,6 +484,7 @@ async fn execute(
                 decision: p.decision.clone(),
                 action: "kept",
                 current: p.current.clone(),
+                version: p.version.clone(),
                 error: None,
                 targets: Vec::new(),
             },
@@ -539,13 +557,16 @@ async fn execute(
                 .switch(&w.outcome.name, id, durability)
                 .map_err(|e| e.to_string())
         });
-        if let Err(e) = switched {
-            log.error("store-failed", &w.outcome.name, &e, &[]);
-            w.outcome.action = "failed";
-            w.outcome.error = Some(e);
-            w.fresh = false;
-            w.material = None;
-            w.version = None;
+        match switched {
+            Ok(()) => w.outcome.version = w.version.clone(),
+            Err(e) => {
+                log.error("store-failed", &w.outcome.name, &e, &[]);
+                w.outcome.action = "failed";
+                w.outcome.error = Some(e);
+                w.fresh = false;
+                w.material = None;
+                w.version = None;
+            }
         }
     }
     if let Err(e) = synced(&[store.root().to_path_buf()]) {

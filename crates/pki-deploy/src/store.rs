@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::error::Result;
+use crate::state::CachedCert;
 
 /// Versions kept besides the current one.
 pub const KEEP_PREVIOUS: usize = 2;
@@ -47,8 +48,10 @@ pub struct Observation {
     pub version: Option<String>,
     /// For the planner.
     pub observed: Observed,
-    /// The current certificate, when it parses.
+    /// The current certificate, when it was read (not when the facts came from the cache).
     pub certificate: Option<Certificate>,
+    /// Facts to remember for the next run, when they were freshly read.
+    pub fresh: Option<CachedCert>,
 }
 
 /// Reads the target of a symlink as a plain name; `None` when absent or not a symlink.
@@ -121,19 +124,48 @@ impl Store {
     }
 
     /// Observes the current version: parses the certificate and checks that the key matches,
-    /// reading the key's public half without loading it for signing.
-    pub fn observe(&self, name: &str, issuer: Option<&Certificate>) -> Observation {
+    /// reading the key's public half without loading it for signing. Facts cached for this very
+    /// version (and checked against this very issuer) are used instead of reading the file.
+    pub fn observe(
+        &self,
+        name: &str,
+        issuer: Option<&Certificate>,
+        cached: Option<&CachedCert>,
+    ) -> Observation {
         let Some(version) = self.current(name) else {
             return Observation {
                 version: None,
                 observed: Observed::Missing,
                 certificate: None,
+                fresh: None,
             };
         };
+        let issuer_id = issuer.map(|i| i.info().sha256_fingerprint.clone());
+        if let Some(c) = cached.filter(|c| c.version == version && c.issuer == issuer_id) {
+            let time = |t: i64| {
+                OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            };
+            return Observation {
+                version: Some(version),
+                observed: Observed::Present(Current {
+                    common_name: c.common_name.clone(),
+                    names: c.names.clone(),
+                    profile: c.profile,
+                    key_algorithm: c.key_algorithm,
+                    not_before: time(c.not_before),
+                    not_after: time(c.not_after),
+                    key_matches: c.key_matches,
+                    issuer_current: c.issuer_current,
+                }),
+                certificate: None,
+                fresh: None,
+            };
+        }
         let unusable = |why: String| Observation {
             version: Some(version.clone()),
             observed: Observed::Unusable(why),
             certificate: None,
+            fresh: None,
         };
         let path = self.version_file(name, &version);
         let origin = path.display().to_string();
@@ -141,16 +173,28 @@ impl Store {
             Ok(t) => Zeroizing::new(t),
             Err(e) => return unusable(e.to_string()),
         };
-        let cert = match Certificate::from_pem(&text, &origin) {
+        // One pass over the file: the leaf is the first certificate, the key the only key.
+        let blocks = match pemfile::parse_blocks(&text, &origin) {
+            Ok(b) => b,
+            Err(e) => return unusable(e.to_string()),
+        };
+        let leaf = blocks.iter().find(|b| b.label == label::CERTIFICATE);
+        let key = blocks.iter().find(|b| b.label == label::PRIVATE_KEY);
+        let (Some(leaf), Some(key)) = (leaf, key) else {
+            return unusable(format!("{origin}: a certificate and a key are expected"));
+        };
+        let cert = match Certificate::from_der(leaf.der.clone(), &origin) {
             Ok(c) => c,
             Err(e) => return unusable(e.to_string()),
         };
-        let key_matches = match pemfile::single_block(&text, &origin, &[label::PRIVATE_KEY])
-            .and_then(|b| pki::key::pkcs8_public_key(&Zeroizing::new(b.der)))
-        {
+        let key_matches = match pki::key::pkcs8_public_key(&key.der) {
             Ok(public) => public == cert.public_key_raw(),
             Err(e) => return unusable(e.to_string()),
         };
+        // The parsed blocks hold the key's DER: wipe it now.
+        for mut b in blocks {
+            zeroize::Zeroize::zeroize(&mut b.der);
+        }
         let info = cert.info();
         let current = Current {
             common_name: info.common_name.clone(),
@@ -162,11 +206,31 @@ impl Store {
             key_matches,
             issuer_current: issuer.map(|i| cert.is_signed_by(i)),
         };
+        let fresh = CachedCert {
+            version: version.clone(),
+            common_name: current.common_name.clone(),
+            names: current.names.clone(),
+            profile: current.profile,
+            key_algorithm: current.key_algorithm,
+            not_before: current.not_before.unix_timestamp(),
+            not_after: current.not_after.unix_timestamp(),
+            key_matches,
+            issuer: issuer_id,
+            issuer_current: current.issuer_current,
+        };
         Observation {
             version: Some(version),
             observed: Observed::Present(current),
             certificate: Some(cert),
+            fresh: Some(fresh),
         }
+    }
+
+    /// The leaf of a version (for reports when the plan used cached facts).
+    pub fn certificate(&self, name: &str, id: &str) -> Result<Certificate> {
+        let path = self.version_file(name, id);
+        let text = Zeroizing::new(fsio::read_limited(&path, fsio::MAX_PEM_INPUT)?);
+        Ok(Certificate::from_pem(&text, &path.display().to_string())?)
     }
 
     /// Writes a new version without switching to it; returns its id. With immediate durability

@@ -143,12 +143,14 @@ fn nibble(d: u8) -> Option<u8> {
 
 /// Hex-encodes bytes with a separator between bytes.
 pub(crate) fn hex(bytes: &[u8], sep: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * (2 + sep.len()));
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 {
             out.push_str(sep);
         }
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }

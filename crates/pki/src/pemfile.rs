@@ -4,6 +4,8 @@
 //! Inputs are bounded before they get here (see [`crate::fsio::read_limited`]); this module only
 //! decides whether the text is the PEM we need.
 
+use base64::Engine;
+
 use crate::error::{Error, Result};
 
 /// Labels of the PEM blocks this crate reads and writes.
@@ -29,54 +31,82 @@ pub struct Block {
 }
 
 /// Splits `text` into PEM blocks. Text outside blocks (comments, `openssl x509 -text` output) is
-/// ignored; an input with no block, an unterminated block or bad base64 is an error naming
-/// `origin` (usually the file path).
+/// ignored; an input with no block, an unterminated block, mismatched BEGIN/END labels or bad
+/// base64 is an error naming `origin` (usually the file path). CRLF line ends are accepted.
+///
+/// Hand-written rather than the `pem` crate's: deciding what ten thousand deployed
+/// certificates need reads ten thousand files, and this is several times faster.
 pub fn parse_blocks(text: &[u8], origin: &str) -> Result<Vec<Block>> {
-    if text.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::Pem {
-            origin: origin.to_owned(),
-            problem: "the input is empty".to_owned(),
-        });
-    }
-    let blocks = pem::parse_many(text).map_err(|e| Error::Pem {
+    let fail = |problem: &str| Error::Pem {
         origin: origin.to_owned(),
-        problem: describe(&e),
-    })?;
+        problem: problem.to_owned(),
+    };
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(fail("the input is empty"));
+    }
+    let mut blocks = Vec::new();
+    let mut open: Option<(&[u8], Vec<u8>)> = None;
+    for raw in text.split(|b| *b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
+        match &mut open {
+            None => {
+                if let Some(label) = line
+                    .strip_prefix(b"-----BEGIN ")
+                    .and_then(|l| l.strip_suffix(b"-----"))
+                {
+                    open = Some((label, Vec::with_capacity(2048)));
+                }
+            }
+            Some((label, body)) => {
+                if let Some(end) = line
+                    .strip_prefix(b"-----END ")
+                    .and_then(|l| l.strip_suffix(b"-----"))
+                {
+                    if end != *label {
+                        return Err(Error::Pem {
+                            origin: origin.to_owned(),
+                            problem: format!(
+                                "a block begins as {} but ends as {}",
+                                String::from_utf8_lossy(label),
+                                String::from_utf8_lossy(end)
+                            ),
+                        });
+                    }
+                    if body.is_empty() {
+                        return Err(fail("a PEM block holds no data"));
+                    }
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(&body)
+                        .map_err(|_| fail("invalid base64 inside a PEM block"))?;
+                    blocks.push(Block {
+                        label: String::from_utf8_lossy(label).into_owned(),
+                        der,
+                    });
+                    open = None;
+                } else if line.starts_with(b"-----BEGIN ") {
+                    return Err(fail(
+                        "a PEM block is not terminated by its END line (truncated file?)",
+                    ));
+                } else if line.contains(&b':') {
+                    return Err(fail(
+                        "PEM headers (legacy encryption, Proc-Type) are not supported; \
+                         convert with `openssl pkcs8 -topk8`",
+                    ));
+                } else {
+                    body.extend_from_slice(line);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        return Err(fail(
+            "a PEM block is not terminated by its END line (truncated file?)",
+        ));
+    }
     if blocks.is_empty() {
-        let problem = if text.windows(10).any(|w| w == b"-----BEGIN") {
-            "a PEM block is not terminated by its END line (truncated file?)"
-        } else {
-            "no PEM block (-----BEGIN ...-----) found"
-        };
-        return Err(Error::Pem {
-            origin: origin.to_owned(),
-            problem: problem.to_owned(),
-        });
+        return Err(fail("no PEM block (-----BEGIN ...-----) found"));
     }
-    Ok(blocks
-        .into_iter()
-        .map(|p| Block {
-            label: p.tag().to_owned(),
-            der: p.into_contents(),
-        })
-        .collect())
-}
-
-fn describe(e: &pem::PemError) -> String {
-    match e {
-        pem::PemError::MismatchedTags(a, b) => {
-            format!("a block begins as {a} but ends as {b}")
-        }
-        pem::PemError::MalformedFraming => "malformed BEGIN/END lines".to_owned(),
-        pem::PemError::MissingBeginTag => "missing BEGIN line".to_owned(),
-        pem::PemError::MissingEndTag => {
-            "a PEM block is not terminated by its END line (truncated file?)".to_owned()
-        }
-        pem::PemError::MissingData => "a PEM block holds no data".to_owned(),
-        pem::PemError::InvalidData(_) => "invalid base64 inside a PEM block".to_owned(),
-        pem::PemError::InvalidHeader(_) => "invalid header line inside a PEM block".to_owned(),
-        pem::PemError::NotUtf8(_) => "a PEM block is not valid UTF-8".to_owned(),
-    }
+    Ok(blocks)
 }
 
 /// The blocks of `text` with one of the accepted labels, in order. An input holding only other
@@ -118,11 +148,20 @@ pub fn single_block(text: &[u8], origin: &str, accepted: &[&str]) -> Result<Bloc
 
 /// Renders DER as PEM with LF line endings and 64-column lines.
 pub fn encode(label: &str, der: &[u8]) -> String {
-    let block = pem::Pem::new(label, der);
-    pem::encode_config(
-        &block,
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
 }
 
 #[cfg(test)]
@@ -158,6 +197,26 @@ mod tests {
             err.contains("expected PRIVATE KEY, found RSA PRIVATE KEY"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mismatched_labels_and_headers() {
+        let text = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END X509 CRL-----\n";
+        let err = parse_blocks(text, "m.pem").err().unwrap().to_string();
+        assert!(
+            err.contains("begins as CERTIFICATE but ends as X509 CRL"),
+            "{err}"
+        );
+        let text = b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMAMCAQE=\n-----END RSA PRIVATE KEY-----\n";
+        assert!(parse_blocks(text, "h.pem").is_err());
+        let twice = format!(
+            "{}{}",
+            encode("CERTIFICATE", b"ab"),
+            encode("PRIVATE KEY", b"cd")
+        );
+        let blocks = parse_blocks(twice.as_bytes(), "t").unwrap();
+        assert_eq!(blocks[0].der, b"ab");
+        assert_eq!(blocks[1].label, "PRIVATE KEY");
     }
 
     #[test]

@@ -86,9 +86,24 @@ pub enum Sync {
     Stale(String),
 }
 
-/// Compares a target's deployed version, the version last verified there (from the run state)
-/// and its links with the store's version.
-pub fn state(target: &TargetConfig, store_version: &str, verified: Option<&str>) -> Sync {
+/// The one directory holding all of a target's files, if they share one.
+pub fn files_dir(target: &TargetConfig) -> Option<&Path> {
+    let first = target.files.first()?.path.parent()?;
+    target
+        .files
+        .iter()
+        .all(|f| f.path.parent() == Some(first))
+        .then_some(first)
+}
+
+/// Compares a target's deployed version, what the run state says was last verified there, and
+/// its links with the store's version. When the directory of its files has not changed since
+/// the verification, the links are not read again.
+pub fn state(
+    target: &TargetConfig,
+    store_version: &str,
+    mark: Option<&crate::state::TargetMark>,
+) -> Sync {
     let versions = versions_dir(target);
     let current = link_name(&versions.join(CURRENT));
     if current.as_deref() != Some(store_version) {
@@ -97,13 +112,24 @@ pub fn state(target: &TargetConfig, store_version: &str, verified: Option<&str>)
             Some(c) => format!("serves version {c}, the store has {store_version}"),
         });
     }
-    if verified != Some(store_version) {
+    let Some(mark) = mark.filter(|m| m.version == store_version) else {
         return Sync::Stale("deployed but not verified (interrupted run?)".to_owned());
+    };
+    if mark.dir_mtime.is_some()
+        && files_dir(target).and_then(crate::state::dir_mtime) == mark.dir_mtime
+    {
+        return Sync::InSync;
+    }
+    // The version directory is written whole before `current` points at it, so if it exists
+    // every file in it does.
+    if !versions.join(store_version).is_dir() {
+        return Sync::Stale(format!(
+            "version {store_version} is missing from {}",
+            versions.display()
+        ));
     }
     for f in &target.files {
-        let ok = fs::read_link(&f.path).is_ok_and(|t| t == link_target(target, &f.path))
-            && fs::metadata(&f.path).is_ok();
-        if !ok {
+        if fs::read_link(&f.path).ok() != Some(link_target(target, &f.path)) {
             return Sync::Stale(format!("{} is not the managed link", f.path.display()));
         }
     }
