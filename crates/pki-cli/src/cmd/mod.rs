@@ -1,5 +1,7 @@
 //! One module per subcommand, and what they share: opening the CA, parsing values.
 
+mod backend;
+mod batch;
 mod ca;
 mod crl;
 mod inspect;
@@ -7,6 +9,8 @@ mod issue;
 mod list;
 mod renew;
 mod revoke;
+pub(crate) mod secret;
+pub(crate) mod vault;
 
 use anyhow::{Context, Result};
 use pki::Authority;
@@ -26,6 +30,8 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Crl(a) => crl::run(a, json).await,
         Command::List(a) => list::run(a, json).await,
         Command::Inspect(a) => inspect::run(a, json),
+        Command::Secret(c) => secret::run(c, json).await,
+        Command::Vault(c) => vault::run(c, json).await,
     }
 }
 
