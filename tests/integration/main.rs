@@ -8,3 +8,6 @@ mod bad_inputs;
 mod concurrency;
 mod offline_ca;
 mod tls_handshake;
+mod vault;
+mod vault_faults;
+mod vault_tls;

@@ -533,29 +533,35 @@ fn classify(e: &reqwest::Error) -> TransportProblem {
     if e.is_timeout() {
         return TransportProblem::Timeout;
     }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    match find_cause(e) {
+        Some(problem) => problem,
+        None if e.is_connect() => TransportProblem::Connect,
+        None => TransportProblem::Broken,
+    }
+}
+
+/// Looks through the causes for a rustls error or a socket timeout. io::Error hides what it
+/// wraps from `source()`, and hyper-rustls wraps tokio-rustls's io::Error in another one, so
+/// wrapped io errors are unwrapped by hand.
+fn find_cause(err: &(dyn std::error::Error + 'static)) -> Option<TransportProblem> {
+    let mut cause = Some(err);
     while let Some(c) = cause {
         if c.downcast_ref::<rustls::Error>().is_some() {
-            return TransportProblem::Tls;
+            return Some(TransportProblem::Tls);
         }
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            if let Some(inner) = io.get_ref()
+                && let Some(found) = find_cause(inner)
             {
-                return TransportProblem::Tls;
+                return Some(found);
             }
             if io.kind() == std::io::ErrorKind::TimedOut {
-                return TransportProblem::Timeout;
+                return Some(TransportProblem::Timeout);
             }
         }
         cause = c.source();
     }
-    if e.is_connect() {
-        TransportProblem::Connect
-    } else {
-        TransportProblem::Broken
-    }
+    None
 }
 
 /// The delay before retry `attempt` (0-based): 250 ms doubled per attempt, capped at 4 s, then
