@@ -212,8 +212,8 @@ fn approle_login_relogin_after_revocation_and_wrong_secret() {
         address: Some(bao.addr.clone()),
         ca_cert: bao.ca_file.clone(),
         role: Some("services".into()),
-        role_id_file: Some(role_file.clone()),
-        secret_id_file: Some(secret_file.clone()),
+        role_id_file: Some(role_file),
+        secret_id_file: Some(secret_file),
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()

