@@ -9,3 +9,6 @@ mod concurrency;
 mod offline_ca;
 mod rotate;
 mod tls_handshake;
+mod vault;
+mod vault_faults;
+mod vault_tls;

@@ -928,3 +928,114 @@ fn reports_reach_ntfy_uptime_kuma_and_the_textfile() {
         "{text}"
     );
 }
+
+#[test]
+fn a_new_ca_makes_every_certificate_due() {
+    let rig = Rig::new();
+    let body = format!(
+        "[[certificate]]\nname = \"svc\"\ncommon_name = \"svc.example.internal\"\n[[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        rig.path("out/svc").display()
+    );
+    rig.config(&body);
+    rig.rotate(&[]).ok();
+    let before = rig.current("svc");
+    // The operator moves to a new CA: the planner notices the issuer changed.
+    let other = rig.path("ca2");
+    Pki::new([
+        "ca",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--insecure-no-passphrase",
+    ])
+    .run()
+    .ok();
+    let text = std::fs::read_to_string(rig.config_path()).unwrap().replace(
+        &format!("ca_dir = \"{}\"", rig.path("ca").display()),
+        &format!("ca_dir = \"{}\"", other.display()),
+    );
+    std::fs::write(rig.config_path(), text).unwrap();
+    let plan = rig.rotate(&["--dry-run"]).ok();
+    assert!(
+        plan.stdout.contains("svc: issue (issuer-changed"),
+        "{}",
+        plan.stdout
+    );
+    rig.rotate(&[]).ok();
+    let after = rig.current("svc");
+    assert_ne!(before.info().serial, after.info().serial);
+    let new_intermediate =
+        Certificate::from_pem(&std::fs::read(other.join("intermediate.pem")).unwrap(), "i")
+            .unwrap();
+    assert!(after.is_signed_by(&new_intermediate));
+}
+
+#[test]
+fn rotation_through_vault() {
+    let Some(bao) = pki_tests::bao::Bao::dev() else {
+        return;
+    };
+    bao.bootstrap();
+    let rig = Rig::new();
+    let out = rig.path("out/api");
+    std::fs::write(
+        rig.config_path(),
+        format!(
+            "state_dir = \"{}\"\n[backend]\ntype = \"vault\"\naddress = \"{}\"\nmount = \"pki\"\nrole = \"services\"\n\n\
+             [[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\nsans = [\"10.0.0.7\"]\nttl = \"2d\"\n\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+            rig.path("state").display(),
+            bao.addr,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let rotate = |extra: &[&str]| {
+        let mut args = vec![
+            "rotate",
+            "--config",
+            rig.config_path().to_str().unwrap().to_owned().leak(),
+        ];
+        args.extend_from_slice(extra);
+        pki_tests::bao::pki_clean(args, bao.dir.path())
+            .env("VAULT_TOKEN", &bao.token)
+            .run()
+    };
+    rotate(&[]).ok();
+    let first = rig.current("api");
+    // openssl verifies what was deployed against the chain Vault returned.
+    let mut args = vec![
+        "verify".to_owned(),
+        "-x509_strict".to_owned(),
+        "-purpose".to_owned(),
+        "sslserver".to_owned(),
+        "-CAfile".to_owned(),
+        out.join("ca.pem").display().to_string(),
+    ];
+    // Bootstrapped with the root in Vault, a leaf has no intermediate.
+    if !std::fs::read(out.join("chain.pem")).unwrap().is_empty() {
+        args.extend([
+            "-untrusted".to_owned(),
+            out.join("chain.pem").display().to_string(),
+        ]);
+    }
+    args.push(out.join("cert.pem").display().to_string());
+    let verify = pki_tests::openssl(args);
+    assert_eq!(verify.code, 0, "{verify:#?}");
+    check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+    // Nothing due, then forced.
+    let plan = rotate(&["--dry-run"]).ok();
+    assert!(plan.stdout.starts_with("api: keep"), "{}", plan.stdout);
+    rotate(&["--force"]).ok();
+    assert_ne!(rig.current("api").info().serial, first.info().serial);
+    check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+    // Vault refusing a name is a failed certificate with Vault's reason, exit 1.
+    let text = std::fs::read_to_string(rig.config_path())
+        .unwrap()
+        .replace("api.example.internal", "api.evil.com");
+    std::fs::write(rig.config_path(), text).unwrap();
+    let run = rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("not allowed by this role"), "{run:#?}");
+    check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(missing_docs)]
 
+pub mod bao;
 pub mod servers;
 
 use std::ffi::OsStr;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Issue, renew, revoke and rotate internal certificates.
 #[derive(Debug, Parser)]
@@ -37,6 +37,39 @@ pub(crate) struct CaOpts {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// Which authority signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    /// The offline CA in --ca-dir.
+    Offline,
+    /// Vault / OpenBao at VAULT_ADDR.
+    Vault,
+}
+
+/// Options that choose the backend and, for Vault, the PKI mount and role. The address, TLS
+/// trust and credentials come from the environment (VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN…) or
+/// a --vault-config file, never from a flag.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct BackendOpts {
+    /// Signing backend: offline (the CA in --ca-dir) or vault (Vault / OpenBao at VAULT_ADDR).
+    #[arg(long, env = "PKI_BACKEND", value_enum, default_value = "offline")]
+    pub backend: Backend,
+    /// Vault PKI mount [default: pki].
+    #[arg(long, env = "PKI_VAULT_MOUNT", value_name = "MOUNT")]
+    pub mount: Option<String>,
+    /// Vault PKI role to sign with.
+    #[arg(long, env = "PKI_VAULT_ROLE", value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Let Vault generate the key (issue/:role) instead of sending a CSR for a key made here;
+    /// the key then crosses the network.
+    #[arg(long)]
+    pub server_keygen: bool,
+    /// TOML file of Vault settings (address, ca_cert, namespace, role, token_file,
+    /// role_id_file, secret_id_file…); the environment fills what it leaves out.
+    #[arg(long, env = "PKI_VAULT_CONFIG", value_name = "FILE")]
+    pub vault_config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Manage the offline CA.
@@ -63,6 +96,12 @@ pub(crate) enum Command {
     /// The rotation hook: renew what is due, deploy it, prove it is served, roll back if not.
     #[command(after_help = ROTATE_HELP)]
     Rotate(RotateArgs),
+    /// Read and write KV v2 secrets on Vault / OpenBao.
+    #[command(subcommand)]
+    Secret(crate::cmd::secret::SecretCommand),
+    /// Prepare a Vault / OpenBao server for pki.
+    #[command(subcommand)]
+    Vault(crate::cmd::vault::VaultCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,14 +165,24 @@ pub(crate) struct IssueArgs {
     /// Sign this CSR instead of generating a key: only its public key and names are used.
     #[arg(long, value_name = "FILE", conflicts_with = "key")]
     pub csr: Option<PathBuf>,
-    /// Output directory for cert.pem, key.pem, chain.pem, fullchain.pem and ca.pem.
+    /// Output directory for cert.pem, key.pem, chain.pem, fullchain.pem and ca.pem (with
+    /// --batch: the parent of one directory per certificate).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Replace files that already exist in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// Issue many certificates: FILE holds one per line, `COMMON_NAME [SAN...]` (blank lines
+    /// and `#` comments ignored); each goes to OUT/<common name>/.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["csr", "common_name", "san"])]
+    pub batch: Option<PathBuf>,
+    /// With --batch: requests in flight at once (Vault).
+    #[arg(long, default_value_t = 8, value_name = "N", requires = "batch")]
+    pub concurrency: usize,
     #[command(flatten)]
     pub ca: CaOpts,
+    #[command(flatten)]
+    pub backend: BackendOpts,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +207,8 @@ pub(crate) struct RenewArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub ca: CaOpts,
+    #[command(flatten)]
+    pub backend: BackendOpts,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +222,8 @@ pub(crate) struct RevokeArgs {
     pub reason: String,
     #[command(flatten)]
     pub ca: CaOpts,
+    #[command(flatten)]
+    pub backend: BackendOpts,
 }
 
 #[derive(Debug, Args)]
@@ -178,11 +231,13 @@ pub(crate) struct CrlArgs {
     /// Write the CRL (PEM) to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// How long the CRL stays valid (its nextUpdate).
+    /// How long the CRL stays valid (its nextUpdate; offline CA only: Vault sets its own).
     #[arg(long, default_value = "7d", value_name = "DURATION")]
     pub next_update: String,
     #[command(flatten)]
     pub ca: CaOpts,
+    #[command(flatten)]
+    pub backend: BackendOpts,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +250,8 @@ pub(crate) struct ListArgs {
     pub status: Option<String>,
     #[command(flatten)]
     pub ca: CaOpts,
+    #[command(flatten)]
+    pub backend: BackendOpts,
 }
 
 #[derive(Debug, Args)]
@@ -260,7 +317,14 @@ const ISSUE_EXAMPLES: &str = "EXAMPLES:
   pki issue backup-agent --profile client --key rsa-3072 --out ./backup
 
   # Sign a CSR made elsewhere: only its key and names are used
-  pki issue --csr db.csr --profile server --out ./db";
+  pki issue --csr db.csr --profile server --out ./db
+
+  # From Vault / OpenBao: the key is made here, Vault signs a CSR with role `services`
+  VAULT_ADDR=https://vault.example.internal:8200 VAULT_CACERT=/etc/pki/vault-ca.pem \\
+      pki issue api.example.internal --backend vault --role services --out ./api
+
+  # Many at once, 8 requests in flight, one directory per line of names.txt
+  pki issue --batch names.txt --backend vault --role services --out ./certs";
 
 const RENEW_EXAMPLES: &str = "EXAMPLES:
   # New key, same names and lifetime, written back into the directory

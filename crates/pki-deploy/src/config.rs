@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use pki::authority::vault::VaultSettings;
 use pki::rotation::RenewAt;
 use pki::{KeyAlgorithm, Profile, SubjectName, duration};
 use serde::Deserialize;
@@ -58,6 +59,9 @@ pub enum Backend {
         /// Create the CA when the directory holds none (demos, first runs).
         create: Option<CreateCa>,
     },
+    /// A PKI mount and role on Vault / OpenBao; settings not given here come from the
+    /// environment (VAULT_ADDR, VAULT_CACERT, AppRole or token files).
+    Vault(Box<VaultSettings>),
 }
 
 /// How to create a missing offline CA.
@@ -326,7 +330,7 @@ impl TargetConfig {
 struct RawConfig {
     state_dir: Spanned<String>,
     host: Option<String>,
-    backend: Spanned<RawBackend>,
+    backend: Spanned<toml::Table>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -338,8 +342,6 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackend {
-    #[serde(rename = "type")]
-    kind: String,
     ca_dir: Option<String>,
     passphrase_file: Option<String>,
     create: Option<RawCreate>,
@@ -572,6 +574,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         }
     })?;
     Validator {
+        text,
         lines: Lines::new(text),
         file: path,
         base: base_dir(path),
@@ -615,12 +618,45 @@ impl Lines {
 }
 
 struct Validator<'a> {
+    text: &'a str,
     lines: Lines,
     file: &'a Path,
     base: PathBuf,
 }
 
 impl Validator<'_> {
+    /// An error from a table deserialized without positions (the backend): the line of the
+    /// key the message names, else the table's first line.
+    fn table_err(&self, span: &Range<usize>, prefix: &str, e: &toml::de::Error) -> Error {
+        let message = e.message();
+        let key = message.split('`').nth(1);
+        let line = key
+            .and_then(|k| {
+                // A table's span may cover only its header: search from there to the next
+                // table header.
+                let rest = self.text.get(span.start..)?;
+                let end = rest
+                    .match_indices("\n[")
+                    .map(|(i, _)| i)
+                    .find(|i| *i > 0)
+                    .unwrap_or(rest.len());
+                rest[..end]
+                    .lines()
+                    .position(|l| {
+                        l.trim_start()
+                            .strip_prefix(k)
+                            .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    })
+                    .map(|i| self.lines.line_of(span.start) + i)
+            })
+            .unwrap_or_else(|| self.lines.line_of(span.start));
+        Error::Config {
+            file: self.file.to_path_buf(),
+            line: Some(line),
+            message: format!("{prefix}: {message}"),
+        }
+    }
+
     fn err(&self, span: Option<Range<usize>>, message: String) -> Error {
         Error::Config {
             file: self.file.to_path_buf(),
@@ -699,11 +735,51 @@ impl Validator<'_> {
         })
     }
 
-    fn backend(&self, raw: &Spanned<RawBackend>) -> Result<Backend> {
+    fn backend(&self, raw: &Spanned<toml::Table>) -> Result<Backend> {
         let span = Some(raw.span());
-        let b = raw.get_ref();
-        match b.kind.as_str() {
+        let mut table = raw.get_ref().clone();
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(k)) => k,
+            Some(_) => return Err(self.err(span, "backend.type: must be a string".into())),
+            None => {
+                return Err(self.err(
+                    span,
+                    "backend.type: required (\"offline\" or \"vault\")".into(),
+                ));
+            }
+        };
+        match kind.as_str() {
+            "vault" => {
+                let mut settings: VaultSettings = toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| self.table_err(&raw.span(), "backend", &e))?;
+                for p in [
+                    &mut settings.ca_cert,
+                    &mut settings.ca_path,
+                    &mut settings.token_file,
+                    &mut settings.role_id_file,
+                    &mut settings.secret_id_file,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    *p = self.path(&p.display().to_string());
+                }
+                for (key, value) in [
+                    ("connect_timeout", &settings.connect_timeout),
+                    ("request_timeout", &settings.request_timeout),
+                ] {
+                    if let Some(v) = value {
+                        duration::parse(v)
+                            .map_err(|e| self.err(span.clone(), format!("backend.{key}: {e}")))?;
+                    }
+                }
+                Ok(Backend::Vault(Box::new(settings)))
+            }
             "offline" => {
+                let b: RawBackend = toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| self.table_err(&raw.span(), "backend", &e))?;
                 let ca_dir = b.ca_dir.as_deref().ok_or_else(|| {
                     self.err(
                         span.clone(),
@@ -739,7 +815,9 @@ impl Validator<'_> {
             }
             other => Err(self.err(
                 span,
-                format!("backend.type: unknown backend {other:?} (expected \"offline\")"),
+                format!(
+                    "backend.type: unknown backend {other:?} (expected \"offline\" or \"vault\")"
+                ),
             )),
         }
     }

@@ -166,13 +166,19 @@ fn passphrase(file: Option<&Path>) -> Result<Option<SecretString>> {
 
 /// Opens the backend; creates the offline CA first when the config asks for it and it is
 /// missing (never in a dry run). `unlock` loads the signing key.
-pub fn open_backend(
+pub async fn open_backend(
     config: &Config,
     unlock: bool,
     dry_run: bool,
     log: &Logger,
 ) -> Result<Option<Authority>> {
     match &config.backend {
+        Backend::Vault(settings) => {
+            let settings = settings.as_ref().clone().with_env();
+            Ok(Some(Authority::Vault(
+                pki::authority::vault::VaultAuthority::connect(&settings).await?,
+            )))
+        }
         Backend::Offline {
             ca_dir,
             passphrase_file,
@@ -331,7 +337,7 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
             fsio::remove_stale_temps(dir)?;
         }
     }
-    let backend = open_backend(config, false, opts.dry_run, log)?;
+    let backend = open_backend(config, false, opts.dry_run, log).await?;
     let issuer = match &backend {
         Some(b) => Some(b.current_issuer().await?),
         None => None,
@@ -360,10 +366,10 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     let needs_key = planned
         .iter()
         .any(|p| matches!(p.decision, Decision::Issue { .. }));
-    let backend = if needs_key {
-        open_backend(config, true, false, log)?
-    } else {
-        backend
+    // (A Vault backend is already logged in: nothing to unlock.)
+    let backend = match (&backend, needs_key) {
+        (Some(Authority::Offline(_)), true) => open_backend(config, true, false, log).await?,
+        _ => backend,
     };
     for p in &planned {
         if let Some(fresh) = &p.fresh {

@@ -327,6 +327,104 @@ pub enum Error {
         /// The serial, hex.
         serial: String,
     },
+
+    /// The Vault backend is not configured well enough to be used (no address, no role, no
+    /// credentials, an unusable setting).
+    #[error("Vault configuration: {setting}: {problem}")]
+    VaultConfig {
+        /// The setting at fault (e.g. `address`, `role`, `VAULT_CACERT`).
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+
+    /// Vault / OpenBao could not be reached, or the exchange broke off (connection refused,
+    /// TLS handshake failure, timeout).
+    #[error("{problem} Vault at {address} ({method} /v1/{path})")]
+    VaultTransport {
+        /// The server's address.
+        address: String,
+        /// The HTTP method.
+        method: String,
+        /// The API path, below `/v1/`.
+        path: String,
+        /// What kind of failure.
+        problem: crate::authority::vault::TransportProblem,
+        /// The underlying error (its causes name the TLS or socket problem).
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// Vault is sealed: nothing can be done until an operator unseals it.
+    #[error(
+        "Vault at {address} is sealed ({method} /v1/{path} answered \"Vault is sealed\"); an operator must unseal it"
+    )]
+    VaultSealed {
+        /// The server's address.
+        address: String,
+        /// The HTTP method.
+        method: String,
+        /// The API path, below `/v1/`.
+        path: String,
+    },
+
+    /// Vault answered with an error status; its own messages are kept.
+    #[error(
+        "Vault at {address} refused {method} /v1/{path}: HTTP {status}{}",
+        vault_messages(errors)
+    )]
+    VaultApi {
+        /// The server's address.
+        address: String,
+        /// The HTTP method.
+        method: String,
+        /// The API path, below `/v1/`.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// Vault's `errors` messages (possibly none).
+        errors: Vec<String>,
+    },
+
+    /// Nothing at a path (HTTP 404): the secret, certificate or mount does not exist, or the
+    /// token may not see it.
+    #[error(
+        "Vault at {address}: nothing at /v1/{path} (HTTP 404: it does not exist or the token may not read it)"
+    )]
+    VaultNotFound {
+        /// The server's address.
+        address: String,
+        /// The API path, below `/v1/`.
+        path: String,
+    },
+
+    /// An AppRole login was refused.
+    #[error(
+        "AppRole login to Vault at {address} (auth/{mount}/login) failed: HTTP {status}{}",
+        vault_messages(errors)
+    )]
+    VaultLogin {
+        /// The server's address.
+        address: String,
+        /// The AppRole auth mount.
+        mount: String,
+        /// The HTTP status.
+        status: u16,
+        /// Vault's messages.
+        errors: Vec<String>,
+    },
+
+    /// Vault's answer is unusable: not JSON, truncated, missing a field, or a certificate that
+    /// does not match what was asked.
+    #[error("Vault at {address}, /v1/{path}: {problem}")]
+    VaultResponse {
+        /// The server's address.
+        address: String,
+        /// The API path, below `/v1/`.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Error {
@@ -339,7 +437,17 @@ impl Error {
                 | Self::InvalidDuration { .. }
                 | Self::InvalidName { .. }
                 | Self::InvalidRequest(_)
+                | Self::VaultConfig { .. }
         )
+    }
+}
+
+/// Vault's messages after a status: `: msg; msg`, or nothing when Vault gave none.
+fn vault_messages(errors: &[String]) -> String {
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", errors.join("; "))
     }
 }
 

@@ -6,13 +6,13 @@ use anyhow::Result;
 use pki::fsio::{self, FileMode};
 use pki::{clock, duration};
 
-use super::open_authority;
+use super::backend::open_backend;
 use crate::args::CrlArgs;
 use crate::output;
 
 pub(crate) async fn run(a: CrlArgs, json: bool) -> Result<u8> {
     let next_update = duration::parse(&a.next_update)?;
-    let authority = open_authority(&a.ca, true)?;
+    let authority = open_backend(&a.ca, &a.backend, true).await?;
     let crl = authority.crl(next_update, clock::now()).await?;
     let pem = crl.pem();
     if let Some(out) = &a.out {

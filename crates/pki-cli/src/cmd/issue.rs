@@ -3,12 +3,16 @@
 use anyhow::Result;
 use pki::{CertificateRequest, Csr, SubjectKey, SubjectName, bundle, clock, duration};
 
-use super::{open_authority, parse, read_pem};
+use super::backend::open_backend;
+use super::{parse, read_pem};
 use crate::UsageError;
 use crate::args::IssueArgs;
 use crate::output;
 
 pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
+    if a.batch.is_some() {
+        return super::batch::run(a, json).await;
+    }
     let profile = parse(&a.profile)?;
     let ttl = duration::parse(&a.ttl)?;
     let names = a
@@ -44,7 +48,7 @@ pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
     // Every check that can fail is done before signing, so a refused request leaves neither a
     // certificate in the inventory nor a file in --out.
     bundle::check_output(&a.out, csr.is_none(), true, a.force)?;
-    let authority = open_authority(&a.ca, true)?;
+    let authority = open_backend(&a.ca, &a.backend, true).await?;
     let now = clock::now();
     let issued = match &csr {
         Some(csr) => authority.sign(&request, SubjectKey::Csr(csr), now).await?,

@@ -6,7 +6,8 @@ use anyhow::Result;
 use pki::authority::{ListFilter, Record};
 use pki::{clock, duration};
 
-use super::{open_authority, parse};
+use super::backend::open_backend;
+use super::parse;
 use crate::args::ListArgs;
 use crate::output;
 
@@ -21,7 +22,7 @@ pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
             .transpose()?
             .map(|d| now + d),
     };
-    let authority = open_authority(&a.ca, false)?;
+    let authority = open_backend(&a.ca, &a.backend, false).await?;
     // Rows are streamed: an inventory may hold a hundred thousand of them.
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut failure: Option<std::io::Error> = None;

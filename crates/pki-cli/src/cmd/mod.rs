@@ -1,5 +1,7 @@
 //! One module per subcommand, and what they share: opening the CA, parsing values.
 
+mod backend;
+mod batch;
 mod ca;
 mod crl;
 mod inspect;
@@ -8,6 +10,8 @@ mod list;
 mod renew;
 mod revoke;
 mod rotate;
+pub(crate) mod secret;
+pub(crate) mod vault;
 
 use anyhow::{Context, Result};
 use pki::Authority;
@@ -28,6 +32,8 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::List(a) => list::run(a, json).await,
         Command::Inspect(a) => inspect::run(a, json),
         Command::Rotate(a) => rotate::run(a, json).await,
+        Command::Secret(c) => secret::run(c, json).await,
+        Command::Vault(c) => vault::run(c, json).await,
     }
 }
 

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use pki::{Certificate, CertificateRequest, PrivateKey, SubjectKey, bundle, clock, duration};
 
-use super::{open_authority, parse, read_pem};
+use super::backend::open_backend;
+use super::{parse, read_pem};
 use crate::UsageError;
 use crate::args::RenewArgs;
 use crate::output;
@@ -90,7 +91,7 @@ pub(crate) async fn run(a: RenewArgs, json: bool) -> Result<u8> {
         }
     };
     bundle::check_output(&paths.out, true, true, true)?;
-    let authority = open_authority(&a.ca, true)?;
+    let authority = open_backend(&a.ca, &a.backend, true).await?;
     let now = clock::now();
     let issued = match reused {
         Some(key) => {

@@ -7,7 +7,8 @@ use pki::authority::{RevocationReason, RevokeOutcome};
 use pki::{Certificate, Serial, clock};
 use serde::Serialize;
 
-use super::{open_authority, parse, read_pem};
+use super::backend::open_backend;
+use super::{parse, read_pem};
 use crate::args::RevokeArgs;
 use crate::output;
 
@@ -31,7 +32,14 @@ pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
     } else {
         Serial::parse(&a.target)?
     };
-    let authority = open_authority(&a.ca, false)?;
+    let authority = open_backend(&a.ca, &a.backend, false).await?;
+    let vault = authority.kind() == "vault";
+    if vault && reason != RevocationReason::Unspecified {
+        eprintln!(
+            "warning: Vault records no revocation reason; {} is not sent",
+            reason.name()
+        );
+    }
     let now = clock::now();
     let report = match authority.revoke(&serial, reason, now).await? {
         RevokeOutcome::Revoked => Report {
@@ -57,10 +65,17 @@ pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
             report.reason
         );
     } else {
-        println!(
-            "Revoked serial {} ({}); publish a new CRL with `pki crl`",
-            report.serial, report.reason
-        );
+        if vault {
+            println!(
+                "Revoked serial {}; Vault has rebuilt its CRL (fetch it with `pki crl`)",
+                report.serial
+            );
+        } else {
+            println!(
+                "Revoked serial {} ({}); publish a new CRL with `pki crl`",
+                report.serial, report.reason
+            );
+        }
     }
     Ok(0)
 }

@@ -13,6 +13,7 @@
 
 pub mod inventory;
 pub mod signer;
+pub mod subordinate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -355,18 +356,19 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
     })
 }
 
-/// A signed CRL.
+/// A signed CRL: one the offline CA signed, or the one a Vault mount publishes (then the number,
+/// entries and dates are read from the CRL, and nextUpdate is what Vault set).
 #[derive(Debug, Clone)]
 pub struct SignedCrl {
     /// DER.
     pub der: Vec<u8>,
-    /// CRL number.
+    /// CRL number (0 when the CRL has none).
     pub number: u64,
     /// Number of revoked entries.
     pub entries: usize,
     /// thisUpdate.
     pub this_update: OffsetDateTime,
-    /// nextUpdate.
+    /// nextUpdate (thisUpdate when the CRL has none).
     pub next_update: OffsetDateTime,
 }
 

@@ -1,0 +1,266 @@
+//! `pki secret get | put | metadata`: KV v2 secrets on Vault / OpenBao.
+//!
+//! Values never come from argv unless the operator writes `KEY=VALUE` (which puts the value in
+//! the process list: prefer `KEY=@FILE`); read values are written atomically with mode 0600 by
+//! `--out`, and every copy we hold is wiped after use.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use pki::SecretString;
+use pki::fsio::{self, FileMode};
+use zeroize::Zeroizing;
+
+use super::backend::vault_settings;
+use crate::UsageError;
+use crate::output;
+
+/// Largest file read for `KEY=@FILE`.
+const MAX_VALUE_FILE: u64 = 1 << 20;
+
+/// KV v2 subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Read a secret: every field as JSON, or one field's value with --field.
+    #[command(after_help = GET_EXAMPLES)]
+    Get(GetArgs),
+    /// Write a new version of a secret from KEY=VALUE or KEY=@FILE arguments.
+    #[command(after_help = PUT_EXAMPLES)]
+    Put(PutArgs),
+    /// Show a secret's metadata and version history (no values).
+    Metadata(MetadataArgs),
+}
+
+/// Where the KV engine is.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct KvOpts {
+    /// KV v2 mount [default: secret].
+    #[arg(long, env = "PKI_VAULT_KV_MOUNT", value_name = "MOUNT")]
+    pub kv_mount: Option<String>,
+    /// TOML file of Vault settings; the environment fills what it leaves out.
+    #[arg(long, env = "PKI_VAULT_CONFIG", value_name = "FILE")]
+    pub vault_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// Secret path inside the mount, e.g. apps/billing/db.
+    pub path: String,
+    /// Only this field's value (raw, no JSON).
+    #[arg(long, value_name = "FIELD")]
+    pub field: Option<String>,
+    /// Write to FILE (atomically, mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Read this version instead of the latest.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub kv: KvOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// Secret path inside the mount.
+    pub path: String,
+    /// Fields: KEY=@FILE reads the value from FILE; KEY=VALUE takes it from the command line,
+    /// where every user of the machine can see it in the process list.
+    #[arg(required = true, value_name = "KEY=VALUE|KEY=@FILE")]
+    pub fields: Vec<String>,
+    /// Check-and-set: write only if the current version is N (0: only if absent).
+    #[arg(long, value_name = "N")]
+    pub cas: Option<u64>,
+    #[command(flatten)]
+    pub kv: KvOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MetadataArgs {
+    /// Secret path inside the mount.
+    pub path: String,
+    #[command(flatten)]
+    pub kv: KvOpts,
+}
+
+const GET_EXAMPLES: &str = "EXAMPLES:
+  pki secret get apps/billing/db --field password --out /etc/billing/db.pass
+  pki secret get apps/billing/db --version 2";
+
+const PUT_EXAMPLES: &str = "EXAMPLES:
+  pki secret put apps/billing/db user=billing password=@/root/db.pass
+  pki secret put apps/billing/db password=@/root/new.pass --cas 3";
+
+async fn connect(kv: &KvOpts) -> Result<pki::authority::vault::VaultAuthority> {
+    let mut settings = vault_settings(kv.vault_config.as_deref())?;
+    if let Some(m) = &kv.kv_mount {
+        settings.kv_mount = Some(m.clone());
+    }
+    Ok(pki::authority::vault::VaultAuthority::connect(&settings).await?)
+}
+
+pub(crate) async fn run(command: SecretCommand, json: bool) -> Result<u8> {
+    match command {
+        SecretCommand::Get(a) => get(a, json).await,
+        SecretCommand::Put(a) => put(a, json).await,
+        SecretCommand::Metadata(a) => metadata(a, json).await,
+    }
+}
+
+async fn get(a: GetArgs, json: bool) -> Result<u8> {
+    pki::authority::vault::kv::check_secret_path(&a.path)?;
+    let vault = connect(&a.kv).await?;
+    let secret = vault.kv_get(&a.path, a.version).await?;
+    // The bytes to write, in a buffer wiped on drop.
+    let content: Zeroizing<Vec<u8>> = match &a.field {
+        Some(field) => {
+            let value = secret.data.get(field).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "secret {} (version {}) has no field {field:?}; it has: {}",
+                    a.path,
+                    secret.version,
+                    secret.data.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            Zeroizing::new(value.expose().as_bytes().to_vec())
+        }
+        None => {
+            let map: std::collections::BTreeMap<&str, &str> = secret
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect();
+            let mut buf = Zeroizing::new(Vec::new());
+            serde_json::to_writer_pretty(&mut *buf, &map)?;
+            buf.push(b'\n');
+            buf
+        }
+    };
+    match &a.out {
+        Some(path) => {
+            fsio::write_atomic(path, &content, FileMode::PRIVATE)?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "path": a.path, "version": secret.version, "file": path,
+                }))?;
+            } else {
+                println!(
+                    "Wrote {} (version {}) to {} (mode 0600)",
+                    a.field
+                        .as_deref()
+                        .map_or(a.path.clone(), |f| format!("{}#{f}", a.path)),
+                    secret.version,
+                    path.display()
+                );
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&content)?;
+            if a.field.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+/// Splits `KEY=VALUE` / `KEY=@FILE`; a file value is read whole (one trailing newline
+/// dropped, as editors add one).
+fn field(arg: &str) -> Result<(String, SecretString)> {
+    let Some((key, value)) = arg.split_once('=') else {
+        // Not echoed: the argument may be a value typed without its key.
+        return Err(UsageError(
+            "a field must be KEY=VALUE or KEY=@FILE (an argument has no `=`)".to_owned(),
+        )
+        .into());
+    };
+    if key.is_empty() {
+        return Err(UsageError("a field has an empty name before `=`".to_owned()).into());
+    }
+    let value = match value.strip_prefix('@') {
+        Some(file) => {
+            let bytes = Zeroizing::new(
+                fsio::read_limited(std::path::Path::new(file), MAX_VALUE_FILE)
+                    .with_context(|| format!("cannot read the value of {key}"))?,
+            );
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| anyhow::anyhow!("{file}: the value of {key} is not UTF-8 text"))?;
+            SecretString::from_file_content(text.to_owned())
+        }
+        None => SecretString::new(value.to_owned()),
+    };
+    Ok((key.to_owned(), value))
+}
+
+async fn put(a: PutArgs, json: bool) -> Result<u8> {
+    pki::authority::vault::kv::check_secret_path(&a.path)?;
+    let fields = a
+        .fields
+        .iter()
+        .map(|f| field(f))
+        .collect::<Result<Vec<_>>>()?;
+    let vault = connect(&a.kv).await?;
+    let written = vault.kv_put(&a.path, &fields, a.cas).await?;
+    if json {
+        output::print_json(&serde_json::json!({
+            "path": a.path, "version": written.version, "created_time": written.created_time,
+        }))?;
+    } else {
+        println!(
+            "Wrote {} field(s) to {} (version {})",
+            fields.len(),
+            a.path,
+            written.version
+        );
+    }
+    Ok(0)
+}
+
+async fn metadata(a: MetadataArgs, json: bool) -> Result<u8> {
+    pki::authority::vault::kv::check_secret_path(&a.path)?;
+    let vault = connect(&a.kv).await?;
+    let meta = vault.kv_metadata(&a.path).await?;
+    if json {
+        output::print_json(&meta)?;
+        return Ok(0);
+    }
+    println!(
+        "{}: current version {}, oldest {}, max versions {}, cas required {}",
+        a.path, meta.current_version, meta.oldest_version, meta.max_versions, meta.cas_required
+    );
+    println!(
+        "  created {}  updated {}",
+        meta.created_time, meta.updated_time
+    );
+    for (n, v) in meta.versions.iter().rev() {
+        let state = if v.destroyed {
+            "destroyed".to_owned()
+        } else if !v.deletion_time.is_empty() {
+            format!("deleted {}", v.deletion_time)
+        } else {
+            "live".to_owned()
+        };
+        println!("  version {n:<4} {}  {state}", v.created_time);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_parse() {
+        let (k, v) = field("user=billing").unwrap();
+        assert_eq!((k.as_str(), v.expose()), ("user", "billing"));
+        let (k, v) = field("expr=a=b").unwrap();
+        assert_eq!((k.as_str(), v.expose()), ("expr", "a=b"));
+        assert!(field("novalue").is_err());
+        assert!(field("=x").is_err());
+        let err = field("pw=@/nonexistent/file").unwrap_err();
+        assert!(format!("{err:#}").contains("pw"));
+    }
+}

@@ -1,0 +1,629 @@
+//! The HTTP client under every Vault operation: one request with its token and namespace,
+//! bounded retries with capped exponential backoff and jitter, a 307/308 from a standby followed
+//! with the body re-sent, Vault's errors turned into [`Error`] variants that name the address, the
+//! path, the status and Vault's own messages.
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use super::auth::{Credentials, TokenState};
+use super::settings::{VaultSettings, check_path_name};
+use super::tls;
+use super::wire::{self, Envelope};
+use crate::error::{Error, Result};
+use crate::secret::SecretString;
+
+/// Largest response body accepted (a LIST of 100,000 serials is about 6 MiB).
+const MAX_BODY: usize = 64 << 20;
+/// Redirects followed for one request (a standby points at the active node: one hop).
+const MAX_REDIRECTS: usize = 3;
+/// First backoff delay; doubled per retry, capped at [`BACKOFF_CAP`], with jitter.
+const BACKOFF_BASE: StdDuration = StdDuration::from_millis(250);
+const BACKOFF_CAP: StdDuration = StdDuration::from_secs(4);
+/// Statuses worth retrying: rate limited, internal error, bad gateway, unavailable (but not
+/// sealed, which needs an operator, not patience).
+const RETRY_STATUS: [u16; 4] = [429, 500, 502, 503];
+
+/// An HTTP method of the Vault API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET: read.
+    Get,
+    /// POST: create or update (Vault treats PUT the same).
+    Post,
+    /// LIST: list keys (Vault's own verb).
+    List,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::List => "LIST",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Self::Get => reqwest::Method::GET,
+            Self::Post => reqwest::Method::POST,
+            Self::Delete => reqwest::Method::DELETE,
+            // LIST is a valid token; from_bytes cannot fail on it.
+            Self::List => reqwest::Method::from_bytes(b"LIST").unwrap_or(reqwest::Method::GET),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of transport failure stopped a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportProblem {
+    /// No connection (refused, unreachable, DNS).
+    Connect,
+    /// The TLS handshake failed (untrusted or wrong certificate, protocol mismatch).
+    Tls,
+    /// No complete answer within the request timeout.
+    Timeout,
+    /// The connection broke off, or the answer was malformed or too large.
+    Broken,
+}
+
+impl fmt::Display for TransportProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "cannot connect to",
+            Self::Tls => "TLS handshake failed with",
+            Self::Timeout => "timed out waiting for",
+            Self::Broken => "the exchange broke off with",
+        })
+    }
+}
+
+/// An HTTP answer: status and body (wiped on drop, as it may hold a token, a secret or a key).
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+enum SendError {
+    Http(reqwest::Error),
+    Protocol(String),
+}
+
+/// Generic data read from or written to Vault.
+#[derive(Debug)]
+pub struct VaultData {
+    /// The `data` object, when the endpoint returns one.
+    pub data: Option<serde_json::Value>,
+    /// Vault's warnings.
+    pub warnings: Vec<String>,
+}
+
+/// A client for one Vault / OpenBao server: address, TLS trust, namespace, credentials and
+/// retry policy. Cheap to share by reference; requests may run concurrently.
+pub struct VaultClient {
+    http: reqwest::Client,
+    address: String,
+    namespace: Option<HeaderValue>,
+    max_retries: u32,
+    pub(super) credentials: Credentials,
+    pub(super) token: tokio::sync::Mutex<TokenState>,
+}
+
+impl fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultClient")
+            .field("address", &self.address)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+fn normalise_address(address: &str) -> Result<String> {
+    let bad = |problem: &str| Error::VaultConfig {
+        setting: "address",
+        problem: format!("{address:?} {problem}"),
+    };
+    let url = reqwest::Url::parse(address.trim()).map_err(|e| {
+        bad(&format!(
+            "is not a URL ({e}); e.g. https://vault.example:8200"
+        ))
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(bad(
+            "must start with https:// (or http:// for a local dev server)",
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(bad("has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad("must not carry a query, fragment or user name"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+impl VaultClient {
+    /// Builds a client from `settings`: checks the address, loads the trusted CAs, reads the
+    /// credentials (token or AppRole ids) but does not contact the server yet.
+    pub fn new(settings: &VaultSettings) -> Result<Self> {
+        let address = settings
+            .address
+            .as_deref()
+            .ok_or_else(|| Error::VaultConfig {
+                setting: "address",
+                problem: "not set: set VAULT_ADDR (or BAO_ADDR), or `address` in the config"
+                    .to_owned(),
+            })?;
+        let address = normalise_address(address)?;
+        let roots = tls::roots(settings.ca_cert.as_deref(), settings.ca_path.as_deref())?;
+        let config = tls::client_config(roots)?;
+        // reqwest panics at build time without a process-wide provider in some paths; the
+        // config above already names ring, and installing it as the default is harmless when
+        // another component did so first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .connect_timeout(settings.connect_timeout()?)
+            .timeout(settings.request_timeout()?)
+            // Redirects are followed by hand: only 307/308, only without a downgrade to http.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("pki/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::VaultConfig {
+                setting: "tls",
+                problem: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let namespace = match settings.namespace.as_deref() {
+            None | Some("") => None,
+            Some(ns) => Some(HeaderValue::from_str(ns).map_err(|_| Error::VaultConfig {
+                setting: "namespace",
+                problem: format!("{ns:?} is not a valid header value"),
+            })?),
+        };
+        check_path_name("approle_mount", settings.approle_mount())?;
+        Ok(Self {
+            http,
+            address,
+            namespace,
+            max_retries: settings.max_retries()?,
+            credentials: Credentials::from_settings(settings)?,
+            token: tokio::sync::Mutex::new(TokenState::default()),
+        })
+    }
+
+    /// The server address, without a trailing slash.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Reads `path` (below `/v1/`); `None` when nothing is there (404).
+    pub async fn read(&self, path: &str) -> Result<Option<VaultData>> {
+        match self
+            .call::<serde_json::Value>(Method::Get, path, None, true)
+            .await
+        {
+            Ok(env) => Ok(Some(VaultData {
+                data: env.data,
+                warnings: env.warnings,
+            })),
+            Err(Error::VaultNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `body` to `path` (POST). For configuration, not secrets: the JSON is not wiped
+    /// from memory (use the KV functions for secrets).
+    pub async fn write(&self, path: &str, body: &serde_json::Value) -> Result<VaultData> {
+        let bytes = json_body(body)?;
+        let env = self
+            .call::<serde_json::Value>(Method::Post, path, Some(&bytes), true)
+            .await?;
+        Ok(VaultData {
+            data: env.data,
+            warnings: env.warnings,
+        })
+    }
+
+    /// Lists the keys under `path`; an empty or missing path gives an empty list.
+    pub async fn list(&self, path: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        match self.call::<Keys>(Method::List, path, None, true).await {
+            Ok(env) => Ok(env.data.map(|k| k.keys).unwrap_or_default()),
+            Err(Error::VaultNotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `path`.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.call::<serde_json::Value>(Method::Delete, path, None, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// One request with authentication: on a 403 with AppRole configured, logs in again once
+    /// and repeats the request (the token may have been revoked or expired mid-run).
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        authenticated: bool,
+    ) -> Result<Reply> {
+        let mut logged_in_again = false;
+        loop {
+            let token = if authenticated {
+                self.current_token().await?
+            } else {
+                None
+            };
+            let reply = self
+                .send(method, path, body, token.as_ref().map(|(t, _)| &**t))
+                .await?;
+            if reply.status == 403
+                && !logged_in_again
+                && let Some((_, generation)) = &token
+                && self.login_again(*generation).await?
+            {
+                logged_in_again = true;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// A request whose answer is Vault's JSON envelope; error statuses become errors.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        authenticated: bool,
+    ) -> Result<Envelope<T>> {
+        let reply = self.request(method, path, body, authenticated).await?;
+        self.envelope(method, path, &reply)
+    }
+
+    /// A request for a raw (non-JSON) body; `None` on 204, which Vault sends when nothing is
+    /// configured (no CA, no CRL).
+    pub(crate) async fn raw(
+        &self,
+        path: &str,
+        authenticated: bool,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let reply = self.request(Method::Get, path, None, authenticated).await?;
+        match reply.status {
+            204 => Ok(None),
+            200..=299 if reply.body.is_empty() => Ok(None),
+            200..=299 => Ok(Some(reply.body)),
+            404 if wire::error_messages(&reply.body).is_empty() => Err(self.not_found(path)),
+            status => Err(self.status_error(Method::Get, path, status, &reply.body)),
+        }
+    }
+
+    pub(crate) fn envelope<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        reply: &Reply,
+    ) -> Result<Envelope<T>> {
+        match reply.status {
+            200..=299 if reply.body.is_empty() => Ok(Envelope {
+                data: None,
+                warnings: Vec::new(),
+                auth: None,
+            }),
+            200..=299 => {
+                wire::decode(&reply.body).map_err(|problem| self.bad_response(path, problem))
+            }
+            // A plain 404 (empty `errors`) means "nothing here"; one with messages ("unsupported
+            // path", "namespace not found") is a real refusal worth quoting.
+            404 if wire::error_messages(&reply.body).is_empty() => Err(self.not_found(path)),
+            status => Err(self.status_error(method, path, status, &reply.body)),
+        }
+    }
+
+    pub(crate) fn status_error(
+        &self,
+        method: Method,
+        path: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Error {
+        let errors = wire::error_messages(body);
+        if status == 503
+            && errors
+                .iter()
+                .any(|e| e.to_ascii_lowercase().contains("sealed"))
+        {
+            return Error::VaultSealed {
+                address: self.address.clone(),
+                method: method.name().to_owned(),
+                path: path.to_owned(),
+            };
+        }
+        Error::VaultApi {
+            address: self.address.clone(),
+            method: method.name().to_owned(),
+            path: path.to_owned(),
+            status,
+            errors,
+        }
+    }
+
+    pub(crate) fn not_found(&self, path: &str) -> Error {
+        Error::VaultNotFound {
+            address: self.address.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    pub(crate) fn bad_response(&self, path: &str, problem: String) -> Error {
+        Error::VaultResponse {
+            address: self.address.clone(),
+            path: path.to_owned(),
+            problem,
+        }
+    }
+
+    /// Sends with retries on 429/500/502/503 (not sealed) and connection failures, with capped
+    /// exponential backoff and jitter. Timeouts and TLS failures are not retried: they would
+    /// only fail again, slower.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        token: Option<&SecretString>,
+    ) -> Result<Reply> {
+        let token_header = match token {
+            Some(t) => {
+                let mut value =
+                    HeaderValue::from_str(t.expose()).map_err(|_| Error::VaultConfig {
+                        setting: "token",
+                        problem: "the token holds characters not allowed in an HTTP header"
+                            .to_owned(),
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let mut attempt = 0;
+        loop {
+            let outcome = self
+                .send_once(method, path, body, token_header.as_ref())
+                .await;
+            let retry = match &outcome {
+                Ok(reply) => {
+                    RETRY_STATUS.contains(&reply.status)
+                        && !matches!(
+                            self.status_error(method, path, reply.status, &reply.body),
+                            Error::VaultSealed { .. }
+                        )
+                }
+                Err(SendError::Http(e)) => {
+                    matches!(
+                        classify(e),
+                        TransportProblem::Connect | TransportProblem::Broken
+                    )
+                }
+                Err(SendError::Protocol(_)) => false,
+            };
+            if !retry || attempt >= self.max_retries {
+                return outcome.map_err(|e| match e {
+                    SendError::Http(source) => Error::VaultTransport {
+                        address: self.address.clone(),
+                        method: method.name().to_owned(),
+                        path: path.to_owned(),
+                        problem: classify(&source),
+                        source,
+                    },
+                    SendError::Protocol(problem) => self.bad_response(path, problem),
+                });
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        token: Option<&HeaderValue>,
+    ) -> std::result::Result<Reply, SendError> {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/{path}", self.address))
+            .map_err(|e| SendError::Protocol(format!("cannot form the URL: {e}")))?;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.http.request(method.to_reqwest(), url.clone());
+            if let Some(t) = token {
+                req = req.header("X-Vault-Token", t.clone());
+            }
+            if let Some(ns) = &self.namespace {
+                req = req.header("X-Vault-Namespace", ns.clone());
+            }
+            if let Some(b) = body {
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(b.to_vec());
+            }
+            let mut resp = req.send().await.map_err(SendError::Http)?;
+            let status = resp.status().as_u16();
+            if matches!(status, 307 | 308) {
+                url = redirect_target(&url, resp.headers().get(LOCATION))?;
+                continue;
+            }
+            let mut data = Zeroizing::new(Vec::with_capacity(
+                resp.content_length().map_or(8192, |n| {
+                    usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
+                }),
+            ));
+            while let Some(chunk) = resp.chunk().await.map_err(SendError::Http)? {
+                if data.len() + chunk.len() > MAX_BODY {
+                    return Err(SendError::Protocol(format!(
+                        "response larger than {} MiB",
+                        MAX_BODY >> 20
+                    )));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            return Ok(Reply { status, body: data });
+        }
+        Err(SendError::Protocol(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+}
+
+/// Where a 307/308 points, refusing a switch from https to http (the token would travel in
+/// clear).
+fn redirect_target(
+    current: &reqwest::Url,
+    location: Option<&HeaderValue>,
+) -> std::result::Result<reqwest::Url, SendError> {
+    let location = location
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| SendError::Protocol("redirect without a Location header".to_owned()))?;
+    let target = current
+        .join(location)
+        .map_err(|e| SendError::Protocol(format!("redirect to an invalid location: {e}")))?;
+    if current.scheme() == "https" && target.scheme() != "https" {
+        return Err(SendError::Protocol(format!(
+            "refusing to follow a redirect from https to {}",
+            target.scheme()
+        )));
+    }
+    Ok(target)
+}
+
+/// Serialises a request body into a buffer wiped on drop.
+pub(crate) fn json_body<T: serde::Serialize + ?Sized>(value: &T) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(512));
+    serde_json::to_writer(&mut *buf, value).map_err(|e| Error::InvalidArgument {
+        what: "request body",
+        value: e.to_string(),
+        expected: "JSON-serialisable data",
+    })?;
+    Ok(buf)
+}
+
+/// Classifies a transport error by walking its causes: a rustls error anywhere means TLS.
+fn classify(e: &reqwest::Error) -> TransportProblem {
+    if e.is_timeout() {
+        return TransportProblem::Timeout;
+    }
+    match find_cause(e) {
+        Some(problem) => problem,
+        None if e.is_connect() => TransportProblem::Connect,
+        None => TransportProblem::Broken,
+    }
+}
+
+/// Looks through the causes for a rustls error or a socket timeout. io::Error hides what it
+/// wraps from `source()`, and hyper-rustls wraps tokio-rustls's io::Error in another one, so
+/// wrapped io errors are unwrapped by hand.
+fn find_cause(err: &(dyn std::error::Error + 'static)) -> Option<TransportProblem> {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return Some(TransportProblem::Tls);
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref()
+                && let Some(found) = find_cause(inner)
+            {
+                return Some(found);
+            }
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return Some(TransportProblem::Timeout);
+            }
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The delay before retry `attempt` (0-based): 250 ms doubled per attempt, capped at 4 s, then
+/// "equal jitter" (a uniform draw in the upper half) so that many clients do not retry in step.
+pub(crate) fn backoff(attempt: u32) -> StdDuration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(BACKOFF_CAP);
+    let half = ceiling / 2;
+    let mut byte = [0u8; 2];
+    let draw = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte) {
+        Ok(()) => u32::from(u16::from_be_bytes(byte)),
+        Err(_) => u32::from(u16::MAX) / 2,
+    };
+    half + half.mul_f64(f64::from(draw) / f64::from(u16::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            normalise_address("https://vault.example:8200/").unwrap(),
+            "https://vault.example:8200"
+        );
+        assert_eq!(
+            normalise_address("http://127.0.0.1:8200").unwrap(),
+            "http://127.0.0.1:8200"
+        );
+        for bad in [
+            "vault:8200",
+            "ftp://x",
+            "https://",
+            "https://u@x",
+            "https://x/?a=1",
+        ] {
+            assert!(normalise_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        for attempt in 0..12 {
+            let d = backoff(attempt);
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1 << attempt.min(10))
+                .min(BACKOFF_CAP);
+            assert!(d >= ceiling / 2 && d <= ceiling, "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn redirects_never_downgrade() {
+        let here = reqwest::Url::parse("https://a:8200/v1/pki/sign/web").unwrap();
+        let to = |l: &str| redirect_target(&here, Some(&HeaderValue::from_str(l).unwrap()));
+        assert_eq!(
+            to("https://b:8200/v1/pki/sign/web").ok().unwrap().as_str(),
+            "https://b:8200/v1/pki/sign/web"
+        );
+        assert!(to("http://b:8200/v1/pki/sign/web").is_err());
+        assert!(redirect_target(&here, None).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! The TLS configuration for talking to Vault: rustls on ring, verification always on, and a
+//! configured CA (`VAULT_CACERT` / `VAULT_CAPATH`) that *replaces* the system roots rather than
+//! adding to them, so a private Vault is trusted through its own CA only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+
+use crate::error::{Error, Result};
+use crate::fsio::{self, MAX_PEM_INPUT};
+use crate::pemfile::{self, label};
+
+fn config_error(setting: &'static str, problem: String) -> Error {
+    Error::VaultConfig { setting, problem }
+}
+
+fn add_pem_file(roots: &mut RootCertStore, path: &Path, setting: &'static str) -> Result<usize> {
+    let origin = path.display().to_string();
+    let text = fsio::read_limited(path, MAX_PEM_INPUT)?;
+    let blocks = pemfile::blocks_labelled(&text, &origin, &[label::CERTIFICATE])?;
+    let mut added = 0;
+    for block in blocks {
+        roots.add(CertificateDer::from(block.der)).map_err(|e| {
+            config_error(setting, format!("{origin}: unusable CA certificate: {e}"))
+        })?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// The roots to trust: the configured CA file and/or directory, or else the system's.
+pub(crate) fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    if ca_cert.is_none() && ca_path.is_none() {
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            // A system store may hold a certificate rustls cannot use; skipping it is what
+            // every TLS client does.
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            return Err(config_error(
+                "VAULT_CACERT",
+                "no system CA certificates were found: give the CA that issued Vault's \
+                 certificate with VAULT_CACERT or ca_cert"
+                    .to_owned(),
+            ));
+        }
+        return Ok(roots);
+    }
+    if let Some(file) = ca_cert {
+        add_pem_file(&mut roots, file, "VAULT_CACERT")?;
+    }
+    if let Some(dir) = ca_path {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
+            op: crate::error::IoOp::Read,
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut paths: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        for p in paths {
+            // A CA directory often holds other files (hash links, READMEs): only PEM
+            // certificates count, and a directory without any is an error.
+            let _ = add_pem_file(&mut roots, &p, "VAULT_CAPATH");
+        }
+    }
+    if roots.is_empty() {
+        return Err(config_error(
+            "VAULT_CACERT",
+            "the configured CA file or directory holds no usable certificate".to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// A rustls client configuration on the ring provider with `roots`, offering HTTP/2 and
+/// HTTP/1.1 by ALPN (a preconfigured config gets no ALPN from reqwest).
+pub(crate) fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error("tls", format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
