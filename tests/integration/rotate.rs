@@ -1039,3 +1039,18 @@ fn rotation_through_vault() {
     assert!(run.stderr.contains("not allowed by this role"), "{run:#?}");
     check_pair(&out.join("cert.pem"), &out.join("key.pem"));
 }
+
+#[test]
+fn the_example_configs_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let quick = pki_deploy::config::load(&examples.join("quickstart.toml")).unwrap();
+    assert_eq!(quick.certificates.len(), 2);
+    // The Debian example names the haproxy and mysql users' groups: present once the
+    // services are installed (scripts/install-test-deps).
+    if !require(&["haproxy", "mariadbd"]) {
+        return;
+    }
+    let host = pki_deploy::config::load(&examples.join("debian-host.toml")).unwrap();
+    assert!(matches!(host.backend, pki_deploy::config::Backend::Vault(_)));
+    assert_eq!(host.certificates.len(), 3);
+}
