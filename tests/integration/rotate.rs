@@ -1042,7 +1042,7 @@ fn rotation_through_vault() {
 
 #[test]
 fn the_example_configs_are_valid() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let quick = pki_deploy::config::load(&examples.join("quickstart.toml")).unwrap();
     assert_eq!(quick.certificates.len(), 2);
     // The Debian example names the haproxy and mysql users' groups: present once the
@@ -1051,6 +1051,9 @@ fn the_example_configs_are_valid() {
         return;
     }
     let host = pki_deploy::config::load(&examples.join("debian-host.toml")).unwrap();
-    assert!(matches!(host.backend, pki_deploy::config::Backend::Vault(_)));
+    assert!(matches!(
+        host.backend,
+        pki_deploy::config::Backend::Vault(_)
+    ));
     assert_eq!(host.certificates.len(), 3);
 }

@@ -18,8 +18,36 @@ pub(crate) fn vault_settings(config: Option<&Path>) -> Result<VaultSettings> {
             let bytes = pki::fsio::read_limited(path, 1 << 20)?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| UsageError(format!("{} is not UTF-8 text", path.display())))?;
-            toml::from_str::<VaultSettings>(&text)
-                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?
+            // The error's own text quotes the offending line, which could hold a token someone
+            // tried to put there: report the line number and the message only.
+            let mut settings = toml::from_str::<VaultSettings>(&text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                UsageError(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    line.map_or_else(String::new, |l| l.to_string()),
+                    e.message()
+                ))
+            })?;
+            // Relative paths are relative to the config file, as in the rotation config.
+            let base = path.parent().unwrap_or(Path::new("."));
+            for p in [
+                &mut settings.ca_cert,
+                &mut settings.ca_path,
+                &mut settings.token_file,
+                &mut settings.role_id_file,
+                &mut settings.secret_id_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+            settings
         }
         None => VaultSettings::default(),
     };

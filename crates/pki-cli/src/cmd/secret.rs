@@ -17,9 +17,6 @@ use super::backend::vault_settings;
 use crate::UsageError;
 use crate::output;
 
-/// Largest file read for `KEY=@FILE`.
-const MAX_VALUE_FILE: u64 = 1 << 20;
-
 /// KV v2 subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretCommand {
@@ -181,15 +178,9 @@ fn field(arg: &str) -> Result<(String, SecretString)> {
         return Err(UsageError("a field has an empty name before `=`".to_owned()).into());
     }
     let value = match value.strip_prefix('@') {
-        Some(file) => {
-            let bytes = Zeroizing::new(
-                fsio::read_limited(std::path::Path::new(file), MAX_VALUE_FILE)
-                    .with_context(|| format!("cannot read the value of {key}"))?,
-            );
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| anyhow::anyhow!("{file}: the value of {key} is not UTF-8 text"))?;
-            SecretString::from_file_content(text.to_owned())
-        }
+        // A secret file others can read is refused, as every secret file is.
+        Some(file) => fsio::read_secret_file(std::path::Path::new(file))
+            .with_context(|| format!("cannot read the value of {key}"))?,
         None => SecretString::new(value.to_owned()),
     };
     Ok((key.to_owned(), value))

@@ -49,6 +49,8 @@ pub(crate) struct TokenState {
     renewable: bool,
     lease: StdDuration,
     since: Option<Instant>,
+    /// When a refusal last made us log in again.
+    relogged: Option<Instant>,
 }
 
 fn env_secret(name: &str) -> Option<SecretString> {
@@ -185,9 +187,20 @@ impl VaultClient {
             return Ok(false);
         }
         let mut state = self.token.lock().await;
-        if state.generation == generation {
-            self.log_in(&mut state).await?;
+        if state.generation != generation {
+            // Another request already logged in again after this token was refused.
+            return Ok(true);
         }
+        // A token that a recent re-login produced and that is refused as well means the policy
+        // denies the request: logging in again would only mint token after token.
+        if state
+            .relogged
+            .is_some_and(|at| at.elapsed() < RELOGIN_INTERVAL)
+        {
+            return Ok(false);
+        }
+        self.log_in(&mut state).await?;
+        state.relogged = Some(Instant::now());
         Ok(true)
     }
 
@@ -289,12 +302,17 @@ impl VaultClient {
     }
 }
 
+/// At most one login after a refusal in this interval (a token revoked or expired mid-run is
+/// replaced once; a policy refusal does not mint a token per request).
+const RELOGIN_INTERVAL: StdDuration = StdDuration::from_secs(60);
+
 fn renewal_due(state: &TokenState) -> bool {
     state.renewable
         && !state.lease.is_zero()
         && state
             .since
-            .is_some_and(|since| since.elapsed() >= state.lease * 2 / 3)
+            // Divided first: a huge lease from the server must not overflow.
+            .is_some_and(|since| since.elapsed() >= state.lease / 3 * 2)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use crate::secret::SecretString;
 
 /// Largest response body accepted (a LIST of 100,000 serials is about 6 MiB).
 const MAX_BODY: usize = 64 << 20;
+/// Largest buffer reserved up front for a response, whatever length the server announces.
+const INITIAL_BODY: usize = 1 << 20;
 /// Redirects followed for one request (a standby points at the active node: one hop).
 const MAX_REDIRECTS: usize = 3;
 /// First backoff delay; doubled per retry, capped at [`BACKOFF_CAP`], with jitter.
@@ -133,26 +135,63 @@ impl fmt::Debug for VaultClient {
     }
 }
 
+/// The address as it may appear in a message: without user information, which may hold a
+/// password.
+fn shown(address: &str) -> String {
+    match address.split_once("://") {
+        Some((scheme, rest)) if rest.contains('@') => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://…@{host}")
+        }
+        _ => address.to_owned(),
+    }
+}
+
+/// Whether a URL host is this machine (plain HTTP is allowed only there: a dev server).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn normalise_address(address: &str) -> Result<String> {
     let bad = |problem: &str| Error::VaultConfig {
         setting: "address",
-        problem: format!("{address:?} {problem}"),
+        problem: format!("{:?} {problem}", shown(address)),
     };
     let url = reqwest::Url::parse(address.trim()).map_err(|e| {
         bad(&format!(
             "is not a URL ({e}); e.g. https://vault.example:8200"
         ))
     })?;
-    if !matches!(url.scheme(), "https" | "http") {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
-            "must start with https:// (or http:// for a local dev server)",
+            "must not carry a user name or password (credentials come from files or the environment)",
         ));
+    }
+    match url.scheme() {
+        "https" => {}
+        // A token must never cross a network in clear text.
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(bad(
+                "uses http://, which would send the token in clear text; use https:// \
+                 (plain http is accepted only for a dev server on this machine)",
+            ));
+        }
+        _ => return Err(bad("must start with https://")),
     }
     if url.host_str().is_none() {
         return Err(bad("has no host"));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(bad("must not carry a query, fragment or user name"));
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not carry a query or fragment"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
@@ -474,17 +513,27 @@ impl VaultClient {
                 url = redirect_target(&url, resp.headers().get(LOCATION))?;
                 continue;
             }
-            let mut data = Zeroizing::new(Vec::with_capacity(
-                resp.content_length().map_or(8192, |n| {
-                    usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)
-                }),
-            ));
+            // Sized from what the server declares, up to 1 MiB; growing past that copies into a
+            // fresh zeroizing buffer, so that no reallocation leaves key material behind.
+            let declared = resp
+                .content_length()
+                .map_or(8192, |n| usize::try_from(n).unwrap_or(MAX_BODY));
+            let mut data = Zeroizing::new(Vec::with_capacity(declared.min(INITIAL_BODY)));
             while let Some(chunk) = resp.chunk().await.map_err(SendError::Http)? {
                 if data.len() + chunk.len() > MAX_BODY {
                     return Err(SendError::Protocol(format!(
                         "response larger than {} MiB",
                         MAX_BODY >> 20
                     )));
+                }
+                if data.len() + chunk.len() > data.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity(
+                        (data.capacity() * 2)
+                            .max(data.len() + chunk.len())
+                            .min(MAX_BODY),
+                    ));
+                    bigger.extend_from_slice(&data);
+                    data = bigger;
                 }
                 data.extend_from_slice(&chunk);
             }

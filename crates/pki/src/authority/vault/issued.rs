@@ -42,6 +42,9 @@ pub(crate) enum ExpectedKey {
     FromVault,
 }
 
+/// How far ahead of ours the server's clock may be.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
 /// Parses and checks a sign/issue answer. `problem` texts become `VaultResponse` errors that
 /// name the address and path.
 pub(crate) fn assemble(
@@ -114,6 +117,13 @@ pub(crate) fn assemble(
         data.ca_chain.as_str()
     };
     let (chain, root, verified) = chains.parse(chain_text)?;
+    // Vault backdates NotBefore by only 30 s: a server clock a little ahead of ours would make
+    // a fresh certificate "not valid yet" here. Within CLOCK_SKEW, check as of its NotBefore.
+    let now = if info.not_before > now && info.not_before - now <= CLOCK_SKEW {
+        info.not_before
+    } else {
+        now
+    };
     if verified {
         check_link(&leaf, &chain, root.as_ref(), now)?;
     } else {

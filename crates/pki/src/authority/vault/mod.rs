@@ -333,7 +333,13 @@ impl VaultAuthority {
         F: FnMut(usize, Result<IssuedCertificate>) -> ControlFlow<()>,
     {
         let concurrency = concurrency.max(1);
-        let one = |i: usize| async move { (i, self.issue(&requests[i], algorithm, now).await) };
+        // Each answer is checked against the time it arrives, not the batch's start: a long
+        // batch would otherwise find later certificates "not valid yet".
+        let started = crate::clock::now();
+        let one = |i: usize| async move {
+            let at = now + (crate::clock::now() - started);
+            (i, self.issue(&requests[i], algorithm, at).await)
+        };
         let mut pending = FuturesUnordered::new();
         let mut next = 0;
         while next < requests.len() && pending.len() < concurrency {
