@@ -56,9 +56,7 @@ impl Authority {
     pub async fn current_issuer(&self) -> Result<Certificate> {
         match self {
             Self::Offline(ca) => Ok(ca.intermediate().clone()),
-            Self::Vault(v) => v.ca_chain().await?.into_iter().next().ok_or_else(|| {
-                crate::Error::InvalidRequest("the Vault mount returned an empty CA chain")
-            }),
+            Self::Vault(v) => v.issuing_ca().await,
         }
     }
 

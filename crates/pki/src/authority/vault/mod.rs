@@ -446,6 +446,15 @@ impl VaultAuthority {
             .map_err(|e| self.client.bad_response(&path, e.to_string()))
     }
 
+    /// The CA certificate that signs on this mount now: the first of [`Self::ca_chain`].
+    pub async fn issuing_ca(&self) -> Result<Certificate> {
+        let path = format!("{}/ca_chain", self.mount);
+        self.ca_chain().await?.into_iter().next().ok_or_else(|| {
+            self.client
+                .bad_response(&path, "the mount returned an empty CA chain".to_owned())
+        })
+    }
+
     /// The CRL the mount publishes (Vault rebuilds it at every revocation). Its number, entries
     /// and dates are read from the CRL itself; when to publish the next one is Vault's choice
     /// (`config/crl` expiry), not the caller's.

@@ -92,3 +92,46 @@ pub(crate) fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_configured_ca_replaces_the_system_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, self_signed("vault-ca")).unwrap();
+        let roots = roots(Some(&file), None).unwrap();
+        assert_eq!(roots.len(), 1, "only the configured CA is trusted");
+    }
+
+    #[test]
+    fn a_ca_directory_keeps_certificates_and_skips_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.pem"), self_signed("a")).unwrap();
+        std::fs::write(dir.path().join("b.crt"), self_signed("b")).unwrap();
+        std::fs::write(dir.path().join("README"), "not a certificate\n").unwrap();
+        assert_eq!(roots(None, Some(dir.path())).unwrap().len(), 2);
+
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::write(empty.path().join("README"), "nothing\n").unwrap();
+        let err = roots(None, Some(empty.path())).unwrap_err().to_string();
+        assert!(err.contains("no usable certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "garbage\n").unwrap();
+        assert!(roots(Some(&file), None).is_err());
+    }
+}
