@@ -94,6 +94,7 @@ pub(crate) fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // test fixtures, not product files
 mod tests {
     use super::*;
 
