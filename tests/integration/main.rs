@@ -8,6 +8,7 @@ mod bad_inputs;
 mod concurrency;
 mod offline_ca;
 mod rotate;
+mod rotate_drift;
 mod tls_handshake;
 mod vault;
 mod vault_faults;

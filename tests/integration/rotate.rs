@@ -14,12 +14,12 @@ use pki_tests::servers::{self, Server};
 use pki_tests::{Pki, Run, require};
 
 /// A test CA, a state directory and a config file in one short temporary directory.
-struct Rig {
+pub(crate) struct Rig {
     tmp: tempfile::TempDir,
 }
 
 impl Rig {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = servers::short_tempdir();
         let ca = tmp.path().join("ca");
         Pki::new([
@@ -34,16 +34,16 @@ impl Rig {
         Self { tmp }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.path("rotate.toml")
     }
 
     /// Writes the config: state dir, offline backend, then `body` (certificates, reports).
-    fn config(&self, body: &str) {
+    pub(crate) fn config(&self, body: &str) {
         let text = format!(
             "state_dir = \"{}\"\n[backend]\ntype = \"offline\"\nca_dir = \"{}\"\n\n{body}",
             self.path("state").display(),
@@ -52,7 +52,7 @@ impl Rig {
         std::fs::write(self.config_path(), text).unwrap();
     }
 
-    fn rotate(&self, extra: &[&str]) -> Run {
+    pub(crate) fn rotate(&self, extra: &[&str]) -> Run {
         let config = self.config_path();
         let mut args = vec!["rotate", "--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -60,14 +60,14 @@ impl Rig {
     }
 
     /// The store's current certificate of `name`.
-    fn current(&self, name: &str) -> Certificate {
+    pub(crate) fn current(&self, name: &str) -> Certificate {
         let p = self.path(&format!("state/certs/{name}/current"));
         Certificate::from_pem(&std::fs::read(&p).unwrap(), "store").unwrap()
     }
 
     /// Issues a bootstrap certificate and writes it as regular files (what a service runs with
     /// before the tool manages it): (cert, key) or a combined PEM.
-    fn bootstrap(
+    pub(crate) fn bootstrap(
         &self,
         cn: &str,
         cert: Option<&Path>,
@@ -573,7 +573,7 @@ fn assert_pairs_match(rig: &Rig, names: &[&str]) {
     }
 }
 
-fn check_pair(cert: &Path, key: &Path) {
+pub(crate) fn check_pair(cert: &Path, key: &Path) {
     let c = Certificate::from_pem(&std::fs::read(cert).unwrap(), "cert").unwrap();
     let k = pki::PrivateKey::from_pem(&std::fs::read(key).unwrap(), "key").unwrap();
     assert!(
@@ -725,8 +725,9 @@ fn a_second_concurrent_run_exits_with_the_lock_code() {
     let second = rig.rotate(&[]);
     assert_eq!(second.code, 75, "{second:#?}");
     assert!(second.stderr.contains("lock"), "{second:#?}");
+    // The first run sleeps 2 s in its reload: a second run that waited would take that long.
     assert!(
-        t.elapsed() < Duration::from_secs(1),
+        t.elapsed() < Duration::from_millis(1500),
         "the second run must not wait"
     );
     let out = first.wait_with_output().unwrap();

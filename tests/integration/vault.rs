@@ -407,6 +407,13 @@ fn kv_put_get_cas_and_metadata() {
     let work = tempfile::tempdir().unwrap();
     let pw = work.path().join("pw");
     std::fs::write(&pw, "s3cr3t-from-file\n").unwrap();
+    // A secret file others can read is refused, like every secret file.
+    let loose = bao
+        .pki(["secret", "put", "apps/db", &format!("password=@{}", s(&pw))])
+        .run()
+        .fails_with(&[1, 2]);
+    assert!(loose.stderr.contains("chmod 600"), "{loose:#?}");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let put = bao
         .pki([
             "--json",

@@ -84,6 +84,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A directory the hook would write keys into could be redirected by another user.
+    #[error("refusing to write into {}: {reason}", path.display())]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What makes it unsafe.
+        reason: String,
+    },
+
     /// A report could not be delivered.
     #[error("report to {destination} failed: {reason}")]
     Report {

@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -44,11 +45,27 @@ pub fn describe(cert: &Certificate) -> String {
     )
 }
 
-/// Records the chain; checks handshake signatures for real.
+/// Records the chain; checks handshake signatures for real and records that one passed.
 #[derive(Debug)]
 struct Capture {
     provider: Arc<CryptoProvider>,
     chain: Mutex<Vec<Vec<u8>>>,
+    /// Set once the server's handshake signature verified with the presented leaf's key.
+    /// rustls asks for the chain before the signature, so a captured chain alone proves
+    /// nothing about the key.
+    key_proved: AtomicBool,
+}
+
+impl Capture {
+    fn proved(
+        &self,
+        result: std::result::Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        if result.is_ok() {
+            self.key_proved.store(true, Ordering::SeqCst);
+        }
+        result
+    }
 }
 
 impl ServerCertVerifier for Capture {
@@ -75,12 +92,12 @@ impl ServerCertVerifier for Capture {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
+        self.proved(verify_tls12_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn verify_tls13_signature(
@@ -89,12 +106,12 @@ impl ServerCertVerifier for Capture {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        self.proved(verify_tls13_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -208,6 +225,7 @@ fn handshake(
     let capture = Arc::new(Capture {
         provider: provider.clone(),
         chain: Mutex::new(Vec::new()),
+        key_proved: AtomicBool::new(false),
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -228,12 +246,20 @@ fn handshake(
     }
     let chain = capture.chain.lock().map(|c| c.clone()).unwrap_or_default();
     // A service demanding a client certificate (Redis's default) fails the handshake after
-    // showing its own certificate: that certificate is what we came for.
+    // showing its own certificate and signing with its key: that certificate is what we came
+    // for. Without a verified signature the service has not shown it holds the key.
     let Some(leaf) = chain.first() else {
         return Err(outcome
             .err()
             .unwrap_or_else(|| "no certificate presented".to_owned()));
     };
+    if !capture.key_proved.load(Ordering::SeqCst) {
+        return Err(format!(
+            "the handshake failed before the server proved it holds the key of the \
+             certificate it presents: {}",
+            outcome.err().unwrap_or_else(|| "no signature".to_owned())
+        ));
+    }
     let leaf =
         Certificate::from_der(leaf.clone(), "served certificate").map_err(|e| e.to_string())?;
     conn.send_close_notify();
@@ -306,4 +332,98 @@ fn mysql_ssl_request(sock: &mut TcpStream) -> std::result::Result<(), String> {
     sock.write_all(&packet)
         .map_err(|e| format!("cannot send the SSL request: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::server::{ClientHello, ResolvesServerCert};
+    use rustls::sign::CertifiedKey;
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::net::TcpListener;
+
+    /// Presents whatever certificate and key it is given, matching or not: the fault a real
+    /// server refuses to start with, but a half-reloaded one could show.
+    #[derive(Debug)]
+    struct Fixed(Arc<CertifiedKey>);
+
+    impl ResolvesServerCert for Fixed {
+        fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A one-connection TLS server on 127.0.0.1 serving `cert` signed by `key`.
+    fn serve(cert: &rcgen::Certificate, key: &rcgen::KeyPair, tls12: bool) -> String {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signing = provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            )))
+            .unwrap();
+        let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut sock).is_err() {
+                    return;
+                }
+            }
+            let _ = conn.complete_io(&mut sock);
+        });
+        address
+    }
+
+    fn leaf() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["svc.internal".to_owned()]).unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    #[test]
+    fn a_served_certificate_with_its_key_is_returned() {
+        for tls12 in [false, true] {
+            let (cert, key) = leaf();
+            let address = serve(&cert, &key, tls12);
+            let served = handshake(
+                &address,
+                "svc.internal",
+                ProbeProtocol::Tls,
+                StdDuration::from_secs(5),
+            )
+            .unwrap();
+            assert_eq!(served.leaf.der(), cert.der().as_ref());
+        }
+    }
+
+    #[test]
+    fn a_certificate_served_with_another_key_is_not_accepted() {
+        for tls12 in [false, true] {
+            let (cert, _) = leaf();
+            let other = rcgen::KeyPair::generate().unwrap();
+            let address = serve(&cert, &other, tls12);
+            let err = handshake(
+                &address,
+                "svc.internal",
+                ProbeProtocol::Tls,
+                StdDuration::from_secs(5),
+            )
+            .unwrap_err();
+            assert!(err.contains("proved it holds the key"), "{err}");
+        }
+    }
 }

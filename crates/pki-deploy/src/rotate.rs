@@ -342,7 +342,22 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
         Some(b) => Some(b.current_issuer().await?),
         None => None,
     };
-    let mut state = RunState::load(&config.state_dir);
+    let (mut state, unreadable) = RunState::load(&config.state_dir);
+    if let Some(problem) = unreadable {
+        let mut message = format!(
+            "{problem}: starting from an empty state (every target is checked again; a rollback \
+             returns to the version in place)"
+        );
+        if !opts.dry_run {
+            // Kept for a look, not overwritten by this run's state.
+            let file = crate::state::path(&config.state_dir);
+            let aside = file.with_extension("json.unreadable");
+            if std::fs::rename(&file, &aside).is_ok() {
+                message.push_str(&format!("; the file was moved to {}", aside.display()));
+            }
+        }
+        log.warn("state-unreadable", "", &message, &[]);
+    }
     let planned = plan(
         config,
         &certs,
@@ -698,6 +713,11 @@ async fn execute(
                 );
             }
             Outcome::Failed { error, rollback } => {
+                if state.verified(t) == Some(p.id()) {
+                    // A repair of the version marked as served failed: that mark no longer
+                    // holds, and the next run must try again.
+                    state.clear_verified(t);
+                }
                 let rb = match rollback {
                     None => None,
                     Some(Ok(restored)) => Some(restored),
@@ -748,6 +768,15 @@ async fn execute(
                         &format!("{}: {e}", t.label()),
                         &[],
                     );
+                }
+                let label = t.label();
+                if outcome
+                    .targets
+                    .iter()
+                    .any(|r| r.label == label && matches!(r.action, "deployed" | "in-sync"))
+                {
+                    // Pruning changed the directories the mark describes.
+                    state.restamp(t);
                 }
             }
             outcome

@@ -25,15 +25,39 @@ pub struct CertState {
     pub last_error: Option<String>,
 }
 
+/// What identifies a file's or directory's content without reading it: inode, size and change
+/// time. The ctime moves with every write, rename into or out of a directory, chmod or chown,
+/// and unlike the mtime no one can set it back (a restore with `rsync -a` or `tar` changes it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Change time, nanoseconds since the epoch.
+    pub ctime: i128,
+}
+
+/// The stamp of `path` itself (a symlink is not followed), if it exists.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| Stamp {
+        ino: m.ino(),
+        size: m.size(),
+        ctime: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    })
+}
+
 /// What a target was last proven to serve.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TargetMark {
-    /// The version.
+    /// The target's version (see [`crate::target::version_id`]).
     pub version: String,
-    /// Modification time (ns) of the directory holding the target's files when it was
-    /// verified: unchanged, the links in it are known to be ours and need no re-reading.
+    /// The stamps of the target's directories when it was verified (see
+    /// [`crate::target::dir_stamps`]): while they are unchanged, the links and versions in
+    /// them are known to be ours and are not read again.
     #[serde(default)]
-    pub dir_mtime: Option<i128>,
+    pub dirs: Option<Vec<Stamp>>,
 }
 
 /// The facts the planner needs about a store version, kept so that a run over thousands of
@@ -61,6 +85,10 @@ pub struct CachedCert {
     pub issuer: Option<String>,
     /// Whether that issuer signed it.
     pub issuer_current: Option<bool>,
+    /// The version file's stamp when these facts were read: a file replaced, truncated or
+    /// deleted since is read again.
+    #[serde(default)]
+    pub file: Option<Stamp>,
 }
 
 /// All certificates' history, what each target was last proven to serve, and cached facts.
@@ -78,14 +106,6 @@ pub struct RunState {
     pub observed: BTreeMap<String, CachedCert>,
 }
 
-/// Modification time of a directory in nanoseconds.
-pub fn dir_mtime(dir: &Path) -> Option<i128> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir)
-        .ok()
-        .map(|m| i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
-}
-
 impl RunState {
     /// The version last verified on `target`.
     pub fn verified(&self, target: &crate::config::TargetConfig) -> Option<&str> {
@@ -98,15 +118,32 @@ impl RunState {
             .get(&crate::target::versions_dir(target).display().to_string())
     }
 
-    /// Records what `target` was proven to serve, with its directory's current mtime.
+    /// Records what `target` was proven to serve, with its directories' stamps as they are now.
     pub fn set_verified(&mut self, target: &crate::config::TargetConfig, version: &str) {
         self.verified.insert(
             crate::target::versions_dir(target).display().to_string(),
             TargetMark {
                 version: version.to_owned(),
-                dir_mtime: crate::target::files_dir(target).and_then(dir_mtime),
+                dirs: crate::target::dir_stamps(target),
             },
         );
+    }
+
+    /// Forgets what `target` was proven to serve: its next run checks and deploys it again.
+    pub fn clear_verified(&mut self, target: &crate::config::TargetConfig) {
+        self.verified
+            .remove(&crate::target::versions_dir(target).display().to_string());
+    }
+
+    /// Takes new stamps for a target whose mark still holds (after pruning changed its
+    /// directories).
+    pub fn restamp(&mut self, target: &crate::config::TargetConfig) {
+        if let Some(mark) = self
+            .verified
+            .get_mut(&crate::target::versions_dir(target).display().to_string())
+        {
+            mark.dirs = crate::target::dir_stamps(target);
+        }
     }
 }
 
@@ -116,18 +153,36 @@ pub fn path(state_dir: &Path) -> PathBuf {
 }
 
 impl RunState {
-    /// Loads the state; a missing or unreadable file is an empty state (it only feeds reports).
-    pub fn load(state_dir: &Path) -> Self {
-        fsio::read_limited(&path(state_dir), 64 << 20)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// Loads the state. A missing file is an empty state (a first run); an unreadable one is
+    /// an empty state too, with the reason: the run still works from what is on disk (every
+    /// target is checked again, rollbacks fall back to the version found in place), but the
+    /// caller should say so.
+    pub fn load(state_dir: &Path) -> (Self, Option<String>) {
+        let file = path(state_dir);
+        let bytes = match fsio::read_limited(&file, 64 << 20) {
+            Ok(b) => b,
+            Err(pki::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return (Self::default(), None);
+            }
+            Err(e) => return (Self::default(), Some(e.to_string())),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(state) => (state, None),
+            Err(e) => (
+                Self::default(),
+                Some(format!("{}: not a state file ({e})", file.display())),
+            ),
+        }
     }
 
     /// Saves the state atomically.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         // Compact: with ten thousand certificates the state runs to megabytes.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let bytes = serde_json::to_vec(self).map_err(|e| crate::Error::Io {
+            what: "cannot encode",
+            path: path(state_dir),
+            source: std::io::Error::other(e),
+        })?;
         fsio::write_atomic(&path(state_dir), &bytes, FileMode::PRIVATE)?;
         Ok(())
     }

@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! <state_dir>/certs/<name>/
-//!     20261125T031415Z-3e25501c.pem    leaf, intermediates, root, PKCS#8 key (mode 0600)
-//!     20261126T031415Z-9a0b1c2d.pem
-//!     current -> 20261126T031415Z-9a0b1c2d.pem
+//!     20261125T031415.207Z-3e25501c.pem    leaf, intermediates, root, PKCS#8 key (mode 0600)
+//!     20261126T031415.362Z-9a0b1c2d.pem
+//!     current -> 20261126T031415.362Z-9a0b1c2d.pem
 //! ```
 //!
 //! One file per version keeps a run over thousands of certificates light on the file system
@@ -54,6 +54,26 @@ pub struct Observation {
     pub fresh: Option<CachedCert>,
 }
 
+/// Of the version ids `all`, those to remove: everything but `current`, the
+/// [`KEEP_PREVIOUS`] before it and `pinned`; versions after `current` are leftovers of a run
+/// that never switched to them. Ids sort by time, except `adopted`, which is older than any.
+/// Nothing is removed when `current` is not among them.
+pub(crate) fn expired(mut all: Vec<String>, current: &str, pinned: &[&str]) -> Vec<String> {
+    all.sort_by(|a, b| {
+        let adopted = |v: &String| v != crate::target::ADOPTED;
+        adopted(a).cmp(&adopted(b)).then_with(|| a.cmp(b))
+    });
+    let Some(pos) = all.iter().position(|v| v == current) else {
+        return Vec::new();
+    };
+    let keep_from = pos.saturating_sub(KEEP_PREVIOUS);
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, v)| !(keep_from..=pos).contains(i) && !pinned.contains(&v.as_str()))
+        .map(|(_, v)| v)
+        .collect()
+}
+
 /// Reads the target of a symlink as a plain name; `None` when absent or not a symlink.
 pub(crate) fn link_name(link: &Path) -> Option<String> {
     fs::read_link(link)
@@ -61,18 +81,27 @@ pub(crate) fn link_name(link: &Path) -> Option<String> {
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-/// A version id: the issue time and the start of the serial, sortable by time.
+/// A version id: the issue time to the millisecond and the start of the serial, sortable by
+/// time (two rotations in one second must still sort in order: pruning keeps the newest).
 pub(crate) fn version_id(cert: &Certificate, now: OffsetDateTime) -> String {
     let t = now.to_offset(time::UtcOffset::UTC);
+    // `now` has whole seconds; the milliseconds come from the clock when it is the same second.
+    let precise = pki::clock::now_precise();
+    let t = if precise.unix_timestamp() == t.unix_timestamp() {
+        precise
+    } else {
+        t
+    };
     let serial = cert.info().serial.to_hex();
     format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second(),
+        t.millisecond(),
         &serial[..serial.len().min(8)]
     )
 }
@@ -141,7 +170,12 @@ impl Store {
             };
         };
         let issuer_id = issuer.map(|i| i.info().sha256_fingerprint.clone());
-        if let Some(c) = cached.filter(|c| c.version == version && c.issuer == issuer_id) {
+        let path = self.version_file(name, &version);
+        // One stat: a version file deleted, truncated or replaced since is read again.
+        let file = crate::state::stamp(&path);
+        if let Some(c) = cached.filter(|c| {
+            c.version == version && c.issuer == issuer_id && file.is_some() && c.file == file
+        }) {
             let time = |t: i64| {
                 OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
             };
@@ -167,7 +201,6 @@ impl Store {
             certificate: None,
             fresh: None,
         };
-        let path = self.version_file(name, &version);
         let origin = path.display().to_string();
         let text = match fsio::read_limited(&path, fsio::MAX_PEM_INPUT) {
             Ok(t) => Zeroizing::new(t),
@@ -217,6 +250,7 @@ impl Store {
             key_matches,
             issuer: issuer_id,
             issuer_current: current.issuer_current,
+            file,
         };
         Observation {
             version: Some(version),
@@ -304,7 +338,7 @@ impl Store {
         let Some(current) = self.current(name) else {
             return Ok(());
         };
-        let mut versions: Vec<String> = match fs::read_dir(&base) {
+        let versions: Vec<String> = match fs::read_dir(&base) {
             Ok(entries) => entries
                 .flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -318,12 +352,7 @@ impl Store {
                 .collect(),
             Err(_) => return Ok(()),
         };
-        versions.sort();
-        let Some(pos) = versions.iter().position(|v| *v == current) else {
-            return Ok(());
-        };
-        let keep = &versions[pos.saturating_sub(KEEP_PREVIOUS)..=pos];
-        for old in versions.iter().filter(|v| !keep.contains(v)) {
+        for old in &expired(versions, &current, &[]) {
             let path = self.version_file(name, old);
             fs::remove_file(&path).map_err(|source| crate::Error::Io {
                 what: "cannot remove old version",

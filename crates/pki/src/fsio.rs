@@ -200,12 +200,7 @@ impl StagedFile {
             path: target.to_path_buf(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
         })?;
-        let temp = dir.join(format!(
-            "{TEMP_PREFIX}{}.{}.{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            random_suffix()
-        ));
+        let temp = temp_path(dir, &name.to_string_lossy());
         let mut staged = Self {
             temp,
             target: target.to_path_buf(),
@@ -286,6 +281,16 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// A temporary name in `dir` for `name`: `<TEMP_PREFIX><name>.<pid>.<random>`, the pattern
+/// [`remove_stale_temps`] recognises (it removes the entry once that pid is gone).
+pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(
+        "{TEMP_PREFIX}{name}.{}.{}",
+        std::process::id(),
+        random_suffix()
+    ))
+}
+
 fn random_suffix() -> String {
     let mut bytes = [0u8; 6];
     // A weak suffix only risks a create_new collision, which is reported, never a clobber.
@@ -302,23 +307,13 @@ pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
         path: link.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
     })?;
-    let temp = parent_of(link).join(format!(
-        "{TEMP_PREFIX}{}.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        random_suffix()
-    ));
+    let temp = temp_path(parent_of(link), &name.to_string_lossy());
     std::os::unix::fs::symlink(target, &temp).map_err(io_err(IoOp::Create, &temp))?;
     if let Err(e) = fs::rename(&temp, link) {
         let _ = fs::remove_file(&temp);
         return Err(io_err(IoOp::Rename, link)(e));
     }
     Ok(())
-}
-
-/// Fsyncs the directory holding `path`, making renames into it durable.
-pub fn sync_parent(path: &Path) -> Result<()> {
-    sync_dir(parent_of(path))
 }
 
 /// Fsyncs a directory.
@@ -328,7 +323,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(IoOp::Sync, dir))
 }
 
-/// Creates a directory (and missing parents) with `mode` for the last component. An existing
+/// Creates a directory and any missing parents, each with `mode` (less the umask). An existing
 /// directory is left as it is.
 pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
     if path.is_dir() {
@@ -342,7 +337,7 @@ pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// Removes temporary files left in `dir` by a process that was killed mid-write. Only files
-/// with [`TEMP_PREFIX`] whose writer is gone (or that are older than a minute) are removed.
+/// with [`TEMP_PREFIX`] whose writer process is gone are removed (see [`temp_path`]).
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -386,13 +381,6 @@ fn writer_alive(rest: &str) -> bool {
         return false;
     }
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The owner uid and mode of an existing file, if it exists.
-pub fn owner_and_mode(path: &Path) -> Option<(u32, u32, u32)> {
-    fs::metadata(path)
-        .ok()
-        .map(|m| (m.uid(), m.gid(), m.permissions().mode() & 0o7777))
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //! ```text
 //! /etc/nginx/ssl/web.crt -> .pki/web.key/current/web.crt
 //! /etc/nginx/ssl/web.key -> .pki/web.key/current/web.key
-//! /etc/nginx/ssl/.pki/web.key/20261125T031415Z-3e25501c/{web.key,web.crt}
-//! /etc/nginx/ssl/.pki/web.key/current  -> 20261125T031415Z-3e25501c
+//! /etc/nginx/ssl/.pki/web.key/20261125T031415.207Z-3e25501c-5d41c2a0/{web.key,web.crt}
+//! /etc/nginx/ssl/.pki/web.key/current  -> 20261125T031415.207Z-3e25501c-5d41c2a0
 //! ```
 //!
+//! A version is named for the store version it renders and a digest of the target's settings.
 //! Switching `current` is one rename, so cert and key always change together, and the previous
 //! version is one rename away for rollback. The run state records, per target, the last version
 //! a probe proved to be served (or, without a probe, that was activated): a run killed between
@@ -36,8 +37,6 @@ use crate::store::{CURRENT, link_name};
 
 /// Version id given to files found in place before the first deployment.
 pub const ADOPTED: &str = "adopted";
-/// Versions kept besides current and verified.
-const KEEP_PREVIOUS: usize = 2;
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
@@ -47,14 +46,106 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// The versioned directory of a target.
+/// The versioned directory of a target (beside its first file; a target has at least one).
 pub fn versions_dir(target: &TargetConfig) -> PathBuf {
-    let first = &target.files[0].path;
+    let Some(first) = target.files.first().map(|f| f.path.as_path()) else {
+        return PathBuf::from(".pki");
+    };
     let dir = first.parent().unwrap_or(Path::new("/"));
-    let name = first
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    dir.join(".pki").join(name)
+    dir.join(".pki").join(basename(first))
+}
+
+/// A target's version of a store version: the store id and a digest of how the target renders
+/// it (paths, contents, modes, owners, alias). A changed target configuration is a new version,
+/// written beside the one in service instead of over it.
+pub fn version_id(target: &TargetConfig, store_version: &str) -> String {
+    let mut described = format!(
+        "{:?}|{:o}|{:o}|{:?}|{:?}|{}",
+        target.kind, target.key_mode, target.cert_mode, target.uid, target.gid, target.alias
+    );
+    for f in &target.files {
+        described.push_str(&format!("|{}={:?}", f.path.display(), f.content));
+    }
+    format!("{store_version}-{:08x}", fnv1a(described.as_bytes()) as u32)
+}
+
+/// FNV-1a: stable across builds and platforms, which is all a configuration digest needs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The stamps a verification mark keeps: the directory of the target's files, its versioned
+/// directory and the current version's directory. `None` when the files span directories
+/// (such a target's links are always read).
+pub fn dir_stamps(target: &TargetConfig) -> Option<Vec<crate::state::Stamp>> {
+    let versions = versions_dir(target);
+    [
+        files_dir(target)?.to_path_buf(),
+        versions.clone(),
+        versions.join(link_name(&versions.join(CURRENT))?),
+    ]
+    .iter()
+    .map(|d| crate::state::stamp(d))
+    .collect()
+}
+
+/// Refuses a target whose versioned directory another user could redirect: `.pki` and the
+/// target's directory in it must be real directories of ours that no one else can write, and
+/// so must the directory holding them (whoever can rename entries there can swap `.pki` for a
+/// link to anywhere, and root would write keys there).
+fn check_dirs(target: &TargetConfig) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let versions = versions_dir(target);
+    let pki_dir = versions.parent().unwrap_or(Path::new("."));
+    let holder = pki_dir.parent().unwrap_or(Path::new("/"));
+    let me = nix::unistd::geteuid().as_raw();
+    let unsafe_dir = |path: &Path, reason: String| Error::UnsafeDirectory {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for (dir, follow) in [
+        (holder, true),
+        (pki_dir, false),
+        (versions.as_path(), false),
+    ] {
+        let meta = if follow {
+            fs::metadata(dir)
+        } else {
+            fs::symlink_metadata(dir)
+        };
+        let Ok(meta) = meta else {
+            continue; // created by us, below a directory that passed
+        };
+        if meta.file_type().is_symlink() {
+            return Err(unsafe_dir(dir, "it is a symbolic link".to_owned()));
+        }
+        if !meta.is_dir() {
+            return Err(unsafe_dir(dir, "it is not a directory".to_owned()));
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(unsafe_dir(
+                dir,
+                format!(
+                    "it belongs to uid {}, who could redirect where keys are written; keep \
+                     certificate files in a directory owned by root",
+                    meta.uid()
+                ),
+            ));
+        }
+        // Sticky directories (/tmp) still let others create the name first.
+        if meta.mode() & 0o022 != 0 {
+            return Err(unsafe_dir(
+                dir,
+                format!(
+                    "its mode {:04o} lets other users write to it",
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn basename(path: &Path) -> String {
@@ -97,36 +188,46 @@ pub fn files_dir(target: &TargetConfig) -> Option<&Path> {
 }
 
 /// Compares a target's deployed version, what the run state says was last verified there, and
-/// its links with the store's version. When the directory of its files has not changed since
-/// the verification, the links are not read again.
+/// its links with the store's version. While the directories of its files and versions have not
+/// changed since the verification, the links are not read again.
 pub fn state(
     target: &TargetConfig,
     store_version: &str,
     mark: Option<&crate::state::TargetMark>,
 ) -> Sync {
     let versions = versions_dir(target);
+    let want = version_id(target, store_version);
     let current = link_name(&versions.join(CURRENT));
-    if current.as_deref() != Some(store_version) {
+    if current.as_deref() != Some(want.as_str()) {
         return Sync::Stale(match current {
             None => "never deployed".to_owned(),
+            Some(c) if c.starts_with(store_version) => {
+                format!("its configuration changed since version {c} was deployed")
+            }
             Some(c) => format!("serves version {c}, the store has {store_version}"),
         });
     }
-    let Some(mark) = mark.filter(|m| m.version == store_version) else {
+    let Some(mark) = mark.filter(|m| m.version == want) else {
         return Sync::Stale("deployed but not verified (interrupted run?)".to_owned());
     };
-    if mark.dir_mtime.is_some()
-        && files_dir(target).and_then(crate::state::dir_mtime) == mark.dir_mtime
-    {
+    if mark.dirs.is_some() && dir_stamps(target) == mark.dirs {
         return Sync::InSync;
     }
-    // The version directory is written whole before `current` points at it, so if it exists
-    // every file in it does.
-    if !versions.join(store_version).is_dir() {
+    // The version directory is written whole before `current` points at it.
+    let dir = versions.join(&want);
+    if !dir.is_dir() {
         return Sync::Stale(format!(
-            "version {store_version} is missing from {}",
+            "version {want} is missing from {}",
             versions.display()
         ));
+    }
+    for f in &target.files {
+        if !fs::symlink_metadata(dir.join(basename(&f.path))).is_ok_and(|m| m.is_file()) {
+            return Sync::Stale(format!(
+                "{} is missing from version {want}",
+                basename(&f.path)
+            ));
+        }
     }
     for f in &target.files {
         if fs::read_link(&f.path).ok() != Some(link_target(target, &f.path)) {
@@ -195,8 +296,10 @@ fn keystore_password(target: &TargetConfig) -> Result<SecretString> {
     Ok(fsio::read_secret_file(path)?)
 }
 
-/// Writes version `id` of a target (the whole directory appears at once, or not at all). An
-/// existing version directory of that id is reused: the material behind an id never changes.
+/// Writes version `id` of a target (the whole directory appears at once, or not at all). The
+/// version in service is reused (it was made durable before it was switched to); any other
+/// directory of that id is the leftover of an interrupted run, possibly never flushed to disk,
+/// and is written again.
 fn stage(
     target: &TargetConfig,
     id: &str,
@@ -206,13 +309,16 @@ fn stage(
     let versions = versions_dir(target);
     let final_dir = versions.join(id);
     if final_dir.is_dir() {
-        return Ok(());
+        if link_name(&versions.join(CURRENT)).as_deref() == Some(id) {
+            return Ok(());
+        }
+        fs::remove_dir_all(&final_dir)
+            .map_err(io("cannot remove unfinished version", &final_dir))?;
     }
     // Service users must be able to traverse to their files: directories are 0755, files keep
     // their own (private) modes.
     fsio::create_dir(&versions, 0o755)?;
-    let staging = versions.join(format!("{}{id}.{}", fsio::TEMP_PREFIX, std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
+    let staging = fsio::temp_path(&versions, id);
     fsio::create_dir(&staging, 0o755)?;
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
         .map_err(io("cannot set the mode of", &staging))?;
@@ -298,15 +404,20 @@ fn switch(target: &TargetConfig, id: &str, durability: Durability) -> Result<()>
 /// Removes old versions (keeping current, `verified` and a few before) and temporary files.
 pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
     let versions = versions_dir(target);
+    if !versions.is_dir() {
+        return Ok(());
+    }
+    check_dirs(target)?;
     fsio::remove_stale_temps(&versions)?;
     for f in &target.files {
         if let Some(parent) = f.path.parent() {
             fsio::remove_stale_temps(parent)?;
         }
     }
-    let current = link_name(&versions.join(CURRENT));
-    let verified = verified.map(str::to_owned);
-    let mut all: Vec<String> = match fs::read_dir(&versions) {
+    let Some(current) = link_name(&versions.join(CURRENT)) else {
+        return Ok(());
+    };
+    let all: Vec<String> = match fs::read_dir(&versions) {
         Ok(entries) => entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -315,22 +426,10 @@ pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
             .collect(),
         Err(_) => return Ok(()),
     };
-    all.sort();
-    let Some(pos) = current
-        .as_ref()
-        .and_then(|c| all.iter().position(|v| v == c))
-    else {
-        return Ok(());
-    };
-    let keep_from = pos.saturating_sub(KEEP_PREVIOUS);
-    for (i, v) in all.iter().enumerate() {
-        let keep = (keep_from..=pos).contains(&i)
-            || Some(v) == verified.as_ref()
-            || (v == ADOPTED && i >= keep_from.saturating_sub(1));
-        if !keep {
-            let path = versions.join(v);
-            fs::remove_dir_all(&path).map_err(io("cannot remove old version", &path))?;
-        }
+    let pinned: Vec<&str> = verified.into_iter().collect();
+    for v in crate::store::expired(all, &current, &pinned) {
+        let path = versions.join(v);
+        fs::remove_dir_all(&path).map_err(io("cannot remove old version", &path))?;
     }
     Ok(())
 }
@@ -520,27 +619,35 @@ impl Prepared {
     }
 }
 
-/// Renders and writes version `id` of `target` (adopting files found in place on a first
-/// deployment). Nothing the service reads changes yet.
+/// Renders and writes the target's version of store version `store_version` (adopting files
+/// found in place on a first deployment). Nothing the service reads changes yet.
 pub fn prepare(
     target: &TargetConfig,
-    id: &str,
+    store_version: &str,
     material: &IssuedCertificate,
     durability: Durability,
     verified: Option<&str>,
 ) -> Result<Prepared> {
-    let had_current = link_name(&versions_dir(target).join(CURRENT)).is_some();
-    let adopted = adopt(target, durability)?;
-    let adopted_now = !had_current && adopted.is_some();
+    if target.files.is_empty() {
+        return Err(pki::Error::InvalidRequest("a target needs at least one file").into());
+    }
+    check_dirs(target)?;
+    let id = version_id(target, store_version);
+    let versions = versions_dir(target);
+    let had_current = link_name(&versions.join(CURRENT)).is_some();
+    // `adopt` returns the version in place: the adopted files, or the current version.
+    let in_place = adopt(target, durability)?;
+    let adopted_now = !had_current && in_place.is_some();
     // Roll back to what was last proven served; a version switched to by a run that was
-    // killed before verifying it is not a safe place to return to.
+    // killed before verifying it is not a safe place to return to. Without any record (a
+    // first deployment, or a lost state file) the version in place is the best there is.
     let previous = verified
         .map(str::to_owned)
-        .or(if adopted_now { adopted } else { None })
-        .filter(|p| p != id);
-    stage(target, id, render(target, material)?, durability)?;
+        .or(in_place)
+        .filter(|p| *p != id && versions.join(p).is_dir());
+    stage(target, &id, render(target, material)?, durability)?;
     Ok(Prepared {
-        id: id.to_owned(),
+        id,
         previous,
         adopted: adopted_now,
     })
@@ -588,24 +695,6 @@ pub async fn activate(
             };
             Outcome::Failed { error, rollback }
         }
-    }
-}
-
-/// [`prepare`] then [`activate`], every write fsync'd.
-pub async fn deploy(
-    cert: &CertificateConfig,
-    target: &TargetConfig,
-    id: &str,
-    material: &IssuedCertificate,
-    verified: Option<&str>,
-) -> Outcome {
-    match prepare(target, id, material, Durability::Immediate, verified) {
-        // Nothing was switched: the service still has what it had.
-        Err(error) => Outcome::Failed {
-            error,
-            rollback: None,
-        },
-        Ok(p) => activate(cert, target, &p, material, Durability::Immediate).await,
     }
 }
 
