@@ -413,7 +413,7 @@ fn kv_put_get_cas_and_metadata() {
         .run()
         .fails_with(&[1, 2]);
     assert!(loose.stderr.contains("chmod 600"), "{loose:#?}");
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&pw, PermissionsExt::from_mode(0o600)).unwrap();
     let put = bao
         .pki([
             "--json",
