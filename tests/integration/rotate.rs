@@ -471,7 +471,7 @@ fn keystore_pkcs12_and_pem_variant() {
     rig.config(&cert_section(
         "svc",
         &format!(
-            "type = \"keystore\"\npkcs12 = \"{}\"\npassword_file = \"{}\"\nalias = \"svc\"\ncert = \"{}\"\nkey = \"{}\"",
+            "type = \"keystore\"\npkcs12 = \"{}\"\npassword_file = \"{}\"\nalias = \"svc\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = 0",
             p12.display(),
             pass.display(),
             rig.path("es/svc.crt").display(),
@@ -928,6 +928,74 @@ fn reports_reach_ntfy_uptime_kuma_and_the_textfile() {
         text.contains("pki_rotation_success{name=\"bad\"} 1"),
         "{text}"
     );
+}
+
+#[test]
+fn a_run_that_stops_early_still_reports_and_unreachable_reports_keep_tokens_out_of_logs() {
+    let rig = Rig::new();
+    let (port, seen) = listener();
+    let prom = rig.path("metrics/pki.prom");
+    let report = |kuma_port: u16| {
+        format!(
+            "[report]\ntextfile = \"{}\"\n\
+             [report.ntfy]\nurl = \"http://127.0.0.1:{port}/pki-alerts\"\n\
+             [report.uptime_kuma]\npush_url = \"http://127.0.0.1:{kuma_port}/api/push/KumaToken?status=up\"\n\n",
+            prom.display()
+        )
+    };
+    let cert = format!(
+        "[[certificate]]\nname = \"ok\"\ncommon_name = \"ok.example.internal\"\n[[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        rig.path("out/ok").display()
+    );
+    rig.config(&format!("{}{cert}", report(port)));
+    rig.rotate(&[]).ok();
+    let serial = rig.current("ok").info().serial.clone();
+    // The CA goes missing: the run stops before any certificate, and says so everywhere.
+    std::fs::rename(rig.path("ca"), rig.path("ca.moved")).unwrap();
+    seen.lock().unwrap().clear();
+    let run = rig.rotate(&[]).fails_with(&[1]);
+    let requests = seen.lock().unwrap().clone();
+    let kuma = requests
+        .iter()
+        .find(|r| r.line.contains("/api/push/KumaToken"))
+        .expect("kuma was told");
+    assert!(
+        kuma.line.contains("status=down") && kuma.line.contains("run+failed"),
+        "{kuma:?}"
+    );
+    let ntfy = requests
+        .iter()
+        .find(|r| r.line.starts_with("POST /pki-alerts"))
+        .expect("ntfy was told");
+    assert!(ntfy.body.starts_with("RUN FAILED: "), "{ntfy:?}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("pki_rotation_run_success 0"), "{text}");
+    assert!(
+        text.contains("pki_rotation_success{name=\"ok\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("serial=\"{serial}\"")),
+        "expiry metrics stay: {text}"
+    );
+    check_pair(&rig.path("out/ok/cert.pem"), &rig.path("out/ok/key.pem"));
+    assert!(!run.stderr.contains("KumaToken"), "{run:#?}");
+
+    // Back, with Uptime Kuma unreachable: the run succeeds, the failed push is a warning
+    // that does not show the push token.
+    std::fs::rename(rig.path("ca.moved"), rig.path("ca")).unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    rig.config(&format!("{}{cert}", report(closed_port)));
+    let run = rig.rotate(&[]).ok();
+    assert!(
+        run.stderr.contains("report to http://127.0.0.1"),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("KumaToken"), "{run:#?}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("pki_rotation_run_success 1"), "{text}");
 }
 
 #[test]

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 
 /// Default lifetime of issued certificates.
 pub const DEFAULT_TTL: Duration = Duration::days(30);
+/// The earliest renewal point allowed once jitter is taken off, as a fraction of the lifetime.
+const MIN_RENEW_POINT: f64 = 0.1;
 /// Default largest jitter (fraction of the lifetime).
 pub const DEFAULT_JITTER: f64 = 0.05;
 /// Default time a probe waits for the new certificate to be served.
@@ -921,6 +923,24 @@ impl Validator<'_> {
             ));
         }
         let jitter = raw.jitter.or(defaults.jitter).unwrap_or(DEFAULT_JITTER);
+        // The earliest point a certificate can become due, as a fraction of its lifetime: at or
+        // near zero, a certificate would be due as soon as it is issued and every run renews.
+        let point = match renew_at {
+            RenewAt::Fraction(f) => f,
+            RenewAt::BeforeExpiry(d) => 1.0 - d / ttl,
+        };
+        if point - jitter < MIN_RENEW_POINT {
+            return Err(self.err(
+                at,
+                format!(
+                    "{}: renewal at {:.0} % of the lifetime, brought forward by up to {:.0} % of \
+                     jitter, could fall on the day of issue; every run would renew",
+                    ctx("renew_at"),
+                    point * 100.0,
+                    jitter * 100.0
+                ),
+            ));
+        }
         let mut targets = Vec::new();
         for t in raw.targets {
             let tspan = t.span();
@@ -1043,6 +1063,9 @@ impl Validator<'_> {
                     ("combined", Content::Combined, &raw.combined, "combined.pem"),
                 ];
                 let selected: Vec<&str> = match &raw.files {
+                    Some(list) if list.is_empty() => {
+                        return Err(fail("files", "an empty list: name at least one file"));
+                    }
                     Some(list) => list.iter().map(String::as_str).collect(),
                     None => {
                         let explicit: Vec<&str> = names
@@ -1124,31 +1147,6 @@ impl Validator<'_> {
                 ));
             }
         }
-        let default_mode = |kind: TargetKind| match kind {
-            // The service user reads the key through the group.
-            TargetKind::Mariadb | TargetKind::Redis | TargetKind::Keystore => 0o640,
-            _ => 0o600,
-        };
-        let key_mode = match raw.key_mode {
-            Some(m) => mode(m).map_err(|m| fail("key_mode", &m))?,
-            None => default_mode(kind),
-        };
-        let cert_mode = match raw.cert_mode {
-            Some(m) => mode(m).map_err(|m| fail("cert_mode", &m))?,
-            None => 0o644,
-        };
-        if key_mode & 0o007 != 0 {
-            return Err(fail(
-                "key_mode",
-                &format!("{key_mode:04o} lets every user read the private key"),
-            ));
-        }
-        if kind == TargetKind::Postgres && key_mode & 0o037 != 0 {
-            return Err(fail(
-                "key_mode",
-                "PostgreSQL refuses a key with more than 0600 (owner postgres) or 0640 (owner root)",
-            ));
-        }
         let uid = raw
             .owner
             .map(|o| user(o).map_err(|m| fail("owner", &m)))
@@ -1157,6 +1155,70 @@ impl Validator<'_> {
             .group
             .map(|g| group(g).map_err(|m| fail("group", &m)))
             .transpose()?;
+        // Who will own the files: the configured owner, else whoever runs the hook.
+        let owner = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        let service = match kind {
+            TargetKind::Mariadb => Some("MariaDB"),
+            TargetKind::Redis => Some("Redis"),
+            TargetKind::Postgres => Some("PostgreSQL"),
+            TargetKind::Keystore => Some("the keystore's service"),
+            _ => None,
+        };
+        if let Some(service) = service
+            && owner == 0
+            && gid.is_none()
+        {
+            // These services run as their own user: a key only root can read stops them.
+            return Err(fail(
+                "group",
+                &format!(
+                    "{service} reads the key as its own user: set group (the service's group, \
+                     with key_mode \"0640\") or owner"
+                ),
+            ));
+        }
+        let default_key_mode = match kind {
+            // PostgreSQL: 0600 when it owns the key, 0640 when root owns it.
+            TargetKind::Postgres if owner != 0 => 0o600,
+            // The service user reads the key through the group.
+            TargetKind::Mariadb
+            | TargetKind::Redis
+            | TargetKind::Keystore
+            | TargetKind::Postgres => 0o640,
+            _ => 0o600,
+        };
+        let key_mode = match raw.key_mode {
+            Some(m) => mode(m).map_err(|m| fail("key_mode", &m))?,
+            None => default_key_mode,
+        };
+        let cert_mode = match raw.cert_mode {
+            Some(m) => mode(m).map_err(|m| fail("cert_mode", &m))?,
+            None => 0o644,
+        };
+        if key_mode & 0o004 != 0 {
+            return Err(fail(
+                "key_mode",
+                &format!("{key_mode:04o} lets every user read the private key"),
+            ));
+        }
+        if key_mode & 0o400 == 0 {
+            return Err(fail(
+                "key_mode",
+                &format!("{key_mode:04o} does not let the owner read the key"),
+            ));
+        }
+        if kind == TargetKind::Postgres {
+            let allowed = if owner == 0 { 0o640 } else { 0o600 };
+            if key_mode & !allowed != 0 {
+                return Err(fail(
+                    "key_mode",
+                    &format!(
+                        "PostgreSQL refuses a key with more than 0600 when it owns it, or 0640 \
+                         when root does (this key: owner uid {owner}, mode {key_mode:04o})"
+                    ),
+                ));
+            }
+        }
         let command = |c: RawCommand, k: &str| match c {
             RawCommand::Argv(a) if a.is_empty() => Err(fail(k, "an empty command")),
             RawCommand::Argv(a) => Ok(CommandSpec::Argv(a)),
@@ -1311,14 +1373,36 @@ fn normalize(path: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// A mode for certificate and key files: read and write bits only, no one but the owner may
+/// write. A TOML number is taken as written (`0o640` is octal, `640` is decimal 640, which is
+/// no such mode): write modes as strings such as `"0640"`.
 fn mode(m: ModeValue) -> std::result::Result<u32, String> {
     let v = match m {
-        ModeValue::Number(n) => n,
+        ModeValue::Number(n) => {
+            if n > 0o777 {
+                return Err(format!(
+                    "{n} is not a file mode (a TOML number is decimal: write \"{n:0>4}\" or 0o{n})"
+                ));
+            }
+            n
+        }
         ModeValue::Text(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
             .map_err(|_| format!("{s:?} is not an octal mode such as \"0640\""))?,
     };
-    if v > 0o7777 {
-        return Err(format!("{v:o} is not a file mode"));
+    if v > 0o777 {
+        return Err(format!(
+            "{v:04o} is not allowed: set-id and sticky bits have no place on these files"
+        ));
+    }
+    if v & 0o111 != 0 {
+        return Err(format!(
+            "{v:04o} makes a certificate or key file executable"
+        ));
+    }
+    if v & 0o022 != 0 {
+        return Err(format!(
+            "{v:04o} lets other users than the owner rewrite the file"
+        ));
     }
     Ok(v)
 }
@@ -1412,6 +1496,91 @@ dir = "out"
             "common_name = \"web.example.internal\"\nrenew_before = \"40d\"",
         ));
         assert!(e.contains("renew_before"), "{e}");
+        for renew in ["renew_at = \"5%\"", "renew_at = \"20%\"\njitter = 15"] {
+            let e = err(&MINIMAL.replace(
+                "common_name = \"web.example.internal\"",
+                &format!("common_name = \"web.example.internal\"\n{renew}"),
+            ));
+            assert!(e.contains("every run would renew"), "{renew}: {e}");
+        }
+    }
+
+    fn with_target(target: &str) -> String {
+        MINIMAL.replace("type = \"files\"\ndir = \"out\"", target)
+    }
+
+    #[test]
+    fn modes_are_octal_and_least_privilege() {
+        let e = err(&with_target(
+            "type = \"files\"\ndir = \"out\"\nkey_mode = 600",
+        ));
+        assert!(e.contains("decimal") && e.contains("\"0600\""), "{e}");
+        let ok = parse(
+            &with_target("type = \"files\"\ndir = \"out\"\nkey_mode = 0o640"),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.certificates[0].targets[0].key_mode, 0o640);
+        for (mode, why) in [
+            ("\"0644\"", "every user read"),
+            ("\"0660\"", "rewrite"),
+            ("\"0700\"", "executable"),
+            ("\"4600\"", "set-id"),
+            ("\"0200\"", "owner read"),
+        ] {
+            let e = err(&with_target(&format!(
+                "type = \"files\"\ndir = \"out\"\nkey_mode = {mode}"
+            )));
+            assert!(e.contains("key_mode") && e.contains(why), "{mode}: {e}");
+        }
+        let e = err(&with_target(
+            "type = \"files\"\ndir = \"out\"\ncert_mode = \"0666\"",
+        ));
+        assert!(e.contains("cert_mode"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_list_is_refused() {
+        let e = err(&with_target("type = \"files\"\ndir = \"out\"\nfiles = []"));
+        assert!(e.contains("files") && e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn services_running_as_their_own_user_must_be_able_to_read_the_key() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // the rule is about keys written by root
+        }
+        let redis = "type = \"redis\"\ncert = \"/etc/redis/tls/r.crt\"\nkey = \"/etc/redis/tls/r.key\"\n\
+                     socket = \"/run/redis/redis.sock\"\nprobe = { address = \"127.0.0.1:6379\" }";
+        let e = err(&with_target(redis));
+        assert!(e.contains("group") && e.contains("Redis"), "{e}");
+        let c = parse(
+            &with_target(&format!("{redis}\ngroup = 0")),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.certificates[0].targets[0].key_mode, 0o640);
+
+        let pg = "type = \"postgres\"\ncert = \"/etc/pg/s.crt\"\nkey = \"/etc/pg/s.key\"\n\
+                  probe = { address = \"127.0.0.1:5432\" }";
+        // Owned by root: 0640 by default, and never more.
+        let c = parse(
+            &with_target(&format!("{pg}\ngroup = 0")),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.certificates[0].targets[0].key_mode, 0o640);
+        // Owned by the server: 0600 by default, and 0640 is refused.
+        let c = parse(
+            &with_target(&format!("{pg}\nowner = 1")),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.certificates[0].targets[0].key_mode, 0o600);
+        let e = err(&with_target(&format!(
+            "{pg}\nowner = 1\nkey_mode = \"0640\""
+        )));
+        assert!(e.contains("PostgreSQL refuses"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! limit, and the end of their output kept for the error message.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use time::Duration;
 use tokio::io::AsyncReadExt;
@@ -14,6 +15,8 @@ use crate::error::{Error, Result};
 const OUTPUT_TAIL: usize = 2000;
 /// Most output read from a command at all; the rest is discarded.
 const OUTPUT_LIMIT: usize = 1 << 20;
+/// How long output is still read after the command exited.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs `spec` with `env` added to a minimal environment; succeeds on exit status 0 within
@@ -56,30 +59,52 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("could not start ({e})"), String::new()))?;
-    // Both pipes are read at once (a child filling one while we wait on the other would
-    // block forever); output past the limit is read and discarded so the child never stalls.
-    async fn drain<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
-        let mut kept = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = (&mut p)
-                .take(OUTPUT_LIMIT as u64)
-                .read_to_end(&mut kept)
-                .await;
-            let _ = tokio::io::copy(&mut p, &mut tokio::io::sink()).await;
-        }
-        kept
+    // Both pipes are read at once, by tasks of their own (a child filling one while we wait on
+    // the other would block forever); output past the limit is read and discarded so the child
+    // never stalls.
+    fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+        pipe: Option<R>,
+        into: Arc<Mutex<Vec<u8>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let Some(mut p) = pipe else { return };
+            let mut buf = [0u8; 4096];
+            loop {
+                match p.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut kept) = into.lock()
+                            && kept.len() < OUTPUT_LIMIT
+                        {
+                            kept.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        })
     }
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let readers = [
+        drain(child.stdout.take(), output.clone()),
+        drain(child.stderr.take(), output.clone()),
+    ];
     let limit = std::time::Duration::from_millis(
         u64::try_from(timeout.whole_milliseconds()).unwrap_or(u64::MAX),
     );
-    let outcome = tokio::time::timeout(limit, async {
-        let (mut out, err, status) = tokio::join!(drain(stdout), drain(stderr), child.wait());
-        out.extend_from_slice(&err);
-        (out, status)
-    })
-    .await;
+    // The command is done when it exits, not when its pipes close: a reload that starts a
+    // daemon (`haproxy -D`, an init script) leaves them open in the daemon.
+    let outcome = tokio::time::timeout(limit, child.wait()).await;
+    for mut reader in readers {
+        if tokio::time::timeout(OUTPUT_GRACE, &mut reader)
+            .await
+            .is_err()
+        {
+            // Still open after the command exited: a daemon holds it. Stop reading.
+            reader.abort();
+        }
+    }
+    let output = output.lock().map(|o| o.clone()).unwrap_or_default();
+    let outcome = outcome.map(|status| (output, status));
     match outcome {
         Err(_) => {
             let _ = child.kill().await;
@@ -176,6 +201,14 @@ mod tests {
             )
             .await;
             assert!(missing.unwrap_err().to_string().contains("could not start"));
+            // A reload that leaves a daemon holding its output open is done when it exits.
+            let daemonizing = run(
+                &CommandSpec::Shell("sleep 10 & echo started".into()),
+                &[],
+                Duration::seconds(3),
+            )
+            .await;
+            assert_eq!(daemonizing.unwrap(), "started");
         });
     }
 }

@@ -111,6 +111,17 @@ pub fn textfile(summary: &RunSummary, state: &RunState) -> String {
     );
     let _ = writeln!(
         out,
+        "# HELP pki_rotation_run_success 1 when the last run handled every certificate, 0 when it \
+         stopped early (backend unreachable, CA key locked)."
+    );
+    let _ = writeln!(out, "# TYPE pki_rotation_run_success gauge");
+    let _ = writeln!(
+        out,
+        "pki_rotation_run_success {}",
+        u8::from(summary.error.is_none())
+    );
+    let _ = writeln!(
+        out,
         "# HELP pki_rotation_last_run_timestamp_seconds Unix time the last run ended."
     );
     let _ = writeln!(out, "# TYPE pki_rotation_last_run_timestamp_seconds gauge");
@@ -187,14 +198,15 @@ fn report_err(destination: &str, reason: String) -> Error {
     }
 }
 
-/// Scheme, host and path of a URL, without credentials or query (for messages).
+/// Scheme, host and port of a URL, for messages: the path is left out too, since it carries
+/// secrets (the Uptime Kuma push token, the ntfy topic that anyone knowing can read).
 fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => format!(
-            "{}://{}{}",
+            "{}://{}{}/…",
             u.scheme(),
             u.host_str().unwrap_or(""),
-            u.path()
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
         ),
         Err(_) => "<invalid URL>".to_owned(),
     }
@@ -208,17 +220,24 @@ pub fn ntfy_message(
 ) -> Option<(String, String)> {
     let failures: Vec<&CertOutcome> = summary.certificates.iter().filter(|c| !c.ok()).collect();
     let expiring = expiring(summary, window);
-    if failures.is_empty() && expiring.is_empty() {
+    if failures.is_empty() && expiring.is_empty() && summary.error.is_none() {
         return None;
     }
     let mut body = String::new();
-    for f in &failures {
-        let _ = writeln!(body, "FAILED {}: {}", f.name, f.failure_text());
+    if let Some(e) = &summary.error {
+        // One line for the run, not one per certificate with the same reason.
+        let _ = writeln!(body, "RUN FAILED: {e}");
+    } else {
+        for f in &failures {
+            let _ = writeln!(body, "FAILED {}: {}", f.name, f.failure_text());
+        }
     }
     for (name, when) in &expiring {
         let _ = writeln!(body, "EXPIRES {name}: {}", pki::error::Rfc3339(*when));
     }
-    let title = if failures.is_empty() {
+    let title = if summary.error.is_some() {
+        format!("pki on {host}: the rotation run failed")
+    } else if failures.is_empty() {
         format!(
             "pki on {host}: {} certificate(s) expiring soon",
             expiring.len()
@@ -284,7 +303,9 @@ pub async fn uptime_kuma(cfg: &KumaConfig, summary: &RunSummary) -> Result<()> {
     };
     let dest = redact(url.expose());
     let failures = summary.certificates.iter().filter(|c| !c.ok()).count();
-    let (status, msg) = if failures == 0 {
+    let (status, msg) = if let Some(e) = &summary.error {
+        ("down", format!("run failed: {e}"))
+    } else if failures == 0 {
         (
             "up",
             format!("{} certificate(s) current", summary.certificates.len()),

@@ -110,12 +110,15 @@ pub struct RunSummary {
     pub certificates: Vec<CertOutcome>,
     /// Reports that could not be delivered.
     pub report_errors: Vec<String>,
+    /// Why the run stopped before handling its certificates (the backend unreachable, the CA
+    /// key locked): every certificate is then reported failed with this reason.
+    pub error: Option<String>,
 }
 
 impl RunSummary {
-    /// Whether any certificate failed.
+    /// Whether the run stopped early or any certificate failed.
     pub fn failed(&self) -> bool {
-        self.certificates.iter().any(|c| !c.ok())
+        self.error.is_some() || self.certificates.iter().any(|c| !c.ok())
     }
 }
 
@@ -318,17 +321,83 @@ pub fn plan<'a>(
         .collect()
 }
 
-/// Runs the hook once.
+/// Runs the hook once. A run that stops early (backend unreachable, CA key locked) still
+/// reports, every certificate failed with the reason, before returning the error.
 pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     let started = clock::now();
     let timer = std::time::Instant::now();
-    let log = &opts.log;
     let certs = selected(config, &opts.only)?;
     let _lock = if opts.dry_run {
         None
     } else {
         Some(lock(&config.state_dir)?)
     };
+    match run_locked(config, opts, &certs, started, timer).await {
+        Err(e) if !opts.dry_run => {
+            report_stopped(config, &certs, started, timer, &e, &opts.log).await;
+            Err(e)
+        }
+        result => result,
+    }
+}
+
+/// Reports a run that stopped before handling its certificates: each is failed with the
+/// reason, with the store's current certificate so that expiry metrics stay.
+async fn report_stopped(
+    config: &Config,
+    certs: &[&CertificateConfig],
+    started: OffsetDateTime,
+    timer: std::time::Instant,
+    error: &Error,
+    log: &Logger,
+) {
+    let (state, _) = RunState::load(&config.state_dir);
+    let store = Store::open_at(&config.state_dir, false).ok();
+    let finished = clock::now();
+    let reason = error.to_string();
+    let certificates = certs
+        .iter()
+        .map(|c| {
+            let version = store.as_ref().and_then(|s| s.current(&c.name));
+            let current = match (&store, &version) {
+                (Some(s), Some(v)) => s.certificate(&c.name, v).ok(),
+                _ => None,
+            };
+            CertOutcome {
+                name: c.name.clone(),
+                decision: Decision::Keep {
+                    renew_after: finished,
+                },
+                action: "failed",
+                current,
+                version,
+                error: Some(reason.clone()),
+                targets: Vec::new(),
+            }
+        })
+        .collect();
+    let summary = RunSummary {
+        started,
+        finished,
+        elapsed: timer.elapsed(),
+        dry_run: false,
+        certificates,
+        report_errors: Vec::new(),
+        error: Some(reason),
+    };
+    for e in crate::report::deliver(&config.report, &summary, &state, &config.host).await {
+        log.warn("report-failed", "", &e.to_string(), &[]);
+    }
+}
+
+async fn run_locked(
+    config: &Config,
+    opts: &Options,
+    certs: &[&CertificateConfig],
+    started: OffsetDateTime,
+    timer: std::time::Instant,
+) -> Result<RunSummary> {
+    let log = &opts.log;
     let store = Store::open_at(&config.state_dir, !opts.dry_run)?;
     if !opts.dry_run {
         // Leftovers of a run killed mid-write (the state file, the metrics file).
@@ -360,7 +429,7 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     }
     let planned = plan(
         config,
-        &certs,
+        certs,
         &store,
         &state,
         issuer.as_ref(),
@@ -375,6 +444,7 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
             dry_run: true,
             certificates: planned.into_iter().map(planned_outcome).collect(),
             report_errors: Vec::new(),
+            error: None,
         });
     }
     // The signing key is unlocked only when something is to be issued.
@@ -418,6 +488,7 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
         dry_run: false,
         certificates: outcomes,
         report_errors: Vec::new(),
+        error: None,
     };
     if let Err(e) = state.save(&config.state_dir) {
         summary.report_errors.push(e.to_string());
@@ -547,6 +618,21 @@ async fn execute(
                 );
                 for warning in &issued.warnings {
                     log.warn("authority-warning", &name, warning, &[]);
+                }
+                let lifetime = info.not_after - info.not_before;
+                if lifetime < w.planned.cert.ttl * 0.9 {
+                    // Vault caps TTLs at the role's max_ttl or the CA's own expiry.
+                    log.warn(
+                        "ttl-shortened",
+                        &name,
+                        &format!(
+                            "the authority issued {} instead of the {} asked for: renewals \
+                             come that much sooner",
+                            pki::duration::format(lifetime),
+                            pki::duration::format(w.planned.cert.ttl)
+                        ),
+                        &[],
+                    );
                 }
                 w.outcome.current = Some(issued.certificate.clone());
                 w.outcome.action = "issued";
