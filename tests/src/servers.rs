@@ -6,10 +6,22 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (there is a small race until the server binds it).
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768 and up), so that no
+/// outgoing connection or `bind(0)` elsewhere takes it before the server binds it; spread by
+/// pid so that parallel test processes rarely try the same ones.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20000 + (seed.wrapping_add(n.wrapping_mul(97)) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -53,6 +65,29 @@ pub fn wait_until(
         })
         .unwrap_or_default();
     panic!("{what} did not come up within {limit:?}:\n{tail}");
+}
+
+/// [`wait_until`] for a server process: fails at once, with its log, if the process exits
+/// (a port taken after all, a bad config) instead of finding another server on its port.
+pub fn wait_for_server(
+    child: &mut Child,
+    what: &str,
+    log: &Path,
+    limit: Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let mut exited = None;
+    wait_until(what, Some(log), limit, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            return true;
+        }
+        check()
+    });
+    if let Some(status) = exited {
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("{what} exited while starting ({status}):\n{tail}");
+    }
 }
 
 /// Whether something listens on 127.0.0.1:port.
@@ -124,7 +159,7 @@ pub fn haproxy(dir: tempfile::TempDir, pem: &Path) -> Server {
     );
     std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
     let log = d.join("haproxy.log");
-    let child = spawn(
+    let mut child = spawn(
         Command::new("haproxy")
             .arg("-db")
             .arg("-f")
@@ -132,7 +167,7 @@ pub fn haproxy(dir: tempfile::TempDir, pem: &Path) -> Server {
         &log,
     );
     let sock = d.join("admin.sock");
-    wait_until("haproxy", Some(&log), Duration::from_secs(10), || {
+    wait_for_server(&mut child, "haproxy", &log, Duration::from_secs(10), || {
         sock.exists() && port_open(port)
     });
     Server {
@@ -160,7 +195,7 @@ pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
     let log = d.join("stderr.log");
-    let child = spawn(
+    let mut child = spawn(
         Command::new("nginx")
             .arg("-p")
             .arg(d)
@@ -171,7 +206,7 @@ pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
         &log,
     );
     let pid = d.join("nginx.pid");
-    wait_until("nginx", Some(&log), Duration::from_secs(10), || {
+    wait_for_server(&mut child, "nginx", &log, Duration::from_secs(10), || {
         pid.exists() && port_open(port)
     });
     Server {
@@ -209,12 +244,12 @@ pub fn mariadb(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
         String::from_utf8_lossy(&init.stderr)
     );
     let log = d.join("error.log");
-    let child = spawn(
+    let mut child = spawn(
         Command::new("mariadbd").arg(format!("--defaults-file={}", d.join("my.cnf").display())),
         &d.join("stdout.log"),
     );
     let cnf = d.join("my.cnf");
-    wait_until("mariadb", Some(&log), Duration::from_secs(30), || {
+    wait_for_server(&mut child, "mariadb", &log, Duration::from_secs(30), || {
         port_open(port)
             && Command::new("mariadb-admin")
                 .arg(format!("--defaults-file={}", cnf.display()))
@@ -283,22 +318,28 @@ pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     text.push_str(&extra);
     std::fs::write(&conf, text).unwrap();
     let log = d.join("postgres.log");
-    let child = spawn(
+    let mut child = spawn(
         as_pg(&bin.join("postgres")).arg("-D").arg(d.join("data")),
         &log,
     );
     let sock = d.join("sock");
-    wait_until("postgres", Some(&log), Duration::from_secs(30), || {
-        Command::new("pg_isready")
-            .arg("-q")
-            .arg("-h")
-            .arg(&sock)
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-U", "postgres"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    wait_for_server(
+        &mut child,
+        "postgres",
+        &log,
+        Duration::from_secs(30),
+        || {
+            Command::new("pg_isready")
+                .arg("-q")
+                .arg("-h")
+                .arg(&sock)
+                .arg("-p")
+                .arg(port.to_string())
+                .args(["-U", "postgres"])
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
     Server {
         child,
         dir,
@@ -321,12 +362,12 @@ pub fn redis(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     );
     std::fs::write(d.join("redis.conf"), conf).unwrap();
     let log = d.join("redis.log");
-    let child = spawn(
+    let mut child = spawn(
         Command::new("redis-server").arg(d.join("redis.conf")),
         &d.join("stdout.log"),
     );
     let sock = d.join("redis.sock");
-    wait_until("redis", Some(&log), Duration::from_secs(10), || {
+    wait_for_server(&mut child, "redis", &log, Duration::from_secs(10), || {
         sock.exists() && port_open(port)
     });
     Server {

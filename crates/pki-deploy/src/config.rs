@@ -627,30 +627,54 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// The line of `key = …` in the table starting at byte `from` (a table's span may cover
+    /// only its header: the search runs to the next table header).
+    fn key_line(&self, from: usize, key: &str) -> Option<usize> {
+        let rest = self.text.get(from..)?;
+        let end = rest
+            .match_indices("\n[")
+            .map(|(i, _)| i)
+            .find(|i| *i > 0)
+            .unwrap_or(rest.len());
+        rest[..end]
+            .lines()
+            .position(|l| {
+                l.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|i| self.lines.line_of(from) + i)
+    }
+
+    /// The line of `key = …` in the table headed `[header]`, else of the header, if any.
+    fn header_key_line(&self, header: &str, key: &str) -> Option<usize> {
+        let marker = format!("[{header}]");
+        let at = self
+            .text
+            .match_indices(&marker)
+            .map(|(i, _)| i)
+            .find(|i| *i == 0 || self.text[..*i].ends_with('\n'))?;
+        self.key_line(at, key)
+            .or_else(|| Some(self.lines.line_of(at)))
+    }
+
+    /// An error about `key` of the table `[header]`.
+    fn key_err(&self, header: &str, key: &str, message: String) -> Error {
+        Error::Config {
+            file: self.file.to_path_buf(),
+            line: self.header_key_line(header, key),
+            message,
+        }
+    }
+
     /// An error from a table deserialized without positions (the backend): the line of the
     /// key the message names, else the table's first line.
     fn table_err(&self, span: &Range<usize>, prefix: &str, e: &toml::de::Error) -> Error {
         let message = e.message();
-        let key = message.split('`').nth(1);
-        let line = key
-            .and_then(|k| {
-                // A table's span may cover only its header: search from there to the next
-                // table header.
-                let rest = self.text.get(span.start..)?;
-                let end = rest
-                    .match_indices("\n[")
-                    .map(|(i, _)| i)
-                    .find(|i| *i > 0)
-                    .unwrap_or(rest.len());
-                rest[..end]
-                    .lines()
-                    .position(|l| {
-                        l.trim_start()
-                            .strip_prefix(k)
-                            .is_some_and(|rest| rest.trim_start().starts_with('='))
-                    })
-                    .map(|i| self.lines.line_of(span.start) + i)
-            })
+        let line = message
+            .split('`')
+            .nth(1)
+            .and_then(|k| self.key_line(span.start, k))
             .unwrap_or_else(|| self.lines.line_of(span.start));
         Error::Config {
             file: self.file.to_path_buf(),
@@ -693,8 +717,9 @@ impl Validator<'_> {
         let backend = self.backend(&raw.backend)?;
         let defaults = &raw.defaults;
         if defaults.renew_at.is_some() && defaults.renew_before.is_some() {
-            return Err(self.err(
-                None,
+            return Err(self.key_err(
+                "defaults",
+                "renew_before",
                 "defaults: give renew_at or renew_before, not both".into(),
             ));
         }
@@ -834,8 +859,9 @@ impl Validator<'_> {
         });
         if let Some(n) = &ntfy {
             if !n.url.starts_with("http://") && !n.url.starts_with("https://") {
-                return Err(self.err(
-                    None,
+                return Err(self.key_err(
+                    "report.ntfy",
+                    "url",
                     format!("report.ntfy.url: {:?} is not an http(s) URL", n.url),
                 ));
             }
@@ -844,8 +870,9 @@ impl Validator<'_> {
                 "1" | "2" | "3" | "4" | "5" | "min" | "low" | "default" | "high" | "max" | "urgent"
             );
             if !ok_priority {
-                return Err(self.err(
-                    None,
+                return Err(self.key_err(
+                    "report.ntfy",
+                    "priority",
                     format!("report.ntfy.priority: {:?} is not 1–5, min, low, default, high, max or urgent", n.priority),
                 ));
             }
@@ -854,8 +881,9 @@ impl Validator<'_> {
             None => None,
             Some(k) => {
                 if k.push_url.is_some() == k.push_url_file.is_some() {
-                    return Err(self.err(
-                        None,
+                    return Err(self.key_err(
+                        "report.uptime_kuma",
+                        "push_url",
                         "report.uptime_kuma: give exactly one of push_url and push_url_file".into(),
                     ));
                 }
@@ -989,7 +1017,14 @@ impl Validator<'_> {
             )
         })?;
         let key_of = |k: &str| format!("certificate {cert:?}: target {}: {k}", kind.name());
-        let fail = |k: &str, m: &str| self.err(at.clone(), format!("{}: {m}", key_of(k)));
+        // The key's own line when it is in the table, else the table's.
+        let fail = |k: &str, m: &str| Error::Config {
+            file: self.file.to_path_buf(),
+            line: self
+                .key_line(span.start, k)
+                .or_else(|| at.clone().map(|a| self.lines.line_of(a.start))),
+            message: format!("{}: {m}", key_of(k)),
+        };
         // Keys that only some kinds take.
         let allowed: &[&str] = match kind {
             TargetKind::Files => &[
@@ -1533,10 +1568,30 @@ dir = "out"
             )));
             assert!(e.contains("key_mode") && e.contains(why), "{mode}: {e}");
         }
-        let e = err(&with_target(
-            "type = \"files\"\ndir = \"out\"\ncert_mode = \"0666\"",
-        ));
-        assert!(e.contains("cert_mode"), "{e}");
+        let text = with_target("type = \"files\"\ndir = \"out\"\ncert_mode = \"0666\"");
+        let e = err(&text);
+        // The key's own line, not the table's.
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("cert_mode"))
+            .unwrap()
+            + 1;
+        assert!(
+            e.contains("cert_mode") && e.contains(&format!(":{line}:")),
+            "{e}"
+        );
+        // A missing key: the table's header line.
+        let text = format!("{MINIMAL}\n[report.uptime_kuma]\nca_cert = \"/x\"\n");
+        let line = text
+            .lines()
+            .position(|l| l == "[report.uptime_kuma]")
+            .unwrap()
+            + 1;
+        let e = err(&text);
+        assert!(
+            e.contains("push_url") && e.contains(&format!(":{line}:")),
+            "{e}"
+        );
     }
 
     #[test]

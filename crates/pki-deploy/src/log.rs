@@ -18,8 +18,6 @@ pub enum LogFormat {
 /// Severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    /// Details of each step.
-    Debug,
     /// Normal progress.
     Info,
     /// Something to look at, the run goes on.
@@ -31,7 +29,6 @@ pub enum Level {
 impl Level {
     fn name(self) -> &'static str {
         match self {
-            Self::Debug => "debug",
             Self::Info => "info",
             Self::Warn => "warn",
             Self::Error => "error",

@@ -25,8 +25,6 @@ use crate::error::{Error, Result};
 pub struct Served {
     /// The leaf.
     pub leaf: Certificate,
-    /// How many certificates it sent (leaf included).
-    pub chain_len: usize,
 }
 
 impl Served {
@@ -264,10 +262,7 @@ fn handshake(
         Certificate::from_der(leaf.clone(), "served certificate").map_err(|e| e.to_string())?;
     conn.send_close_notify();
     let _ = conn.complete_io(&mut sock);
-    Ok(Served {
-        leaf,
-        chain_len: chain.len(),
-    })
+    Ok(Served { leaf })
 }
 
 /// PostgreSQL: SSLRequest (length 8, code 80877103); the server answers `S` to go on with TLS.
