@@ -352,6 +352,100 @@ fn redis_config_set() {
     first_then_forced(&rig, "cache", r.port, None);
 }
 
+/// Redis answers `-ERR` (here to an AUTH it does not expect): the deployment fails with
+/// Redis's reply, without echoing the password, and Redis keeps serving the previous
+/// certificate.
+#[test]
+fn redis_refusal_rolls_back_and_keeps_the_password_out() {
+    if !require(&["redis-server", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
+    let r = servers::redis(dir, &cert, &key);
+    let target = format!(
+        "type = \"redis\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\nsocket = \"{}\"\n\
+         probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}",
+        cert.display(),
+        key.display(),
+        r.path("redis.sock").display(),
+        r.port
+    );
+    rig.config(&cert_section("cache", &target));
+    rig.rotate(&[]).ok();
+    let good = rig.current("cache").info().serial.clone();
+    let password = rig.path("redis.pass");
+    std::fs::write(&password, "hunter2-not-configured\n").unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    rig.config(&cert_section(
+        "cache",
+        &format!("{target}\npassword_file = \"{}\"", password.display()),
+    ));
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("refused the update: AUTH: -ERR"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("rollback: previous"), "{run:#?}");
+    assert!(!run.stderr.contains("hunter2"), "{run:#?}");
+    assert_eq!(served(r.port, None), good);
+    check_pair(&cert, &key);
+}
+
+/// HAProxy's runtime API is unreachable and the fallback reload fails: the files are switched
+/// back, the second load fails as well, and the probe, seeing the previous certificate still
+/// served, decides the rollback worked. The process is never restarted.
+#[test]
+fn haproxy_failed_load_rolls_back_files_and_keeps_serving() {
+    if !require(&["haproxy", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let pem = dir.path().join("site.pem");
+    rig.bootstrap("localhost", None, None, Some(&pem));
+    let mut hap = servers::haproxy(dir, &pem);
+    let pid = hap.pid();
+    let target = |socket: &Path, extra: &str| {
+        format!(
+            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\n\
+             probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}\n{extra}",
+            pem.display(),
+            socket.display(),
+            hap.port
+        )
+    };
+    rig.config(&cert_section("hap", &target(&hap.path("admin.sock"), "")));
+    rig.rotate(&[]).ok();
+    let good = rig.current("hap").info().serial.clone();
+    let good_file = std::fs::read(&pem).unwrap();
+    rig.config(&cert_section(
+        "hap",
+        &target(
+            &rig.path("no-such.sock"),
+            "reload_command = [\"false\"]\ntest_command = [\"true\"]",
+        ),
+    ));
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("reloading them failed too")
+            && run.stderr.contains("still serves the previous certificate"),
+        "{run:#?}"
+    );
+    assert_eq!(served(hap.port, None), good);
+    assert_eq!(std::fs::read(&pem).unwrap(), good_file);
+    assert!(hap.alive());
+    assert_eq!(hap.pid(), pid);
+}
+
 /// An nginx target whose deployment is made to fail by `mutate`; the rotation must exit 1,
 /// roll back, keep the old certificate served, and report the failure in the textfile.
 fn nginx_failure(target_extra: &str, mutate: impl FnOnce(&Server), expect_in_error: &str) {

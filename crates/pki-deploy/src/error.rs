@@ -56,7 +56,7 @@ pub enum Error {
     },
 
     /// A service refused the new certificate (HAProxy runtime API, Redis CONFIG SET).
-    #[error("{service} refused the certificate: {reply}")]
+    #[error("{service} refused the update: {reply}")]
     ServiceRefused {
         /// The service and endpoint.
         service: String,
