@@ -399,6 +399,39 @@ fn redis_refusal_rolls_back_and_keeps_the_password_out() {
     check_pair(&cert, &key);
 }
 
+/// A transaction left open on HAProxy for another certificate (a run killed mid-update of
+/// another target) does not block this one.
+#[test]
+fn haproxy_clears_a_stale_transaction_of_another_certificate() {
+    if !require(&["haproxy", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = servers::short_tempdir();
+    let (pem, other) = (dir.path().join("site.pem"), dir.path().join("other.pem"));
+    rig.bootstrap("localhost", None, None, Some(&pem));
+    rig.bootstrap("other.example.internal", None, None, Some(&other));
+    let hap = servers::haproxy_with(dir, &[&pem, &other]);
+    let sock = hap.path("admin.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let payload = String::from_utf8(std::fs::read(&other).unwrap()).unwrap();
+    write!(stream, "set ssl cert {} <<\n{payload}\n", other.display()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("Transaction created"), "{answer}");
+    rig.config(&cert_section(
+        "hap",
+        &format!(
+            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
+            pem.display(),
+            sock.display(),
+            hap.port
+        ),
+    ));
+    rig.rotate(&[]).ok();
+    assert_eq!(served(hap.port, None), rig.current("hap").info().serial);
+}
+
 /// HAProxy's runtime API is unreachable and the fallback reload fails: the files are switched
 /// back, the second load fails as well, and the probe, seeing the previous certificate still
 /// served, decides the rollback worked. The process is never restarted.

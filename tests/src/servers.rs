@@ -147,15 +147,23 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
 /// HAProxy with `bind … ssl crt <pem>` and an admin socket; answers every request with the
 /// serial of the certificate used on that connection.
 pub fn haproxy(dir: tempfile::TempDir, pem: &Path) -> Server {
+    haproxy_with(dir, &[pem])
+}
+
+/// [`haproxy`] with several certificates on its one `bind` (SNI picks; the first is default).
+pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
     let port = free_port();
     let d = dir.path();
+    let crts: String = pems
+        .iter()
+        .map(|p| format!(" crt {}", p.display()))
+        .collect();
     let cfg = format!(
         "global\n    stats socket {sock} mode 600 level admin\n    log stderr format raw local0 info\n\
          defaults\n    mode http\n    log global\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-         frontend fe\n    bind 127.0.0.1:{port} ssl crt {pem}\n    \
+         frontend fe\n    bind 127.0.0.1:{port} ssl{crts}\n    \
          http-request return status 200 content-type text/plain lf-string \"conn-cert-serial=%[ssl_f_serial,hex]\\n\"\n",
         sock = d.join("admin.sock").display(),
-        pem = pem.display(),
     );
     std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
     let log = d.join("haproxy.log");

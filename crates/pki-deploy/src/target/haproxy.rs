@@ -50,20 +50,39 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
         // A run killed between `set` and `commit` leaves a transaction open, and HAProxy
         // allows only one: clear it first ("No ongoing transaction" is the usual answer).
         let _ = send(&socket, &format!("abort ssl cert {path}\n"));
-        let set = send(&socket, &format!("set ssl cert {path} <<\n{payload}\n")).map_err(io_err)?;
-        if !set.contains("Transaction created") && !set.contains("Transaction updated") {
-            let _ = send(&socket, &format!("abort ssl cert {path}\n"));
-            let hint = if set.contains("not referenced by the configuration") {
-                " (the pem path must be the crt path exactly as in haproxy.cfg)"
-            } else {
-                ""
-            };
-            return Err(refused(&socket, &format!("{set}{hint}")));
-        }
-        let commit = send(&socket, &format!("commit ssl cert {path}\n")).map_err(io_err)?;
-        if !commit.contains("Success!") {
-            let _ = send(&socket, &format!("abort ssl cert {path}\n"));
-            return Err(refused(&socket, &commit));
+        let set_command = format!("set ssl cert {path} <<\n{payload}\n");
+        let commit_command = format!("commit ssl cert {path}\n");
+        // The open transaction may be another certificate's, left by a run killed mid-update
+        // of another target (HAProxy names it when we set or commit): abort that one and try
+        // once more.
+        let mut retried = false;
+        loop {
+            let set = send(&socket, &set_command).map_err(io_err)?;
+            if let Some(other) = other_transaction(&set).filter(|_| !retried) {
+                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                retried = true;
+                continue;
+            }
+            if !set.contains("Transaction created") && !set.contains("Transaction updated") {
+                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                let hint = if set.contains("not referenced by the configuration") {
+                    " (the pem path must be the crt path exactly as in haproxy.cfg)"
+                } else {
+                    ""
+                };
+                return Err(refused(&socket, &format!("{set}{hint}")));
+            }
+            let commit = send(&socket, &commit_command).map_err(io_err)?;
+            if let Some(other) = other_transaction(&commit).filter(|_| !retried) {
+                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                retried = true;
+                continue;
+            }
+            if !commit.contains("Success!") {
+                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                return Err(refused(&socket, &commit));
+            }
+            break;
         }
         Ok(())
     })
@@ -72,4 +91,32 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
         service: "HAProxy runtime API".to_owned(),
         reply: format!("task failed: {e}"),
     })?
+}
+
+/// The path of the transaction HAProxy says is open, from "The ongoing transaction is about
+/// '<path>' but you are trying to set '<ours>'".
+fn other_transaction(reply: &str) -> Option<&str> {
+    let rest = reply.split("transaction is about '").nth(1)?;
+    let end = rest.find('\'')?;
+    Some(&rest[..end]).filter(|p| !p.is_empty() && !p.contains('\n'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_of_another_open_transaction_is_found() {
+        assert_eq!(
+            other_transaction(
+                "The ongoing transaction is about '/etc/haproxy/a.pem' but you are trying to \
+                 set '/etc/haproxy/b.pem'"
+            ),
+            Some("/etc/haproxy/a.pem")
+        );
+        assert_eq!(
+            other_transaction("Transaction created for certificate x!"),
+            None
+        );
+    }
 }
