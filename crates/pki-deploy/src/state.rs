@@ -25,26 +25,44 @@ pub struct CertState {
     pub last_error: Option<String>,
 }
 
-/// What identifies a file's or directory's content without reading it: inode, size and change
-/// time. The ctime moves with every write, rename into or out of a directory, chmod or chown,
-/// and unlike the mtime no one can set it back (a restore with `rsync -a` or `tar` changes it).
+/// What identifies a file's or directory's content without reading it: a digest of its inode,
+/// size and change time. The ctime moves with every write, rename into or out of a directory,
+/// chmod or chown, and unlike the mtime no one can set it back (a restore with `rsync -a` or
+/// `tar` changes it). One number keeps the state file small: it holds one per certificate and
+/// two per target.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Stamp {
-    /// Inode number.
-    pub ino: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Change time, nanoseconds since the epoch.
-    pub ctime: i128,
-}
+#[serde(transparent)]
+pub struct Stamp(u64);
 
 /// The stamp of `path` itself (a symlink is not followed), if it exists.
 pub fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| Stamp {
-        ino: m.ino(),
-        size: m.size(),
-        ctime: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+/// The stamp of what `path` resolves to (symlinks followed), if it exists: one `stat` through a
+/// `current` link identifies the version it points at without reading the link.
+pub fn stamp_followed(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&m.ino().to_le_bytes());
+        bytes[8..16].copy_from_slice(&m.size().to_le_bytes());
+        bytes[16..24].copy_from_slice(&m.ctime().to_le_bytes());
+        bytes[24..].copy_from_slice(&m.ctime_nsec().to_le_bytes());
+        Self(fnv1a(&bytes))
+    }
+}
+
+/// FNV-1a: stable across builds and platforms, which is all these digests need (they detect
+/// change; nothing depends on them being hard to forge, since whoever can forge them can
+/// write the files themselves).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 

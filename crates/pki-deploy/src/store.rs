@@ -161,21 +161,15 @@ impl Store {
         issuer: Option<&Certificate>,
         cached: Option<&CachedCert>,
     ) -> Observation {
-        let Some(version) = self.current(name) else {
-            return Observation {
-                version: None,
-                observed: Observed::Missing,
-                certificate: None,
-                fresh: None,
-            };
-        };
         let issuer_id = issuer.map(|i| i.info().sha256_fingerprint.clone());
-        let path = self.version_file(name, &version);
-        // One stat: a version file deleted, truncated or replaced since is read again.
-        let file = crate::state::stamp(&path);
-        if let Some(c) = cached.filter(|c| {
-            c.version == version && c.issuer == issuer_id && file.is_some() && c.file == file
-        }) {
+        // One stat through `current`: the same inode, size and ctime as when the facts were
+        // read means the same version file, untouched (a switch, a deletion, a truncation or
+        // a replacement all change it), and the link need not be read.
+        let file = crate::state::stamp_followed(&self.dir(name).join(CURRENT));
+        if let Some(c) =
+            cached.filter(|c| c.issuer == issuer_id && file.is_some() && c.file == file)
+        {
+            let version = c.version.clone();
             let time = |t: i64| {
                 OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
             };
@@ -195,6 +189,15 @@ impl Store {
                 fresh: None,
             };
         }
+        let Some(version) = self.current(name) else {
+            return Observation {
+                version: None,
+                observed: Observed::Missing,
+                certificate: None,
+                fresh: None,
+            };
+        };
+        let path = self.version_file(name, &version);
         let unusable = |why: String| Observation {
             version: Some(version.clone()),
             observed: Observed::Unusable(why),

@@ -66,29 +66,20 @@ pub fn version_id(target: &TargetConfig, store_version: &str) -> String {
     for f in &target.files {
         described.push_str(&format!("|{}={:?}", f.path.display(), f.content));
     }
-    format!("{store_version}-{:08x}", fnv1a(described.as_bytes()) as u32)
+    format!(
+        "{store_version}-{:08x}",
+        crate::state::fnv1a(described.as_bytes()) as u32
+    )
 }
 
-/// FNV-1a: stable across builds and platforms, which is all a configuration digest needs.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The stamps a verification mark keeps: the directory of the target's files, its versioned
-/// directory and the current version's directory. `None` when the files span directories
-/// (such a target's links are always read).
+/// The stamps a verification mark keeps: the directory holding the target's files (its links)
+/// and the version directory `current` resolves to (which version, and its files). `None` when
+/// the files span directories (such a target's links are always read).
 pub fn dir_stamps(target: &TargetConfig) -> Option<Vec<crate::state::Stamp>> {
-    let versions = versions_dir(target);
-    [
-        files_dir(target)?.to_path_buf(),
-        versions.clone(),
-        versions.join(link_name(&versions.join(CURRENT))?),
-    ]
-    .iter()
-    .map(|d| crate::state::stamp(d))
-    .collect()
+    Some(vec![
+        crate::state::stamp(files_dir(target)?)?,
+        crate::state::stamp_followed(&versions_dir(target).join(CURRENT))?,
+    ])
 }
 
 /// Refuses a target whose versioned directory another user could redirect: `.pki` and the
@@ -197,6 +188,12 @@ pub fn state(
 ) -> Sync {
     let versions = versions_dir(target);
     let want = version_id(target, store_version);
+    // Two stats: unchanged since the mark, `current` still resolves to the marked version.
+    if let Some(mark) = mark.filter(|m| m.version == want && m.dirs.is_some())
+        && dir_stamps(target) == mark.dirs
+    {
+        return Sync::InSync;
+    }
     let current = link_name(&versions.join(CURRENT));
     if current.as_deref() != Some(want.as_str()) {
         return Sync::Stale(match current {
@@ -207,11 +204,8 @@ pub fn state(
             Some(c) => format!("serves version {c}, the store has {store_version}"),
         });
     }
-    let Some(mark) = mark.filter(|m| m.version == want) else {
+    if mark.filter(|m| m.version == want).is_none() {
         return Sync::Stale("deployed but not verified (interrupted run?)".to_owned());
-    };
-    if mark.dirs.is_some() && dir_stamps(target) == mark.dirs {
-        return Sync::InSync;
     }
     // The version directory is written whole before `current` points at it.
     let dir = versions.join(&want);
