@@ -210,3 +210,40 @@ fn files_found_in_place_are_adopted_then_pruned() {
     assert_eq!(kept, 3, "current and two before");
     check_pair(&out.join("cert.pem"), &out.join("key.pem"));
 }
+
+/// Above 512 certificates the plan is made on several threads: it must still come out in the
+/// config's order, with each certificate's own decision.
+#[test]
+fn a_large_configuration_is_planned_in_order() {
+    let rig = Rig::new();
+    let n = 600;
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "[[certificate]]\nname = \"c{i}\"\ncommon_name = \"c{i}.example.internal\"\n\
+                 [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nfiles = [\"cert\"]\n\n",
+                rig.path(&format!("out/c{i}")).display()
+            )
+        })
+        .collect();
+    rig.config(&body);
+    rig.rotate(&[]).ok();
+    // One certificate loses its store version: only it is due.
+    let victim = rig.path("state/certs/c417/current");
+    std::fs::remove_file(std::fs::canonicalize(&victim).unwrap()).unwrap();
+    let p = plan(&rig);
+    let lines: Vec<&str> = p.lines().collect();
+    assert_eq!(lines.len(), n, "{p}");
+    for (i, line) in lines.iter().enumerate() {
+        let name = format!("c{i}: ");
+        assert!(line.starts_with(&name), "line {i}: {line}");
+        if i == 417 {
+            assert!(line.contains(": issue"), "{line}");
+        } else {
+            assert!(
+                line.contains(": keep") && !line.contains("redeploy"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -283,8 +283,46 @@ pub struct Planned<'a> {
     pub fresh: Option<crate::state::CachedCert>,
 }
 
-/// Observes the store and the targets and decides, for every selected certificate.
+/// Below this many certificates a plan is made on one thread.
+const PARALLEL_PLAN: usize = 512;
+
+/// Observes the store and the targets and decides, for every selected certificate. Large
+/// configurations are planned on every core: each certificate's observation is independent
+/// (a few `stat` calls, or reading its file), and the results keep the config's order.
 pub fn plan<'a>(
+    config: &'a Config,
+    certs: &[&'a CertificateConfig],
+    store: &Store,
+    state: &RunState,
+    issuer: Option<&Certificate>,
+    force: bool,
+    now: OffsetDateTime,
+) -> Vec<Planned<'a>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(8);
+    if certs.len() < PARALLEL_PLAN || threads < 2 {
+        return plan_some(config, certs, store, state, issuer, force, now);
+    }
+    let chunk = certs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = certs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || plan_some(config, part, store, state, issuer, force, now))
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| {
+                // A planning thread cannot fail short of a bug; its panic is passed on.
+                p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    })
+}
+
+fn plan_some<'a>(
     config: &'a Config,
     certs: &[&'a CertificateConfig],
     store: &Store,

@@ -22,6 +22,7 @@ pub struct CertState {
     /// `ok` or `failed`.
     pub last_result: Option<String>,
     /// The last error, if the last result was a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 
@@ -66,6 +67,19 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A short identity of an issuer certificate for the cache: the first 128 bits of its SHA-256
+/// fingerprint, in hex without separators (ten thousand copies of the full colon-separated form
+/// made a megabyte of the state file).
+pub fn issuer_id(issuer: &pki::Certificate) -> String {
+    issuer
+        .info()
+        .sha256_fingerprint
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(32)
+        .collect()
+}
+
 /// What a target was last proven to serve.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TargetMark {
@@ -99,7 +113,7 @@ pub struct CachedCert {
     pub not_after: i64,
     /// Whether the key matches.
     pub key_matches: bool,
-    /// SHA-256 of the issuer certificate `issuer_current` was computed against.
+    /// The issuer certificate `issuer_current` was computed against (see [`issuer_id`]).
     pub issuer: Option<String>,
     /// Whether that issuer signed it.
     pub issuer_current: Option<bool>,

@@ -161,7 +161,7 @@ impl Store {
         issuer: Option<&Certificate>,
         cached: Option<&CachedCert>,
     ) -> Observation {
-        let issuer_id = issuer.map(|i| i.info().sha256_fingerprint.clone());
+        let issuer_id = issuer.map(crate::state::issuer_id);
         // One stat through `current`: the same inode, size and ctime as when the facts were
         // read means the same version file, untouched (a switch, a deletion, a truncation or
         // a replacement all change it), and the link need not be read.
