@@ -780,18 +780,7 @@ impl Validator<'_> {
                 let mut settings: VaultSettings = toml::Value::Table(table)
                     .try_into()
                     .map_err(|e: toml::de::Error| self.table_err(&raw.span(), "backend", &e))?;
-                for p in [
-                    &mut settings.ca_cert,
-                    &mut settings.ca_path,
-                    &mut settings.token_file,
-                    &mut settings.role_id_file,
-                    &mut settings.secret_id_file,
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    *p = self.path(&p.display().to_string());
-                }
+                settings.resolve_paths(|p| self.path(&p.display().to_string()));
                 for (key, value) in [
                     ("connect_timeout", &settings.connect_timeout),
                     ("request_timeout", &settings.request_timeout),

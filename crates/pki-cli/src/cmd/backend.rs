@@ -33,20 +33,7 @@ pub(crate) fn vault_settings(config: Option<&Path>) -> Result<VaultSettings> {
             })?;
             // Relative paths are relative to the config file, as in the rotation config.
             let base = path.parent().unwrap_or(Path::new("."));
-            for p in [
-                &mut settings.ca_cert,
-                &mut settings.ca_path,
-                &mut settings.token_file,
-                &mut settings.role_id_file,
-                &mut settings.secret_id_file,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
+            settings.resolve_paths(|p| base.join(p));
             settings
         }
         None => VaultSettings::default(),
@@ -77,5 +64,45 @@ pub(crate) async fn open_backend(
     match opts.backend {
         Backend::Offline => open_authority(ca, unlock),
         Backend::Vault => Ok(Authority::Vault(connect_vault(opts).await?)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    /// A file in a fresh directory under the system temporary directory.
+    fn config_file(text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "pki-backend-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vault.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn paths_in_a_vault_config_are_relative_to_it() {
+        let path = config_file(
+            "address = \"https://vault.internal:8200\"\nca_cert = \"ca.pem\"\ntoken_file = \"/etc/pki/token\"\n",
+        );
+        let s = vault_settings(Some(&path)).unwrap();
+        let dir = path.parent().unwrap();
+        assert_eq!(s.ca_cert.as_deref(), Some(dir.join("ca.pem").as_path()));
+        assert_eq!(s.token_file.as_deref(), Some(Path::new("/etc/pki/token")));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_vault_config_names_the_line_without_quoting_it() {
+        let path = config_file("address = \"https://v:8200\"\ntoken = \"hvs.s3cr3t-value\"\n");
+        let e = vault_settings(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("vault.toml:2:"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

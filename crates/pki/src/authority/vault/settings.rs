@@ -7,7 +7,7 @@
 //! program that builds its settings from a file alone is not surprised by a token in its
 //! environment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
@@ -128,6 +128,23 @@ fn fill<T>(slot: &mut Option<T>, value: Option<String>, convert: impl FnOnce(Str
 }
 
 impl VaultSettings {
+    /// Resolves every file path set (CA file and directory, token and AppRole files) with
+    /// `resolve`: a config file names them relative to itself.
+    pub fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
+        for p in [
+            &mut self.ca_cert,
+            &mut self.ca_path,
+            &mut self.token_file,
+            &mut self.role_id_file,
+            &mut self.secret_id_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = resolve(p);
+        }
+    }
+
     /// Fills every unset field from the environment and allows the ambient credential sources:
     ///
     /// | field | variables |
