@@ -221,23 +221,29 @@ impl VaultAuthority {
             "ttl": crate::duration::vault_ttl(request.ttl()),
             "format": "pem",
         }))?;
+        self.post_certificate(&path, &body, request, ExpectedKey::Spki(spki), now)
+            .await
+    }
+
+    /// Posts an issue or sign request and checks the answer against what was asked.
+    async fn post_certificate(
+        &self,
+        path: &str,
+        body: &[u8],
+        request: &CertificateRequest,
+        expected: ExpectedKey,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
         let env = self
             .client
-            .call::<SignedData>(Method::Post, &path, Some(&body), true)
+            .call::<SignedData>(Method::Post, path, Some(body), true)
             .await?;
         let data = env.data.ok_or_else(|| {
             self.client
-                .bad_response(&path, "the answer has no data".to_owned())
+                .bad_response(path, "the answer has no data".to_owned())
         })?;
-        issued::assemble(
-            data,
-            env.warnings,
-            request,
-            ExpectedKey::Spki(spki),
-            &self.chains,
-            now,
-        )
-        .map_err(|problem| self.client.bad_response(&path, problem))
+        issued::assemble(data, env.warnings, request, expected, &self.chains, now)
+            .map_err(|problem| self.client.bad_response(path, problem))
     }
 
     async fn issue_on_server(
@@ -299,23 +305,8 @@ impl VaultAuthority {
         body["key_type"] = key_type.into();
         body["key_bits"] = key_bits.into();
         let bytes = json_body(&body)?;
-        let env = self
-            .client
-            .call::<SignedData>(Method::Post, &path, Some(&bytes), true)
-            .await?;
-        let data = env.data.ok_or_else(|| {
-            self.client
-                .bad_response(&path, "the answer has no data".to_owned())
-        })?;
-        issued::assemble(
-            data,
-            env.warnings,
-            request,
-            ExpectedKey::FromVault,
-            &self.chains,
-            now,
-        )
-        .map_err(|problem| self.client.bad_response(&path, problem))
+        self.post_certificate(&path, &bytes, request, ExpectedKey::FromVault, now)
+            .await
     }
 
     /// Issues one certificate per request with at most `concurrency` requests in flight, calling
