@@ -67,17 +67,20 @@ pub fn wait_until(
     panic!("{what} did not come up within {limit:?}:\n{tail}");
 }
 
-/// [`wait_until`] for a server process: fails at once, with its log, if the process exits
-/// (a port taken after all, a bad config) instead of finding another server on its port.
-pub fn wait_for_server(
-    child: &mut Child,
+/// Waits until a server process is ready (`check`), then hands it over as a [`Server`]. Fails at
+/// once, with its log, if the process exits meanwhile (a port taken after all, a bad config)
+/// instead of finding another server on its port.
+pub fn ready(
+    mut child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    log: PathBuf,
     what: &str,
-    log: &Path,
     limit: Duration,
     mut check: impl FnMut() -> bool,
-) {
+) -> Server {
     let mut exited = None;
-    wait_until(what, Some(log), limit, || {
+    wait_until(what, Some(&log), limit, || {
         if let Ok(Some(status)) = child.try_wait() {
             exited = Some(status);
             return true;
@@ -85,8 +88,14 @@ pub fn wait_for_server(
         check()
     });
     if let Some(status) = exited {
-        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
         panic!("{what} exited while starting ({status}):\n{tail}");
+    }
+    Server {
+        child,
+        dir,
+        port,
+        log,
     }
 }
 
@@ -167,7 +176,7 @@ pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
     );
     std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
     let log = d.join("haproxy.log");
-    let mut child = spawn(
+    let child = spawn(
         Command::new("haproxy")
             .arg("-db")
             .arg("-f")
@@ -175,15 +184,15 @@ pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
         &log,
     );
     let sock = d.join("admin.sock");
-    wait_for_server(&mut child, "haproxy", &log, Duration::from_secs(10), || {
-        sock.exists() && port_open(port)
-    });
-    Server {
+    ready(
         child,
         dir,
         port,
         log,
-    }
+        "haproxy",
+        Duration::from_secs(10),
+        || sock.exists() && port_open(port),
+    )
 }
 
 /// Nginx serving `cert` and `key` (paths as the rotation config names them).
@@ -203,7 +212,7 @@ pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
     let log = d.join("stderr.log");
-    let mut child = spawn(
+    let child = spawn(
         Command::new("nginx")
             .arg("-p")
             .arg(d)
@@ -214,15 +223,15 @@ pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
         &log,
     );
     let pid = d.join("nginx.pid");
-    wait_for_server(&mut child, "nginx", &log, Duration::from_secs(10), || {
-        pid.exists() && port_open(port)
-    });
-    Server {
+    ready(
         child,
         dir,
         port,
         log,
-    }
+        "nginx",
+        Duration::from_secs(10),
+        || pid.exists() && port_open(port),
+    )
 }
 
 /// MariaDB with `ssl-cert`/`ssl-key` at the given paths.
@@ -252,25 +261,27 @@ pub fn mariadb(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
         String::from_utf8_lossy(&init.stderr)
     );
     let log = d.join("error.log");
-    let mut child = spawn(
+    let child = spawn(
         Command::new("mariadbd").arg(format!("--defaults-file={}", d.join("my.cnf").display())),
         &d.join("stdout.log"),
     );
     let cnf = d.join("my.cnf");
-    wait_for_server(&mut child, "mariadb", &log, Duration::from_secs(30), || {
-        port_open(port)
-            && Command::new("mariadb-admin")
-                .arg(format!("--defaults-file={}", cnf.display()))
-                .arg("ping")
-                .output()
-                .is_ok_and(|o| o.status.success())
-    });
-    Server {
+    ready(
         child,
         dir,
         port,
         log,
-    }
+        "mariadb",
+        Duration::from_secs(30),
+        || {
+            port_open(port)
+                && Command::new("mariadb-admin")
+                    .arg(format!("--defaults-file={}", cnf.display()))
+                    .arg("ping")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        },
+    )
 }
 
 /// PostgreSQL run as the `postgres` user, `ssl_cert_file`/`ssl_key_file` at the given paths.
@@ -326,15 +337,17 @@ pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     text.push_str(&extra);
     std::fs::write(&conf, text).unwrap();
     let log = d.join("postgres.log");
-    let mut child = spawn(
+    let child = spawn(
         as_pg(&bin.join("postgres")).arg("-D").arg(d.join("data")),
         &log,
     );
     let sock = d.join("sock");
-    wait_for_server(
-        &mut child,
+    ready(
+        child,
+        dir,
+        port,
+        log,
         "postgres",
-        &log,
         Duration::from_secs(30),
         || {
             Command::new("pg_isready")
@@ -347,13 +360,7 @@ pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
                 .status()
                 .is_ok_and(|s| s.success())
         },
-    );
-    Server {
-        child,
-        dir,
-        port,
-        log,
-    }
+    )
 }
 
 /// Redis with TLS on a free port and a unix socket for administration.
@@ -370,18 +377,18 @@ pub fn redis(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     );
     std::fs::write(d.join("redis.conf"), conf).unwrap();
     let log = d.join("redis.log");
-    let mut child = spawn(
+    let child = spawn(
         Command::new("redis-server").arg(d.join("redis.conf")),
         &d.join("stdout.log"),
     );
     let sock = d.join("redis.sock");
-    wait_for_server(&mut child, "redis", &log, Duration::from_secs(10), || {
-        sock.exists() && port_open(port)
-    });
-    Server {
+    ready(
         child,
         dir,
         port,
         log,
-    }
+        "redis",
+        Duration::from_secs(10),
+        || sock.exists() && port_open(port),
+    )
 }
