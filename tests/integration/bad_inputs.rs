@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use pki::authority::offline::{self, InitOptions, KeyProtection};
-use pki::{KeyAlgorithm, duration};
+use pki::duration;
 use pki_tests::{Pki, TestCa, dir_entries, fixture};
 use time::Duration;
 
@@ -176,20 +176,10 @@ fn ttl_beyond_the_ca_is_refused() {
 }
 
 fn library_ca(dir: &Path, now: time::OffsetDateTime, intermediate: &str) {
-    offline::init(
-        dir,
-        &InitOptions {
-            name: "Old".into(),
-            key_algorithm: KeyAlgorithm::EcdsaP256,
-            root_ttl: duration::parse("10y").unwrap(),
-            intermediate_ttl: duration::parse(intermediate).unwrap(),
-            permitted_dns: vec![],
-            protection: KeyProtection::None,
-            root_key_out: None,
-        },
-        now,
-    )
-    .unwrap();
+    let mut options = InitOptions::new(KeyProtection::None);
+    options.name = "Old".into();
+    options.intermediate_ttl = duration::parse(intermediate).unwrap();
+    offline::init(dir, &options, now).unwrap();
 }
 
 #[test]

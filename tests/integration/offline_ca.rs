@@ -57,6 +57,7 @@ fn webpki_verify(dir: &Path, profile: Profile, name: &str) {
                 webpki::KeyUsage::client_auth(),
             ]
         }
+        other => panic!("no usage to verify {other} for"),
     };
     for usage in usages {
         ee.verify_for_usage(

@@ -212,14 +212,12 @@ fn approle_login_relogin_after_revocation_and_wrong_secret() {
     assert!(!work.path().join("x").exists());
 
     // Library: the token is revoked between two issues; the second logs in again and succeeds.
-    let settings = VaultSettings {
-        address: Some(bao.addr.clone()),
-        ca_cert: bao.ca_file.clone(),
-        role: Some("services".into()),
-        role_id_file: Some(role_file),
-        secret_id_file: Some(secret_file),
-        ..Default::default()
-    };
+    let mut settings = VaultSettings::default();
+    settings.address = Some(bao.addr.clone());
+    settings.ca_cert = bao.ca_file.clone();
+    settings.role = Some("services".into());
+    settings.role_id_file = Some(role_file);
+    settings.secret_id_file = Some(secret_file);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,5 +1,7 @@
 //! Support for the integration tests: running the `pki` binary, checking its exit codes,
 //! calling independent verifiers (openssl), and requiring external tools loudly under CI.
+// Test helpers spell out what each server or request needs, argument by argument.
+#![allow(clippy::too_many_arguments)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // Test support writes configs and fixtures directly.
 #![allow(clippy::disallowed_methods)]

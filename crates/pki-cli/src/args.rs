@@ -1,8 +1,45 @@
 //! Command-line arguments.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pki::authority::offline::{DEFAULT_INTERMEDIATE_TTL, DEFAULT_ORGANISATION, DEFAULT_ROOT_TTL};
+use pki::request::DEFAULT_TTL;
+
+/// A duration on the command line (units `s m h d w y`, combinable: `1d12h`), shown in years
+/// when it is a whole number of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dur(pub time::Duration);
+
+impl FromStr for Dur {
+    type Err = pki::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        pki::duration::parse(s).map(Self)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let year = time::Duration::days(365);
+        let secs = self.0.whole_seconds();
+        if secs > 0 && secs % year.whole_seconds() == 0 {
+            write!(f, "{}y", secs / year.whole_seconds())
+        } else {
+            f.write_str(&pki::duration::format(self.0))
+        }
+    }
+}
+
+/// The format of `pki rotate`'s log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line, for journald or ELK.
+    Json,
+}
 
 /// Issue, renew, revoke and rotate internal certificates.
 #[derive(Debug, Parser)]
@@ -117,17 +154,17 @@ pub(crate) struct CaInitArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// Organisation name: the CAs become "NAME Root CA" and "NAME Intermediate CA".
-    #[arg(long, default_value = "Example Internal")]
+    #[arg(long, default_value = DEFAULT_ORGANISATION)]
     pub name: String,
     /// Key algorithm of both CA keys: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096.
     #[arg(long, default_value = "ecdsa-p256", value_name = "ALG")]
     pub key: String,
     /// Root lifetime (units s, m, h, d, w, y).
-    #[arg(long, default_value = "10y", value_name = "DURATION")]
-    pub root_ttl: String,
+    #[arg(long, default_value_t = Dur(DEFAULT_ROOT_TTL), value_name = "DURATION")]
+    pub root_ttl: Dur,
     /// Intermediate lifetime.
-    #[arg(long, default_value = "3y", value_name = "DURATION")]
-    pub intermediate_ttl: String,
+    #[arg(long, default_value_t = Dur(DEFAULT_INTERMEDIATE_TTL), value_name = "DURATION")]
+    pub intermediate_ttl: Dur,
     /// Limit the CAs to these DNS domains (name constraints); repeatable.
     #[arg(long, value_name = "DOMAIN")]
     pub permitted_dns: Vec<String>,
@@ -157,8 +194,8 @@ pub(crate) struct IssueArgs {
     #[arg(long, default_value = "server")]
     pub profile: String,
     /// Lifetime (units s, m, h, d, w, y).
-    #[arg(long, default_value = "30d", value_name = "DURATION")]
-    pub ttl: String,
+    #[arg(long, default_value_t = Dur(DEFAULT_TTL), value_name = "DURATION")]
+    pub ttl: Dur,
     /// Key algorithm of the generated key.
     #[arg(long, default_value = "ecdsa-p256", value_name = "ALG")]
     pub key: String,
@@ -183,6 +220,17 @@ pub(crate) struct IssueArgs {
     pub ca: CaOpts,
     #[command(flatten)]
     pub backend: BackendOpts,
+}
+
+impl IssueArgs {
+    /// What `--force` means for files already in the output directory.
+    pub(crate) fn existing(&self) -> pki::bundle::Existing {
+        if self.force {
+            pki::bundle::Existing::Replace
+        } else {
+            pki::bundle::Existing::Refuse
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -282,9 +330,9 @@ pub(crate) struct RotateArgs {
     /// Only this certificate (repeatable).
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
-    /// Log lines on stderr: human or json (one object per line, for journald or ELK).
-    #[arg(long, default_value = "human", value_name = "FORMAT")]
-    pub log_format: String,
+    /// Log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 }
 
 const ROTATE_HELP: &str = "EXIT CODES:

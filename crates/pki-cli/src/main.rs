@@ -2,14 +2,20 @@
 //! gathers secrets from files, the environment or a prompt, calls the libraries and prints the
 //! outcome; it holds no certificate, Vault or rotation logic of its own.
 
+// Functions stay short enough to read at once.
+#![warn(clippy::too_many_lines)]
+
 mod args;
 mod cmd;
+mod hints;
 mod output;
 mod passphrase;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::output::Format;
 
 // A `pki` run allocates many small strings and paths (a rotation config of ten thousand
 // certificates, its state file) and frees them soon after: mimalloc does this faster than
@@ -62,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let json = cli.json;
+    let format = if cli.json { Format::Json } else { Format::Text };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
         Err(e) => {
             output::print_error(
                 &anyhow::Error::new(e).context("cannot start the runtime"),
-                json,
+                format,
             );
             return ExitCode::from(EXIT_FAILED);
         }
@@ -81,7 +87,7 @@ fn main() -> ExitCode {
         // A closed pipe (`pki list | head`) is the reader's choice, not our failure.
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            output::print_error(&err, json);
+            output::print_error(&err, format);
             ExitCode::from(exit_code_of(&err))
         }
     }

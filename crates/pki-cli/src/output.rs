@@ -7,6 +7,22 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// How results are printed: text for people, or JSON on stdout (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Lines for people.
+    Text,
+    /// JSON on stdout.
+    Json,
+}
+
+impl Format {
+    /// Whether results are JSON.
+    pub(crate) fn is_json(self) -> bool {
+        self == Self::Json
+    }
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -54,7 +70,7 @@ pub(crate) fn messages(err: &anyhow::Error) -> Vec<String> {
 }
 
 /// Prints an error on stderr (and as JSON on stdout with `--json`).
-pub(crate) fn print_error(err: &anyhow::Error, json: bool) {
+pub(crate) fn print_error(err: &anyhow::Error, format: Format) {
     let msgs = messages(err);
     let mut stderr = std::io::stderr().lock();
     if let Some((first, rest)) = msgs.split_first() {
@@ -63,8 +79,12 @@ pub(crate) fn print_error(err: &anyhow::Error, json: bool) {
             let _ = writeln!(stderr, "  caused by: {cause}");
         }
     }
-    if json {
-        let _ = print_json(&serde_json::json!({ "error": msgs.join(": ") }));
+    let hint = crate::hints::hint(err);
+    if let Some(h) = hint {
+        let _ = writeln!(stderr, "  hint: {h}");
+    }
+    if format.is_json() {
+        let _ = print_json(&serde_json::json!({ "error": msgs.join(": "), "hint": hint }));
     }
 }
 
@@ -89,7 +109,7 @@ struct IssuedReport<'a> {
 pub(crate) fn issued(
     issued: &pki::IssuedCertificate,
     files: &[std::path::PathBuf],
-    json: bool,
+    format: Format,
     verb: &str,
 ) -> anyhow::Result<()> {
     let c = issued.certificate.info();
@@ -109,7 +129,7 @@ pub(crate) fn issued(
     for w in &issued.warnings {
         eprintln!("warning: {w}");
     }
-    if json {
+    if format.is_json() {
         return print_json(&report);
     }
     let names: Vec<String> = c

@@ -1,33 +1,28 @@
 //! Where the CA passphrase comes from: a file, the `PKI_CA_PASSPHRASE` variable, or a prompt
-//! on the terminal. Never from an argument: argv is visible to every user of the machine.
+//! on the terminal. Never from an argument: argv is visible to every user of the machine. The
+//! rules for a file and the variable are the library's ([`CaKeySource`]); the prompt is ours.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use pki::SecretString;
+use pki::authority::offline::CaKeySource;
 
 /// The environment variable holding the CA passphrase.
 pub(crate) const ENV: &str = "PKI_CA_PASSPHRASE";
 
-fn from_file_or_env(file: Option<&Path>) -> Result<Option<SecretString>> {
-    if let Some(path) = file {
-        let secret = pki::fsio::read_secret_file(path)
-            .with_context(|| format!("cannot use passphrase file {}", path.display()))?;
-        if secret.is_empty() {
-            bail!("passphrase file {} is empty", path.display());
-        }
-        return Ok(Some(secret));
-    }
-    match std::env::var(ENV) {
-        Ok(v) if !v.is_empty() => Ok(Some(SecretString::new(v))),
-        _ => Ok(None),
+/// The file if one is given, else the variable.
+pub(crate) fn source(file: Option<&Path>) -> CaKeySource {
+    match file {
+        Some(path) => CaKeySource::File(path.to_path_buf()),
+        None => CaKeySource::Env(ENV.to_owned()),
     }
 }
 
-/// The passphrase that unlocks an encrypted CA key.
+/// The passphrase that unlocks an encrypted CA key: the file, the variable, or a prompt.
 pub(crate) fn for_unlock(file: Option<&Path>) -> Result<SecretString> {
-    if let Some(p) = from_file_or_env(file)? {
+    if let Some(p) = source(file).passphrase()? {
         return Ok(p);
     }
     if std::io::stdin().is_terminal() {
@@ -43,7 +38,7 @@ pub(crate) fn for_unlock(file: Option<&Path>) -> Result<SecretString> {
 
 /// A new passphrase for `ca init` (asked twice on a terminal).
 pub(crate) fn for_init(file: Option<&Path>) -> Result<SecretString> {
-    if let Some(p) = from_file_or_env(file)? {
+    if let Some(p) = source(file).passphrase()? {
         return Ok(p);
     }
     if std::io::stdin().is_terminal() {

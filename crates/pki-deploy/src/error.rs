@@ -1,10 +1,99 @@
 //! The rotation hook's error type. Errors name the config file, line and key, the certificate
-//! and target, the command and what it printed; never a secret.
+//! and target, the command and what it printed; never a secret. They state facts: the front end
+//! (`pki rotate`) adds hints of its own.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use pki::error::IoOp;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a test or reload command ended when it did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandOutcome {
+    /// It could not be started (no such program, not executable).
+    NotStarted(std::io::ErrorKind),
+    /// Waiting for it failed.
+    WaitFailed(std::io::ErrorKind),
+    /// It ran past its time limit and was killed.
+    TimedOut(time::Duration),
+    /// It exited with this non-zero status.
+    Exited(i32),
+    /// A signal ended it.
+    Killed,
+}
+
+impl fmt::Display for CommandOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotStarted(kind) => write!(f, "could not start ({kind})"),
+            Self::WaitFailed(kind) => write!(f, "failed ({kind})"),
+            Self::TimedOut(limit) => {
+                write!(f, "did not finish within {}", pki::duration::format(*limit))
+            }
+            Self::Exited(code) => write!(f, "exited with status {code}"),
+            Self::Killed => f.write_str("was killed by a signal"),
+        }
+    }
+}
+
+/// What a probe found instead of the certificate it expected.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Found {
+    /// Another certificate (serial and fingerprint).
+    Other(String),
+    /// The expected one, but only in the last probe: it was not served steadily in time.
+    OnlyJustNow,
+    /// Nothing: every probe failed, the last one for this reason.
+    Nothing(Box<Error>),
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Other(described) => f.write_str(described),
+            Self::OnlyJustNow => {
+                f.write_str("it only now, after serving another one moments before")
+            }
+            Self::Nothing(e) => write!(f, "nothing ({e})"),
+        }
+    }
+}
+
+/// Why a directory is not a safe place to write keys into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unsafe {
+    /// It is a symbolic link.
+    Symlink,
+    /// It is not a directory.
+    NotADirectory,
+    /// Another user owns it.
+    Owner(u32),
+    /// Group or others may write to it (mode bits).
+    Writable(u32),
+}
+
+impl fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Symlink => f.write_str("it is a symbolic link"),
+            Self::NotADirectory => f.write_str("it is not a directory"),
+            Self::Owner(uid) => write!(
+                f,
+                "it belongs to uid {uid}, who could redirect where keys are written; keep \
+                 certificate files in a directory owned by root"
+            ),
+            Self::Writable(mode) => {
+                write!(f, "its mode {mode:04o} lets other users write to it")
+            }
+        }
+    }
+}
 
 /// Everything that can stop a run or fail a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +111,7 @@ pub enum Error {
     },
 
     /// Another run holds the lock.
-    #[error("another `pki rotate` is running (lock {} is held); this run does nothing", path.display())]
+    #[error("another rotation run holds the lock {}; this run does nothing", path.display())]
     LockHeld {
         /// The lock file.
         path: PathBuf,
@@ -33,12 +122,24 @@ pub enum Error {
     Pki(#[from] pki::Error),
 
     /// A file operation failed outside the core library.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{op} {}: {source}", path.display())]
     Io {
         /// What was being done.
-        what: &'static str,
+        op: IoOp,
         /// The path.
         path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A service's control socket could not be used (HAProxy runtime API, Redis).
+    #[error("cannot talk to {service} at {}: {source}", socket.display())]
+    Socket {
+        /// The service.
+        service: &'static str,
+        /// The socket.
+        socket: PathBuf,
         /// The system error.
         #[source]
         source: std::io::Error,
@@ -49,8 +150,8 @@ pub enum Error {
     Command {
         /// The command as configured.
         command: String,
-        /// How it ended (exit status, timeout, could not start).
-        outcome: String,
+        /// How it ended.
+        outcome: CommandOutcome,
         /// The end of what it printed.
         output: String,
     },
@@ -71,8 +172,8 @@ pub enum Error {
         address: String,
         /// What we expected (serial and fingerprint).
         expected: String,
-        /// What it serves (or why none could be read).
-        found: String,
+        /// What it serves.
+        found: Found,
     },
 
     /// A probe could not complete a handshake.
@@ -90,6 +191,20 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
         /// What makes it unsafe.
+        reason: Unsafe,
+    },
+
+    /// A certificate was due but the run has no authority to issue it (a dry run that would
+    /// have created the CA).
+    #[error("no authority to issue with")]
+    NoAuthority,
+
+    /// A task handed to the runtime did not finish (the runtime shut down).
+    #[error("{what}: the task did not finish ({reason})")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// Why.
         reason: String,
     },
 
@@ -107,5 +222,11 @@ impl Error {
     /// Whether this is a configuration error (exit code 2).
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config { .. })
+    }
+
+    /// An I/O error on a path.
+    pub(crate) fn io(op: IoOp, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { op, path, source }
     }
 }

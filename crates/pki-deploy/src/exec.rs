@@ -8,8 +8,57 @@ use time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::config::CommandSpec;
-use crate::error::{Error, Result};
+use crate::error::{CommandOutcome, Error, Result};
+
+/// A command to run: a program and its arguments, or a shell line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandSpec {
+    /// Executed directly, without a shell.
+    Argv {
+        /// The program (a path, or a name looked up in `PATH`).
+        program: String,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// Run with `/bin/sh -c`.
+    Shell(String),
+}
+
+impl CommandSpec {
+    /// An argv list; `None` when it is empty.
+    pub fn from_argv(argv: Vec<String>) -> Option<Self> {
+        let mut argv = argv.into_iter();
+        let program = argv.next().filter(|p| !p.is_empty())?;
+        Some(Self::Argv {
+            program,
+            args: argv.collect(),
+        })
+    }
+
+    /// A shell line; `None` when it is blank.
+    pub fn from_shell(line: String) -> Option<Self> {
+        (!line.trim().is_empty()).then_some(Self::Shell(line))
+    }
+
+    /// An argv list of string literals (the services' defaults).
+    pub(crate) fn of(argv: &[&str]) -> Self {
+        let (program, args) = argv.split_first().unwrap_or((&"true", &[]));
+        Self::Argv {
+            program: (*program).to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// How the command reads in messages.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Argv { program, args } if args.is_empty() => program.clone(),
+            Self::Argv { program, args } => format!("{program} {}", args.join(" ")),
+            Self::Shell(s) => s.clone(),
+        }
+    }
+}
 
 /// Most output kept from a command (the tail).
 const OUTPUT_TAIL: usize = 2000;
@@ -23,9 +72,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// `timeout`. The child is killed if the time runs out.
 pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) -> Result<String> {
     let mut cmd = match spec {
-        CommandSpec::Argv(argv) => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
+        CommandSpec::Argv { program, args } => {
+            let mut c = Command::new(program);
+            c.args(args);
             c
         }
         CommandSpec::Shell(line) => {
@@ -51,14 +100,14 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let failed = |outcome: String, output: String| Error::Command {
+    let failed = |outcome: CommandOutcome, output: String| Error::Command {
         command: spec.display(),
         outcome,
         output,
     };
     let mut child = cmd
         .spawn()
-        .map_err(|e| failed(format!("could not start ({e})"), String::new()))?;
+        .map_err(|e| failed(CommandOutcome::NotStarted(e.kind()), String::new()))?;
     // Both pipes are read at once, by tasks of their own (a child filling one while we wait on
     // the other would block forever); output past the limit is read and discarded so the child
     // never stalls.
@@ -108,17 +157,14 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     match outcome {
         Err(_) => {
             let _ = child.kill().await;
-            Err(failed(
-                format!("did not finish within {}", pki::duration::format(timeout)),
-                String::new(),
-            ))
+            Err(failed(CommandOutcome::TimedOut(timeout), String::new()))
         }
-        Ok((output, Err(e))) => Err(failed(format!("failed ({e})"), tail(&output))),
+        Ok((output, Err(e))) => Err(failed(CommandOutcome::WaitFailed(e.kind()), tail(&output))),
         Ok((output, Ok(status))) if status.success() => Ok(tail(&output)),
         Ok((output, Ok(status))) => {
             let how = match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "was killed by a signal".to_owned(),
+                Some(code) => CommandOutcome::Exited(code),
+                None => CommandOutcome::Killed,
             };
             Err(failed(how, tail(&output)))
         }
@@ -158,57 +204,95 @@ mod tests {
             .unwrap()
     }
 
+    fn run_now(spec: &CommandSpec, env: &[(&str, String)], secs: i64) -> Result<String> {
+        rt().block_on(run(spec, env, Duration::seconds(secs)))
+    }
+
     #[test]
-    fn success_failure_timeout_and_env() {
-        rt().block_on(async {
-            let ok = run(
-                &CommandSpec::Shell("echo $PKI_X".into()),
-                &[("PKI_X", "hello".into())],
-                Duration::seconds(5),
-            )
-            .await;
-            assert_eq!(ok.unwrap(), "hello");
-            let leaked = run(
-                &CommandSpec::Shell("echo ${PKI_CA_PASSPHRASE:-none}".into()),
-                &[],
-                Duration::seconds(5),
-            )
-            .await;
-            assert_eq!(leaked.unwrap(), "none");
-            let bad = run(
-                &CommandSpec::Argv(vec![
-                    "sh".into(),
-                    "-c".into(),
-                    "echo oops >&2; exit 3".into(),
-                ]),
-                &[],
-                Duration::seconds(5),
-            )
-            .await;
-            let e = bad.unwrap_err().to_string();
-            assert!(e.contains("status 3") && e.contains("oops"), "{e}");
-            let slow = run(
-                &CommandSpec::Argv(vec!["sleep".into(), "5".into()]),
+    fn output_and_the_variables_given_reach_the_caller() {
+        let ok = run_now(
+            &CommandSpec::Shell("echo $PKI_X".into()),
+            &[("PKI_X", "hello".into())],
+            5,
+        );
+        assert_eq!(ok.unwrap(), "hello");
+    }
+
+    #[test]
+    fn the_callers_environment_does_not_reach_the_command() {
+        // cargo runs tests with CARGO_MANIFEST_DIR set: it must not reach the child.
+        assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
+        let leaked = run_now(
+            &CommandSpec::Shell("echo ${CARGO_MANIFEST_DIR:-none}".into()),
+            &[],
+            5,
+        );
+        assert_eq!(leaked.unwrap(), "none");
+    }
+
+    #[test]
+    fn a_failure_names_the_status_and_keeps_the_output() {
+        let e = run_now(
+            &CommandSpec::of(&["sh", "-c", "echo oops >&2; exit 3"]),
+            &[],
+            5,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Command { outcome: CommandOutcome::Exited(3), output, .. } if output == "oops"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_stopped() {
+        let e = rt()
+            .block_on(run(
+                &CommandSpec::of(&["sleep", "5"]),
                 &[],
                 Duration::milliseconds(200),
-            )
-            .await;
-            assert!(slow.unwrap_err().to_string().contains("did not finish"));
-            let missing = run(
-                &CommandSpec::Argv(vec!["/nonexistent/reload".into()]),
-                &[],
-                Duration::seconds(1),
-            )
-            .await;
-            assert!(missing.unwrap_err().to_string().contains("could not start"));
-            // A reload that leaves a daemon holding its output open is done when it exits.
-            let daemonizing = run(
-                &CommandSpec::Shell("sleep 10 & echo started".into()),
-                &[],
-                Duration::seconds(3),
-            )
-            .await;
-            assert_eq!(daemonizing.unwrap(), "started");
-        });
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Command {
+                    outcome: CommandOutcome::TimedOut(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_named() {
+        let e = run_now(&CommandSpec::of(&["/nonexistent/reload"]), &[], 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("/nonexistent/reload could not start"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_reload_that_leaves_a_daemon_behind_is_done_when_it_exits() {
+        let out = run_now(
+            &CommandSpec::Shell("sleep 10 & echo started".into()),
+            &[],
+            3,
+        );
+        assert_eq!(out.unwrap(), "started");
+    }
+
+    #[test]
+    fn empty_commands_cannot_be_made() {
+        assert_eq!(CommandSpec::from_argv(Vec::new()), None);
+        assert_eq!(CommandSpec::from_argv(vec![String::new()]), None);
+        assert_eq!(CommandSpec::from_shell("  ".into()), None);
+        assert_eq!(
+            CommandSpec::from_argv(vec!["nginx".into(), "-t".into()]).map(|c| c.display()),
+            Some("nginx -t".to_owned())
+        );
     }
 }

@@ -1,11 +1,25 @@
 //! `pki-deploy`: the rotation hook as a library.
 //!
-//! A run ([`rotate::run`]) takes a lock, observes what the store holds, plans with
-//! [`pki::rotation`], issues what is due through a [`pki::Authority`], stores each new version
-//! ([`store`]) and deploys it to every target ([`target`]): render the files the service
-//! expects, switch them in atomically, reload or hot-swap, prove with a TLS handshake
-//! ([`probe`]) that the new certificate is served, and roll back when it is not. Then it reports
-//! ([`report`]): Prometheus textfile, ntfy, Uptime Kuma, log lines ([`log`]).
+//! A run ([`rotate::run`]) takes a lock, opens the backend once, observes what the store holds
+//! and plans with [`pki::rotation`] ([`rotate::plan`]), then goes through its phases over one
+//! work item per certificate ([`rotate::phases`]): issue what is due through a
+//! [`pki::Authority`] and add it to the store ([`store`]), publish it, prepare every target,
+//! activate and prove each, roll back what fails, prune. Then it reports ([`report`]):
+//! Prometheus textfile, ntfy, Uptime Kuma, log lines ([`log`]).
+//!
+//! Where things live:
+//!
+//! | to find | look in |
+//! | --- | --- |
+//! | the config file's frame, error lines, relative paths | [`config`] |
+//! | a service's keys, defaults, files, load (HAProxy hot swap, PostgreSQL key rule…) | [`service`] and its module per service |
+//! | the versioned directory beside a target's files, adoption, pruning | [`service::layout`] |
+//! | switch, test, load, probe, roll back one target | [`service::deploy`] |
+//! | the handshake that proves a certificate is served | [`probe`] |
+//! | test and reload commands | [`exec`] |
+//! | the store of issued versions | [`store`] |
+//! | what a run remembers for the next | [`state`] |
+//! | what a run did, typed | [`rotate::summary`] |
 //!
 //! This crate parses no command line; `pki rotate` does that.
 //!
@@ -14,12 +28,7 @@
 //! use pki_deploy::{config, log, rotate};
 //!
 //! let config = config::load(std::path::Path::new("/etc/pki/rotate.toml"))?;
-//! let options = rotate::Options {
-//!     dry_run: false,
-//!     force: false,
-//!     only: Vec::new(),
-//!     log: log::Logger::new(log::LogFormat::Json, log::Level::Info),
-//! };
+//! let options = rotate::Options::new(log::Logger::new(log::LogFormat::Json, log::Level::Info));
 //! let summary = rotate::run(&config, &options).await?;
 //! if summary.failed() {
 //!     // alert
@@ -27,6 +36,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `examples/rotate_in_code.rs` builds a config in code and runs it.
+
+// Public types may grow: each says whether it is closed (rustls's rule).
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+// Functions stay short enough to read at once.
+#![warn(clippy::too_many_lines)]
 
 pub mod config;
 pub mod error;
@@ -35,8 +51,8 @@ pub mod log;
 pub mod probe;
 pub mod report;
 pub mod rotate;
+pub mod service;
 pub mod state;
 pub mod store;
-pub mod target;
 
 pub use error::{Error, Result};

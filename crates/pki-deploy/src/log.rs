@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum LogFormat {
     /// `2026-11-25T03:14:15Z INFO  web: issued …`
     #[default]
@@ -17,6 +18,7 @@ pub enum LogFormat {
 
 /// Severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Level {
     /// Normal progress.
     Info,
@@ -36,6 +38,48 @@ impl Level {
     }
 }
 
+/// One log line: what happened (a short kebab-case name), to which certificate if any, a
+/// message for people, and fields for machines.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event<'a> {
+    /// The event's name, e.g. `issued`.
+    pub name: &'a str,
+    /// The certificate it is about; `None` for the run as a whole.
+    pub certificate: Option<&'a str>,
+    /// The message.
+    pub message: String,
+    /// More fields for the JSON format.
+    pub fields: Vec<(&'a str, Value)>,
+}
+
+impl<'a> Event<'a> {
+    /// An event of the run as a whole.
+    pub fn run(name: &'a str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            certificate: None,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// An event about a certificate.
+    pub fn of(name: &'a str, certificate: &'a str, message: impl Into<String>) -> Self {
+        Self {
+            certificate: Some(certificate),
+            ..Self::run(name, message)
+        }
+    }
+
+    /// The event with one more field.
+    #[must_use]
+    pub fn with(mut self, key: &'a str, value: Value) -> Self {
+        self.fields.push((key, value));
+        self
+    }
+}
+
 /// Writes log lines.
 #[derive(Debug, Clone, Copy)]
 pub struct Logger {
@@ -49,38 +93,34 @@ impl Logger {
         Self { format, min }
     }
 
-    /// Logs an event about a certificate (or the run when `certificate` is empty).
-    pub fn log(
-        &self,
-        level: Level,
-        event: &str,
-        certificate: &str,
-        message: &str,
-        fields: &[(&str, Value)],
-    ) {
+    /// Logs an event at `level`.
+    pub fn log(&self, level: Level, event: &Event<'_>) {
         if level < self.min {
             return;
         }
         let now = pki::error::Rfc3339(pki::clock::now()).to_string();
         let line = match self.format {
             LogFormat::Human => {
-                let who = if certificate.is_empty() {
-                    String::new()
-                } else {
-                    format!("{certificate}: ")
-                };
-                format!("{now} {:<5} {who}{message}", level.name().to_uppercase())
+                let who = event
+                    .certificate
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default();
+                format!(
+                    "{now} {:<5} {who}{}",
+                    level.name().to_uppercase(),
+                    event.message
+                )
             }
             LogFormat::Json => {
                 let mut obj = Map::new();
                 obj.insert("time".into(), Value::String(now));
                 obj.insert("level".into(), Value::String(level.name().into()));
-                obj.insert("event".into(), Value::String(event.into()));
-                if !certificate.is_empty() {
-                    obj.insert("certificate".into(), Value::String(certificate.into()));
+                obj.insert("event".into(), Value::String(event.name.into()));
+                if let Some(c) = event.certificate {
+                    obj.insert("certificate".into(), Value::String(c.into()));
                 }
-                obj.insert("message".into(), Value::String(message.into()));
-                for (k, v) in fields {
+                obj.insert("message".into(), Value::String(event.message.clone()));
+                for (k, v) in &event.fields {
                     obj.insert((*k).into(), v.clone());
                 }
                 Value::Object(obj).to_string()
@@ -90,17 +130,17 @@ impl Logger {
     }
 
     /// An info line.
-    pub fn info(&self, event: &str, certificate: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Info, event, certificate, message, fields);
+    pub fn info(&self, event: Event<'_>) {
+        self.log(Level::Info, &event);
     }
 
     /// A warning.
-    pub fn warn(&self, event: &str, certificate: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Warn, event, certificate, message, fields);
+    pub fn warn(&self, event: Event<'_>) {
+        self.log(Level::Warn, &event);
     }
 
     /// An error.
-    pub fn error(&self, event: &str, certificate: &str, message: &str, fields: &[(&str, Value)]) {
-        self.log(Level::Error, event, certificate, message, fields);
+    pub fn error(&self, event: Event<'_>) {
+        self.log(Level::Error, &event);
     }
 }

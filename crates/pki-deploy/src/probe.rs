@@ -17,11 +17,64 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{ProbeConfig, ProbeProtocol};
-use crate::error::{Error, Result};
+use crate::error::{Error, Found, Result};
+
+/// The protocol a probe speaks before TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProbeProtocol {
+    /// TLS straight away.
+    Tls,
+    /// PostgreSQL SSLRequest, then TLS.
+    Postgres,
+    /// MySQL/MariaDB greeting and SSL request packet, then TLS.
+    Mysql,
+}
+
+impl ProbeProtocol {
+    /// The protocol of a config value: `tls`, `postgres`, `mysql` (or `mariadb`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "tls" => Some(Self::Tls),
+            "postgres" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            _ => None,
+        }
+    }
+}
+
+/// Time a probe waits for the new certificate unless configured otherwise.
+pub const DEFAULT_TIMEOUT: time::Duration = time::Duration::seconds(10);
+
+/// How to check what a service serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeConfig {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// SNI server name (default: the certificate's first DNS name).
+    pub server_name: Option<String>,
+    /// Protocol.
+    pub protocol: ProbeProtocol,
+    /// How long to wait for the expected certificate.
+    pub timeout: time::Duration,
+}
+
+impl ProbeConfig {
+    /// A probe of `address` (`host:port`) speaking `protocol`, with the default timeout.
+    pub fn new(address: &str, protocol: ProbeProtocol) -> Self {
+        Self {
+            address: address.to_owned(),
+            server_name: None,
+            protocol,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 /// What a service presented.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Served {
     /// The leaf.
     pub leaf: Certificate,
@@ -127,9 +180,9 @@ pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
     let limit = StdDuration::from_secs(5);
     tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, limit))
         .await
-        .map_err(|e| Error::Probe {
-            address: probe.address.clone(),
-            reason: format!("probe task failed: {e}"),
+        .map_err(|e| Error::Task {
+            what: "probe",
+            reason: e.to_string(),
         })?
         .map_err(|reason| Error::Probe {
             address: probe.address.clone(),
@@ -142,7 +195,7 @@ pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
 const SETTLE_PROBES: u32 = 3;
 const PROBE_INTERVAL: StdDuration = StdDuration::from_millis(100);
 
-/// Probes until `expected` is served ([`SETTLE_PROBES`] times in a row) or the probe's timeout
+/// Probes until `expected` is served (`SETTLE_PROBES` times in a row) or the probe's timeout
 /// passes (services reload asynchronously).
 pub async fn expect(
     probe: &ProbeConfig,
@@ -169,22 +222,15 @@ pub async fn expect(
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
-    Err(match last {
-        Ok(s) if s.leaf.der() == expected.der() => Error::WrongCertificateServed {
-            address: probe.address.clone(),
-            expected: describe(expected),
-            found: "it only now, after serving another one moments before".to_owned(),
-        },
-        Ok(s) => Error::WrongCertificateServed {
-            address: probe.address.clone(),
-            expected: describe(expected),
-            found: s.describe(),
-        },
-        Err(e) => Error::WrongCertificateServed {
-            address: probe.address.clone(),
-            expected: describe(expected),
-            found: format!("nothing ({e})"),
-        },
+    let found = match last {
+        Ok(s) if s.leaf.der() == expected.der() => Found::OnlyJustNow,
+        Ok(s) => Found::Other(s.describe()),
+        Err(e) => Found::Nothing(Box::new(e)),
+    };
+    Err(Error::WrongCertificateServed {
+        address: probe.address.clone(),
+        expected: describe(expected),
+        found,
     })
 }
 
@@ -349,7 +395,11 @@ mod tests {
     }
 
     /// A one-connection TLS server on 127.0.0.1 serving `cert` signed by `key`.
-    fn serve(cert: &rcgen::Certificate, key: &rcgen::KeyPair, tls12: bool) -> String {
+    fn serve(
+        cert: &rcgen::Certificate,
+        key: &rcgen::KeyPair,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> String {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let signing = provider
             .key_provider
@@ -358,13 +408,8 @@ mod tests {
             )))
             .unwrap();
         let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
-        let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
-            &[&rustls::version::TLS12]
-        } else {
-            &[&rustls::version::TLS13]
-        };
         let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
+            .with_protocol_versions(&[version])
             .unwrap()
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
@@ -391,9 +436,9 @@ mod tests {
 
     #[test]
     fn a_served_certificate_with_its_key_is_returned() {
-        for tls12 in [false, true] {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let (cert, key) = leaf();
-            let address = serve(&cert, &key, tls12);
+            let address = serve(&cert, &key, version);
             let served = handshake(
                 &address,
                 "svc.internal",
@@ -407,10 +452,10 @@ mod tests {
 
     #[test]
     fn a_certificate_served_with_another_key_is_not_accepted() {
-        for tls12 in [false, true] {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let (cert, _) = leaf();
             let other = rcgen::KeyPair::generate().unwrap();
-            let address = serve(&cert, &other, tls12);
+            let address = serve(&cert, &other, version);
             let err = handshake(
                 &address,
                 "svc.internal",

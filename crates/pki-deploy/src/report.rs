@@ -3,21 +3,80 @@
 //! running is noticed.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use pki::fsio::{self, FileMode};
 use pki::{Certificate, SecretString};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::{KumaConfig, NtfyConfig, ReportConfig};
 use crate::error::{Error, Result};
 use crate::rotate::{CertOutcome, RunSummary};
 use crate::state::RunState;
 
 const HTTP_TIMEOUT: StdDuration = StdDuration::from_secs(10);
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Longest message pushed to Uptime Kuma.
+const KUMA_MESSAGE: usize = 500;
+/// ntfy turns bodies over 4096 bytes into attachments: a message stays below.
+const NTFY_BODY: usize = 4000;
+
+/// Certificates expiring within this window are reported unless configured otherwise.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::days(14);
+
+/// Report settings.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ReportConfig {
+    /// Prometheus textfile collector file.
+    pub textfile: Option<PathBuf>,
+    /// Certificates expiring within this window are reported (ntfy, log).
+    pub expiry_warning: Option<Duration>,
+    /// ntfy notifications.
+    pub ntfy: Option<NtfyConfig>,
+    /// Uptime Kuma push monitor.
+    pub uptime_kuma: Option<KumaConfig>,
+}
+
+/// ntfy settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NtfyConfig {
+    /// Topic URL, e.g. `https://ntfy.example.internal/pki`.
+    pub url: String,
+    /// File holding an access token (sent as a Bearer token).
+    pub token_file: Option<PathBuf>,
+    /// Priority: 1–5 or min, low, default, high, max/urgent.
+    pub priority: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// A CA bundle for the server's certificate (otherwise the system roots).
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl NtfyConfig {
+    /// Messages to the topic at `url`, priority `high`, no token, no tags.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            token_file: None,
+            priority: "high".to_owned(),
+            tags: Vec::new(),
+            ca_cert: None,
+        }
+    }
+}
+
+/// Uptime Kuma settings.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct KumaConfig {
+    /// Push URL (it embeds the monitor's token: keep the config file private).
+    pub push_url: Option<String>,
+    /// File holding the push URL, so the token stays out of the config.
+    pub push_url_file: Option<PathBuf>,
+    /// A CA bundle for the server's certificate.
+    pub ca_cert: Option<PathBuf>,
+}
 
 /// Escapes a Prometheus label value.
 fn label(value: &str) -> String {
@@ -27,120 +86,121 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders the textfile collector content.
-pub fn textfile(summary: &RunSummary, state: &RunState) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
+/// The text of a textfile collector file, one gauge family after the other.
+#[derive(Default)]
+struct Families(String);
+
+impl Families {
+    /// A gauge family: its help, then one line per `(labels, value)` row (no labels: a
+    /// single unlabelled sample).
+    fn gauge(&mut self, name: &str, help: &str, rows: impl IntoIterator<Item = (String, String)>) {
+        let out = &mut self.0;
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
         for (labels, value) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
         }
-    };
-    let cert_labels = |c: &CertOutcome| {
-        c.current.as_ref().map(|cur| {
-            format!(
-                "name=\"{}\",subject_CN=\"{}\",serial=\"{}\"",
-                label(&c.name),
-                label(cur.info().common_name.as_deref().unwrap_or("")),
-                cur.info().serial
-            )
-        })
-    };
-    let with_cert = |f: fn(&Certificate, OffsetDateTime) -> String| {
+    }
+}
+
+/// The labels of a certificate's current certificate.
+fn cert_labels(c: &CertOutcome, cur: &Certificate) -> String {
+    format!(
+        "name=\"{}\",subject_CN=\"{}\",serial=\"{}\"",
+        label(&c.name),
+        label(cur.info().common_name.as_deref().unwrap_or("")),
+        cur.info().serial
+    )
+}
+
+/// The families about each certificate's current certificate.
+fn certificate_families(out: &mut Families, summary: &RunSummary) {
+    let rows = |f: fn(&Certificate, OffsetDateTime) -> String| {
         summary
             .certificates
             .iter()
             .filter_map(move |c| {
-                let labels = cert_labels(c)?;
-                c.current
-                    .as_ref()
-                    .map(|cur| (labels, f(cur, summary.finished)))
+                let cur = c.current.as_ref()?;
+                Some((cert_labels(c, cur), f(cur, summary.finished)))
             })
             .collect::<Vec<_>>()
     };
-    family(
+    out.gauge(
         "x509_cert_not_after",
         "NotAfter of the certificate a managed name currently has, Unix seconds.",
-        &mut with_cert(|c, _| c.info().not_after.unix_timestamp().to_string()).into_iter(),
+        rows(|c, _| c.info().not_after.unix_timestamp().to_string()),
     );
-    family(
+    out.gauge(
         "x509_cert_not_before",
         "NotBefore of the certificate a managed name currently has, Unix seconds.",
-        &mut with_cert(|c, _| c.info().not_before.unix_timestamp().to_string()).into_iter(),
+        rows(|c, _| c.info().not_before.unix_timestamp().to_string()),
     );
-    family(
+    out.gauge(
         "x509_cert_expired",
         "1 when the current certificate has expired.",
-        &mut with_cert(|c, now| u8::from(c.info().not_after <= now).to_string()).into_iter(),
+        rows(|c, now| u8::from(c.info().not_after <= now).to_string()),
     );
-    family(
+}
+
+/// The families about each certificate's rotation.
+fn rotation_families(out: &mut Families, summary: &RunSummary, state: &RunState) {
+    let name = |c: &CertOutcome| format!("name=\"{}\"", label(&c.name));
+    out.gauge(
         "pki_rotation_success",
         "1 when the last run left the certificate current and served by every target, else 0.",
-        &mut summary.certificates.iter().map(|c| {
-            (
-                format!("name=\"{}\"", label(&c.name)),
-                u8::from(c.ok()).to_string(),
-            )
-        }),
+        summary
+            .certificates
+            .iter()
+            .map(|c| (name(c), u8::from(c.ok()).to_string())),
     );
-    family(
+    out.gauge(
         "pki_rotation_last_success_timestamp_seconds",
         "Unix time of the last run that ended with the certificate current and served.",
-        &mut summary.certificates.iter().filter_map(|c| {
+        summary.certificates.iter().filter_map(|c| {
             state
                 .certificates
                 .get(&c.name)
                 .and_then(|s| s.last_success)
-                .map(|t| (format!("name=\"{}\"", label(&c.name)), t.to_string()))
+                .map(|t| (name(c), t.to_string()))
         }),
     );
-    family(
+    out.gauge(
         "pki_rotation_targets_failed",
         "Targets of the certificate whose deployment failed in the last run.",
-        &mut summary.certificates.iter().map(|c| {
-            (
-                format!("name=\"{}\"", label(&c.name)),
-                c.targets
-                    .iter()
-                    .filter(|t| t.error.is_some())
-                    .count()
-                    .to_string(),
-            )
+        summary.certificates.iter().map(|c| {
+            let failed = c.targets.iter().filter(|t| t.error.is_some()).count();
+            (name(c), failed.to_string())
         }),
     );
-    let _ = writeln!(
-        out,
-        "# HELP pki_rotation_run_success 1 when the last run handled every certificate, 0 when it \
-         stopped early (backend unreachable, CA key locked)."
+}
+
+/// Renders the textfile collector content.
+pub fn textfile(summary: &RunSummary, state: &RunState) -> String {
+    let mut out = Families::default();
+    certificate_families(&mut out, summary);
+    rotation_families(&mut out, summary, state);
+    let run = |value: String| [(String::new(), value)];
+    out.gauge(
+        "pki_rotation_run_success",
+        "1 when the last run handled every certificate, 0 when it stopped early (backend \
+         unreachable, CA key locked).",
+        run(u8::from(summary.error.is_none()).to_string()),
     );
-    let _ = writeln!(out, "# TYPE pki_rotation_run_success gauge");
-    let _ = writeln!(
-        out,
-        "pki_rotation_run_success {}",
-        u8::from(summary.error.is_none())
+    out.gauge(
+        "pki_rotation_last_run_timestamp_seconds",
+        "Unix time the last run ended.",
+        run(summary.finished.unix_timestamp().to_string()),
     );
-    let _ = writeln!(
-        out,
-        "# HELP pki_rotation_last_run_timestamp_seconds Unix time the last run ended."
+    out.gauge(
+        "pki_rotation_last_run_duration_seconds",
+        "How long the last run took.",
+        run(format!("{:.3}", summary.elapsed.as_secs_f64())),
     );
-    let _ = writeln!(out, "# TYPE pki_rotation_last_run_timestamp_seconds gauge");
-    let _ = writeln!(
-        out,
-        "pki_rotation_last_run_timestamp_seconds {}",
-        summary.finished.unix_timestamp()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP pki_rotation_last_run_duration_seconds How long the last run took."
-    );
-    let _ = writeln!(out, "# TYPE pki_rotation_last_run_duration_seconds gauge");
-    let _ = writeln!(
-        out,
-        "pki_rotation_last_run_duration_seconds {:.3}",
-        summary.elapsed.as_secs_f64()
-    );
-    out
+    out.0
 }
 
 /// Writes the textfile atomically (node_exporter must never read half a file), world-readable
@@ -167,22 +227,7 @@ pub fn expiring(summary: &RunSummary, window: Duration) -> Vec<(&str, OffsetDate
 
 /// An HTTPS client on rustls with ring: the system roots, or only `ca_cert` when given.
 fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    let bundle = ca_cert.unwrap_or(Path::new(SYSTEM_ROOTS));
-    if bundle.exists() {
-        let text = fsio::read_limited(bundle, 16 << 20)?;
-        for c in Certificate::all_from_pem(&text, &bundle.display().to_string())? {
-            // A bundle may hold a certificate rustls cannot use as an anchor; skip it.
-            let _ = roots.add(rustls::pki_types::CertificateDer::from(c.der().to_vec()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| report_err("TLS configuration", e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = pki::tls::client_config(pki::tls::roots(ca_cert, None)?)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(HTTP_TIMEOUT)
@@ -248,9 +293,8 @@ pub fn ntfy_message(
             failures.len()
         )
     };
-    // ntfy turns bodies over 4096 bytes into attachments; keep it a message.
-    if body.len() > 4000 {
-        let cut = (0..=4000)
+    if body.len() > NTFY_BODY {
+        let cut = (0..=NTFY_BODY)
             .rev()
             .find(|i| body.is_char_boundary(*i))
             .unwrap_or(0);
@@ -319,7 +363,7 @@ pub async fn uptime_kuma(cfg: &KumaConfig, summary: &RunSummary) -> Result<()> {
             .unwrap_or_default();
         ("down", format!("{failures} failed; {first}"))
     };
-    let msg: String = msg.chars().take(500).collect();
+    let msg: String = msg.chars().take(KUMA_MESSAGE).collect();
     let ping = format!("{:.0}", summary.elapsed.as_secs_f64() * 1000.0);
     let mut target = reqwest::Url::parse(url.expose())
         .map_err(|_| report_err("Uptime Kuma", "the push URL is not a URL".to_owned()))?;
@@ -364,9 +408,7 @@ pub async fn deliver(
     {
         errors.push(e);
     }
-    let window = cfg
-        .expiry_warning
-        .unwrap_or(crate::config::DEFAULT_EXPIRY_WARNING);
+    let window = cfg.expiry_warning.unwrap_or(DEFAULT_EXPIRY_WARNING);
     if let Some(n) = &cfg.ntfy
         && let Err(e) = ntfy(n, summary, host, window).await
     {

@@ -4,16 +4,23 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use pki::error::IoOp;
 use pki::fsio::{self, FileMode};
+use pki::rotation::Current;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::service::TargetConfig;
+use crate::service::layout;
 
 /// The state file's name in the state directory.
 pub const FILE: &str = "state.json";
+/// Largest state file read (ten thousand certificates make a few megabytes).
+const MAX_STATE: u64 = 64 << 20;
 
 /// One certificate's history.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CertState {
     /// Unix time of the last run that ended with this certificate served and current.
     pub last_success: Option<i64>,
@@ -82,11 +89,12 @@ pub fn issuer_id(issuer: &pki::Certificate) -> String {
 
 /// What a target was last proven to serve.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TargetMark {
-    /// The target's version (see [`crate::target::version_id`]).
+    /// The target's version (see [`layout::version_id`]).
     pub version: String,
     /// The stamps of the target's directories when it was verified (see
-    /// [`crate::target::dir_stamps`]): while they are unchanged, the links and versions in
+    /// [`layout::dir_stamps`]): while they are unchanged, the links and versions in
     /// them are known to be ours and are not read again.
     #[serde(default)]
     pub dirs: Option<Vec<Stamp>>,
@@ -96,35 +104,41 @@ pub struct TargetMark {
 /// certificates with nothing due reads no certificate file. A version file never changes under
 /// its id, so the facts stay true until the id does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct CachedCert {
     /// The store version these facts describe.
     pub version: String,
-    /// Subject common name.
-    pub common_name: Option<String>,
-    /// Subject alternative names.
-    pub names: Vec<pki::SubjectName>,
-    /// Profile.
-    pub profile: Option<pki::Profile>,
-    /// Key algorithm.
-    pub key_algorithm: Option<pki::KeyAlgorithm>,
-    /// NotBefore, Unix seconds.
-    pub not_before: i64,
-    /// NotAfter, Unix seconds.
-    pub not_after: i64,
-    /// Whether the key matches.
-    pub key_matches: bool,
-    /// The issuer certificate `issuer_current` was computed against (see [`issuer_id`]).
+    /// The issuer certificate `facts.issuer_current` was computed against (see [`issuer_id`]).
     pub issuer: Option<String>,
-    /// Whether that issuer signed it.
-    pub issuer_current: Option<bool>,
     /// The version file's stamp when these facts were read: a file replaced, truncated or
     /// deleted since is read again.
     #[serde(default)]
     pub file: Option<Stamp>,
+    /// What the planner needs (kept flat in the file, as it always was).
+    #[serde(flatten)]
+    pub facts: Current,
+}
+
+impl CachedCert {
+    /// Facts read from a version file now.
+    pub(crate) fn new(
+        version: String,
+        issuer: Option<String>,
+        file: Option<Stamp>,
+        facts: Current,
+    ) -> Self {
+        Self {
+            version,
+            issuer,
+            file,
+            facts,
+        }
+    }
 }
 
 /// All certificates' history, what each target was last proven to serve, and cached facts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunState {
     /// By certificate name.
     pub certificates: BTreeMap<String, CertState>,
@@ -140,41 +154,41 @@ pub struct RunState {
 
 impl RunState {
     /// The version last verified on `target`.
-    pub fn verified(&self, target: &crate::config::TargetConfig) -> Option<&str> {
+    pub fn verified(&self, target: &TargetConfig) -> Option<&str> {
         self.mark(target).map(|m| m.version.as_str())
     }
 
     /// The full record of what `target` was proven to serve.
-    pub fn mark(&self, target: &crate::config::TargetConfig) -> Option<&TargetMark> {
+    pub fn mark(&self, target: &TargetConfig) -> Option<&TargetMark> {
         self.verified
-            .get(&crate::target::versions_dir(target).display().to_string())
+            .get(&layout::versions_dir(target).display().to_string())
     }
 
     /// Records what `target` was proven to serve, with its directories' stamps as they are now.
-    pub fn set_verified(&mut self, target: &crate::config::TargetConfig, version: &str) {
+    pub fn set_verified(&mut self, target: &TargetConfig, version: &str) {
         self.verified.insert(
-            crate::target::versions_dir(target).display().to_string(),
+            layout::versions_dir(target).display().to_string(),
             TargetMark {
                 version: version.to_owned(),
-                dirs: crate::target::dir_stamps(target),
+                dirs: layout::dir_stamps(target),
             },
         );
     }
 
     /// Forgets what `target` was proven to serve: its next run checks and deploys it again.
-    pub fn clear_verified(&mut self, target: &crate::config::TargetConfig) {
+    pub fn clear_verified(&mut self, target: &TargetConfig) {
         self.verified
-            .remove(&crate::target::versions_dir(target).display().to_string());
+            .remove(&layout::versions_dir(target).display().to_string());
     }
 
     /// Takes new stamps for a target whose mark still holds (after pruning changed its
     /// directories).
-    pub fn restamp(&mut self, target: &crate::config::TargetConfig) {
+    pub fn restamp(&mut self, target: &TargetConfig) {
         if let Some(mark) = self
             .verified
-            .get_mut(&crate::target::versions_dir(target).display().to_string())
+            .get_mut(&layout::versions_dir(target).display().to_string())
         {
-            mark.dirs = crate::target::dir_stamps(target);
+            mark.dirs = layout::dir_stamps(target);
         }
     }
 }
@@ -191,7 +205,7 @@ impl RunState {
     /// caller should say so.
     pub fn load(state_dir: &Path) -> (Self, Option<String>) {
         let file = path(state_dir);
-        let bytes = match fsio::read_limited(&file, 64 << 20) {
+        let bytes = match fsio::read_limited(&file, MAX_STATE) {
             Ok(b) => b,
             Err(pki::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return (Self::default(), None);
@@ -210,11 +224,8 @@ impl RunState {
     /// Saves the state atomically.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         // Compact: with ten thousand certificates the state runs to megabytes.
-        let bytes = serde_json::to_vec(self).map_err(|e| crate::Error::Io {
-            what: "cannot encode",
-            path: path(state_dir),
-            source: std::io::Error::other(e),
-        })?;
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| Error::io(IoOp::Write, path(state_dir))(std::io::Error::other(e)))?;
         fsio::write_atomic(&path(state_dir), &bytes, FileMode::PRIVATE)?;
         Ok(())
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use pki::fsio::{Durability, FileMode, StagedFile};
 use pki::pemfile::{self, label};
-use pki::rotation::{Current, Observed};
+use pki::rotation::{Checked, Current, Observed};
 use pki::{Certificate, IssuedCertificate, PrivateKey, fsio};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -39,10 +39,12 @@ const EXTENSION: &str = ".pem";
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    durability: Durability,
 }
 
 /// What the store holds for a name: the current version and what the planner needs to know.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Observation {
     /// The current version's id, if any.
     pub version: Option<String>,
@@ -60,7 +62,7 @@ pub struct Observation {
 /// Nothing is removed when `current` is not among them.
 pub(crate) fn expired(mut all: Vec<String>, current: &str, pinned: &[&str]) -> Vec<String> {
     all.sort_by(|a, b| {
-        let adopted = |v: &String| v != crate::target::ADOPTED;
+        let adopted = |v: &String| v != crate::service::layout::ADOPTED;
         adopted(a).cmp(&adopted(b)).then_with(|| a.cmp(b))
     });
     let Some(pos) = all.iter().position(|v| v == current) else {
@@ -81,17 +83,10 @@ pub(crate) fn link_name(link: &Path) -> Option<String> {
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-/// A version id: the issue time to the millisecond and the start of the serial, sortable by
-/// time (two rotations in one second must still sort in order: pruning keeps the newest).
-pub(crate) fn version_id(cert: &Certificate, now: OffsetDateTime) -> String {
-    let t = now.to_offset(time::UtcOffset::UTC);
-    // `now` has whole seconds; the milliseconds come from the clock when it is the same second.
-    let precise = pki::clock::now_precise();
-    let t = if precise.unix_timestamp() == t.unix_timestamp() {
-        precise
-    } else {
-        t
-    };
+/// A version id: the time to the millisecond and the start of the serial, sortable by time
+/// (two rotations in one second must still sort in order: pruning keeps the newest).
+pub(crate) fn version_id(cert: &Certificate, at: OffsetDateTime) -> String {
+    let t = at.to_offset(time::UtcOffset::UTC);
     let serial = cert.info().serial.to_hex();
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z-{}",
@@ -119,16 +114,32 @@ fn render(issued: &IssuedCertificate) -> Result<Zeroizing<String>> {
     Ok(out)
 }
 
+/// The store's directory in a state directory.
+pub const DIR: &str = "certs";
+
 impl Store {
-    /// Opens the store of `state_dir`, creating its directories (0700: it holds private keys)
-    /// when `create` is set; a dry run reads without creating anything.
-    pub fn open_at(state_dir: &Path, create: bool) -> Result<Self> {
-        let root = state_dir.join("certs");
-        if create {
-            fsio::create_dir(state_dir, 0o700)?;
-            fsio::create_dir(&root, 0o700)?;
+    /// The store of `state_dir`, as it is: a dry run reads without creating anything.
+    pub fn open(state_dir: &Path) -> Self {
+        Self {
+            root: state_dir.join(DIR),
+            durability: Durability::Immediate,
         }
-        Ok(Self { root })
+    }
+
+    /// The same store, writing with `durability`: a deferred batch must be synced before
+    /// [`Store::switch`] publishes what [`Store::add`] wrote.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The store of `state_dir`, its directories created (0700: it holds private keys).
+    pub fn create(state_dir: &Path) -> Result<Self> {
+        let store = Self::open(state_dir);
+        fsio::create_dir(state_dir, 0o700)?;
+        fsio::create_dir(&store.root, 0o700)?;
+        Ok(store)
     }
 
     /// The store's root directory (for syncing a deferred batch).
@@ -169,22 +180,9 @@ impl Store {
         if let Some(c) =
             cached.filter(|c| c.issuer == issuer_id && file.is_some() && c.file == file)
         {
-            let version = c.version.clone();
-            let time = |t: i64| {
-                OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-            };
             return Observation {
-                version: Some(version),
-                observed: Observed::Present(Current {
-                    common_name: c.common_name.clone(),
-                    names: c.names.clone(),
-                    profile: c.profile,
-                    key_algorithm: c.key_algorithm,
-                    not_before: time(c.not_before),
-                    not_after: time(c.not_after),
-                    key_matches: c.key_matches,
-                    issuer_current: c.issuer_current,
-                }),
+                version: Some(c.version.clone()),
+                observed: Observed::Present(c.facts.clone()),
                 certificate: None,
                 fresh: None,
             };
@@ -231,30 +229,11 @@ impl Store {
         for mut b in blocks {
             zeroize::Zeroize::zeroize(&mut b.der);
         }
-        let info = cert.info();
-        let current = Current {
-            common_name: info.common_name.clone(),
-            names: info.subject_alt_names.clone(),
-            profile: info.profile,
-            key_algorithm: info.key_algorithm,
-            not_before: info.not_before,
-            not_after: info.not_after,
-            key_matches,
-            issuer_current: issuer.map(|i| cert.is_signed_by(i)),
-        };
-        let fresh = CachedCert {
-            version: version.clone(),
-            common_name: current.common_name.clone(),
-            names: current.names.clone(),
-            profile: current.profile,
-            key_algorithm: current.key_algorithm,
-            not_before: current.not_before.unix_timestamp(),
-            not_after: current.not_after.unix_timestamp(),
-            key_matches,
-            issuer: issuer_id,
-            issuer_current: current.issuer_current,
-            file,
-        };
+        let mut checked = Checked::default();
+        checked.key_matches = key_matches;
+        checked.issuer_current = issuer.map(|i| cert.is_signed_by(i));
+        let current = Current::from_certificate(&cert, checked);
+        let fresh = CachedCert::new(version.clone(), issuer_id, file, current.clone());
         Observation {
             version: Some(version),
             observed: Observed::Present(current),
@@ -270,22 +249,21 @@ impl Store {
         Ok(Certificate::from_pem(&text, &path.display().to_string())?)
     }
 
-    /// Writes a new version without switching to it; returns its id. With immediate durability
-    /// the file is fsync'd; a deferred batch must be synced before [`Store::switch`].
+    /// Writes a new version without switching to it; returns its id, made of `at` (to the
+    /// millisecond) and the serial. With immediate durability the file is fsync'd.
     pub fn add(
         &self,
         name: &str,
         issued: &IssuedCertificate,
-        now: OffsetDateTime,
-        durability: Durability,
+        at: OffsetDateTime,
     ) -> Result<String> {
         let base = self.dir(name);
         fsio::create_dir(&base, 0o700)?;
-        let mut id = version_id(&issued.certificate, now);
+        let mut id = version_id(&issued.certificate, at);
         let mut n = 1;
         while self.version_file(name, &id).exists() {
             n += 1;
-            id = format!("{}.{n}", version_id(&issued.certificate, now));
+            id = format!("{}.{n}", version_id(&issued.certificate, at));
         }
         let content = render(issued)?;
         let staged = StagedFile::create(
@@ -293,15 +271,15 @@ impl Store {
             content.as_bytes(),
             FileMode::PRIVATE,
         )?;
-        fsio::commit_all_with(vec![staged], durability)?;
+        fsio::commit_all_with(vec![staged], self.durability)?;
         Ok(id)
     }
 
     /// Makes `id` the current version (one atomic rename).
-    pub fn switch(&self, name: &str, id: &str, durability: Durability) -> Result<()> {
+    pub fn switch(&self, name: &str, id: &str) -> Result<()> {
         let base = self.dir(name);
         fsio::replace_symlink(&base.join(CURRENT), Path::new(&format!("{id}{EXTENSION}")))?;
-        fsio::sync_dir_with(&base, durability)?;
+        fsio::sync_dir_with(&base, self.durability)?;
         Ok(())
     }
 
@@ -324,13 +302,12 @@ impl Store {
             }
             .into());
         }
-        Ok(IssuedCertificate {
+        Ok(IssuedCertificate::new(
             certificate,
             chain,
-            root: roots.into_iter().next(),
-            private_key: Some(private_key),
-            warnings: Vec::new(),
-        })
+            roots.into_iter().next(),
+            Some(private_key),
+        ))
     }
 
     /// Removes versions older than the current one and the [`KEEP_PREVIOUS`] before it, any
@@ -357,11 +334,7 @@ impl Store {
         };
         for old in &expired(versions, &current, &[]) {
             let path = self.version_file(name, old);
-            fs::remove_file(&path).map_err(|source| crate::Error::Io {
-                what: "cannot remove old version",
-                path,
-                source,
-            })?;
+            fs::remove_file(&path).map_err(crate::Error::io(pki::error::IoOp::Remove, &path))?;
         }
         Ok(())
     }

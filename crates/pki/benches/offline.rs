@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pki::authority::offline::{
-    self, CaSigner, InitOptions, KeyProtection, ListFilter, OfflineCa, RevocationReason,
+    self, CaSigner, InitOptions, Issued, KeyProtection, ListFilter, OfflineCa, RevocationReason,
+    Signing,
 };
 use pki::{
     CertificateRequest, KeyAlgorithm, PrivateKey, Profile, SecretString, Serial, SubjectKey, clock,
@@ -25,20 +26,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn init_ca(dir: &Path, protection: KeyProtection) {
-    offline::init(
-        dir,
-        &InitOptions {
-            name: "Bench".into(),
-            key_algorithm: KeyAlgorithm::EcdsaP256,
-            root_ttl: pki::duration::parse("10y").unwrap(),
-            intermediate_ttl: pki::duration::parse("5y").unwrap(),
-            permitted_dns: vec![],
-            protection,
-            root_key_out: None,
-        },
-        clock::now(),
-    )
-    .unwrap();
+    let mut options = InitOptions::new(protection);
+    options.name = "Bench".into();
+    offline::init(dir, &options, clock::now()).unwrap();
 }
 
 fn signer(dir: &Path) -> CaSigner {
@@ -75,7 +65,7 @@ fn library_issue(signer: &CaSigner, request: &CertificateRequest, n: usize) -> D
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let serial = Serial::random().unwrap();
         let cert = signer
-            .sign(request, SubjectKey::Key(&key), &serial, now)
+            .sign(request, SubjectKey::Key(&key), &Signing::new(&serial, now))
             .unwrap();
         std::hint::black_box((cert.pem(), key.to_pkcs8_pem()));
     }
@@ -172,8 +162,12 @@ fn main() {
                     pki::duration::parse("90d")?,
                 )?;
                 let serial = Serial::random()?;
-                let cert = big_signer.sign(&req, SubjectKey::Key(&key), &serial, now)?;
-                inv.insert(&cert, Profile::Server, KeyAlgorithm::EcdsaP256, now)?;
+                let cert =
+                    big_signer.sign(&req, SubjectKey::Key(&key), &Signing::new(&serial, now))?;
+                inv.insert(
+                    &cert,
+                    &Issued::new(Profile::Server, KeyAlgorithm::EcdsaP256, now),
+                )?;
                 serials.push(serial);
             }
             Ok(serials)

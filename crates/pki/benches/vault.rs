@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use pki::authority::Batch;
 use pki::authority::vault::bootstrap::{self, BootstrapOptions, RoleOptions};
 use pki::authority::vault::{VaultAuthority, VaultSettings};
 use pki::{CertificateRequest, KeyAlgorithm, PrivateKey, Profile, SubjectName, clock, duration};
@@ -74,18 +75,14 @@ fn requests(n: usize, tag: &str) -> Vec<CertificateRequest> {
 async fn ours(vault: &VaultAuthority, reqs: &[CertificateRequest], concurrency: usize) -> Duration {
     let start = Instant::now();
     let mut done = 0;
+    let mut batch = Batch::new(reqs, KeyAlgorithm::EcdsaP256);
+    batch.concurrency = concurrency;
     vault
-        .issue_many(
-            reqs,
-            KeyAlgorithm::EcdsaP256,
-            concurrency,
-            clock::now(),
-            |_, r| {
-                r.unwrap();
-                done += 1;
-                ControlFlow::Continue(())
-            },
-        )
+        .issue_many(&batch, clock::now(), |_, r| {
+            r.unwrap();
+            done += 1;
+            ControlFlow::Continue(())
+        })
         .await;
     assert_eq!(done, reqs.len());
     start.elapsed()
@@ -145,24 +142,18 @@ fn main() {
     let home = std::env::temp_dir().join(format!("pki-bench-vault-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let (_server, addr) = start_bao(&home);
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let settings = VaultSettings {
-            address: Some(addr.clone()),
-            role: Some("bench".into()),
-            ..Default::default()
-        };
         let token_file = home.join("token");
         pki::fsio::write_atomic(&token_file, TOKEN.as_bytes(), pki::fsio::FileMode::PRIVATE)
             .unwrap();
-        let settings = VaultSettings {
-            token_file: Some(token_file),
-            ..settings
-        };
+        let mut settings = VaultSettings::default();
+        settings.address = Some(addr.clone());
+        settings.role = Some("bench".into());
+        settings.token_file = Some(token_file);
         // Wait for the dev server.
         let vault = loop {
             let v = VaultAuthority::connect(&settings).await.unwrap();
@@ -171,28 +162,12 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        bootstrap::bootstrap(
-            vault.client(),
-            &BootstrapOptions {
-                mount: "pki".into(),
-                max_lease_ttl: duration::parse("10y").unwrap(),
-                ca_common_name: "Bench Root CA".into(),
-                ca_ttl: duration::parse("10y").unwrap(),
-                ca_key: KeyAlgorithm::EcdsaP256,
-                offline_root: None,
-                role: Some(RoleOptions {
-                    name: "bench".into(),
-                    allowed_domains: vec!["example.internal".into()],
-                    profile: Profile::Server,
-                    max_ttl: duration::parse("90d").unwrap(),
-                    allow_ip_sans: true,
-                    allow_wildcards: false,
-                }),
-            },
-            clock::now(),
-        )
-        .await
-        .unwrap();
+        let mut options = BootstrapOptions::new("pki");
+        options.ca_common_name = "Bench Root CA".into();
+        options.role = Some(RoleOptions::new("bench", vec!["example.internal".into()]));
+        bootstrap::bootstrap(vault.client(), &options, clock::now())
+            .await
+            .unwrap();
         // The raw client gets the same transport as ours: HTTP/1.1 or h2 by ALPN, pooled.
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(

@@ -52,10 +52,55 @@ pub fn combined_pem(issued: &IssuedCertificate) -> Result<SecretString> {
     Ok(SecretString::new(cleaned))
 }
 
+/// What [`write_dir`] does with files already in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Existing {
+    /// Refuse to write when any of them exists.
+    #[default]
+    Refuse,
+    /// Replace them.
+    Replace,
+}
+
+/// Which of the optional files a bundle has: the key (absent for a signed CSR) and the root
+/// (absent when the authority did not name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Contents {
+    /// `key.pem` is written.
+    pub key: bool,
+    /// `ca.pem` is written.
+    pub root: bool,
+}
+
+impl Contents {
+    /// Every file.
+    pub const ALL: Self = Self {
+        key: true,
+        root: true,
+    };
+
+    /// What `issued` will be written as.
+    pub fn of(issued: &IssuedCertificate) -> Self {
+        Self {
+            key: issued.private_key.is_some(),
+            root: issued.root.is_some(),
+        }
+    }
+
+    /// The same, without the key (a certificate signed from a CSR).
+    #[must_use]
+    pub fn without_key(self) -> Self {
+        Self { key: false, ..self }
+    }
+}
+
 /// Checks, before anything is issued, that [`write_dir`] will be able to write into `dir`: it is
-/// a directory (or does not exist yet), and without `overwrite` none of the files exists. A
-/// `key.pem` left from an earlier issue is never kept next to a certificate it does not match.
-pub fn check_output(dir: &Path, with_key: bool, with_root: bool, overwrite: bool) -> Result<()> {
+/// a directory (or does not exist yet), and unless existing files may be replaced none of the
+/// files exists. A `key.pem` left from an earlier issue is never kept next to a certificate it
+/// does not match.
+pub fn check_output(dir: &Path, contents: Contents, existing: Existing) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::Io {
             op: crate::error::IoOp::CreateDir,
@@ -66,19 +111,19 @@ pub fn check_output(dir: &Path, with_key: bool, with_root: bool, overwrite: bool
             ),
         });
     }
-    if !with_key && dir.join(files::KEY).exists() {
+    if !contents.key && dir.join(files::KEY).exists() {
         return Err(Error::StaleKey {
             path: dir.join(files::KEY),
         });
     }
-    if overwrite {
+    if existing == Existing::Replace {
         return Ok(());
     }
     let mut names = vec![files::CERT, files::CHAIN, files::FULLCHAIN];
-    if with_key {
+    if contents.key {
         names.push(files::KEY);
     }
-    if with_root {
+    if contents.root {
         names.push(files::CA);
     }
     for name in names {
@@ -95,18 +140,12 @@ pub fn check_output(dir: &Path, with_key: bool, with_root: bool, overwrite: bool
 ///
 /// Every file is staged first; nothing replaces an existing file until all are written, and a
 /// failure leaves no partial file behind (nor the directory, if this call created it). Existing
-/// files are replaced only with `overwrite`. The key is moved into place before the certificate,
-/// so a reader that sees the new certificate finds its key.
-pub fn write_dir(dir: &Path, issued: &IssuedCertificate, overwrite: bool) -> Result<Vec<PathBuf>> {
-    write_dir_with(dir, issued, overwrite, fsio::Durability::Immediate)
-}
-
-/// [`write_dir`], leaving the fsyncs to the caller when `durability` is deferred.
-pub fn write_dir_with(
+/// files are replaced only with [`Existing::Replace`]. The key is moved into place before the
+/// certificate, so a reader that sees the new certificate finds its key.
+pub fn write_dir(
     dir: &Path,
     issued: &IssuedCertificate,
-    overwrite: bool,
-    durability: fsio::Durability,
+    existing: Existing,
 ) -> Result<Vec<PathBuf>> {
     let key_pem = issued.private_key.as_ref().map(|k| k.to_pkcs8_pem());
     let mut plan: Vec<(&str, Zeroizing<Vec<u8>>, FileMode)> = Vec::new();
@@ -140,7 +179,7 @@ pub fn write_dir_with(
         FileMode::PUBLIC,
     ));
 
-    check_output(dir, key_pem.is_some(), issued.root.is_some(), overwrite)?;
+    check_output(dir, Contents::of(issued), existing)?;
 
     let created = !dir.exists();
     fsio::create_dir(dir, 0o755)?;
@@ -160,7 +199,7 @@ pub fn write_dir_with(
         }
     };
     let written = staged.iter().map(|f| f.target().to_path_buf()).collect();
-    fsio::commit_all_with(staged, durability)?;
+    fsio::commit_all(staged)?;
     Ok(written)
 }
 

@@ -334,7 +334,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         .map(str::to_owned);
     let mut subject_alt_names = Vec::new();
     let mut is_ca = false;
-    let (mut server, mut client) = (false, false);
+    let mut profile = None;
     let mut subject_key_id = None;
     let mut authority_key_id = None;
     let mut permitted_dns_domains = Vec::new();
@@ -349,8 +349,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
             }
             ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
             ParsedExtension::ExtendedKeyUsage(eku) => {
-                server = eku.server_auth;
-                client = eku.client_auth;
+                profile = Profile::from_eku(eku);
             }
             ParsedExtension::SubjectKeyIdentifier(id) => subject_key_id = Some(id.0.to_vec()),
             ParsedExtension::AuthorityKeyIdentifier(aki) => {
@@ -373,22 +372,11 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         }
     }
     let spki = cert.public_key();
-    let oid = spki.algorithm.algorithm.to_id_string();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string());
-    let rsa_bits = match spki.parsed() {
-        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
-        _ => None,
-    };
-    let identified = KeyAlgorithm::identify(&oid, curve.as_deref(), rsa_bits);
+    let (identified, rsa_bits) = KeyAlgorithm::of_spki(spki);
     let key_description = match (&identified, rsa_bits) {
         (Ok(a), _) => a.name().to_owned(),
         (Err(_), Some(bits)) => format!("rsa-{bits}"),
-        (Err(_), None) => format!("unsupported ({oid})"),
+        (Err(_), None) => format!("unsupported ({})", spki.algorithm.algorithm.to_id_string()),
     };
     Ok(CertificateInfo {
         serial,
@@ -402,7 +390,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         key_algorithm: identified.ok(),
         key_description,
         is_ca,
-        profile: Profile::from_usages(server, client),
+        profile,
         self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
         permitted_dns_domains,
         public_key_raw: spki.subject_public_key.data.to_vec(),
@@ -434,6 +422,7 @@ pub(crate) fn subject_name_of(name: &GeneralName<'_>) -> Option<SubjectName> {
 
 /// The purpose a chain is verified for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Usage {
     /// TLS server authentication.
     Server,
@@ -441,15 +430,61 @@ pub enum Usage {
     Client,
 }
 
-/// Verifies `leaf` up to one of `roots` through `intermediates` at time `now`, for `usage`, with
+/// What a chain is verified against: the intermediates that may be on the path, and the roots
+/// trusted.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Trust<'a> {
+    /// Intermediates (untrusted, used to build the path).
+    pub intermediates: &'a [Certificate],
+    /// Trust anchors.
+    pub roots: &'a [Certificate],
+}
+
+impl<'a> Trust<'a> {
+    /// Paths through `intermediates` to one of `roots`.
+    pub fn new(intermediates: &'a [Certificate], roots: &'a [Certificate]) -> Self {
+        Self {
+            intermediates,
+            roots,
+        }
+    }
+}
+
+/// Verifies `leaf` against a bundle as operators keep them (intermediates and the root in one
+/// file): its self-signed certificates are the roots trusted, the others the intermediates, and
+/// the purpose is the leaf's own profile (server unless it is client-only).
+pub fn verify_bundle(
+    leaf: &Certificate,
+    bundle: &[Certificate],
+    now: OffsetDateTime,
+) -> Result<()> {
+    let (roots, intermediates): (Vec<_>, Vec<_>) =
+        bundle.iter().cloned().partition(|c| c.info().self_issued);
+    if roots.is_empty() {
+        return Err(Error::ChainInvalid {
+            reason: "the bundle holds no root (self-signed) certificate to trust".to_owned(),
+        });
+    }
+    let usage = match leaf.info().profile {
+        Some(p) if !p.server() => Usage::Client,
+        _ => Usage::Server,
+    };
+    verify_chain(leaf, &Trust::new(&intermediates, &roots), usage, now)
+}
+
+/// Verifies `leaf` up to one of the trusted roots at time `now`, for `usage`, with
 /// rustls-webpki (signatures, validity, basic constraints, name constraints, EKU).
 pub fn verify_chain(
     leaf: &Certificate,
-    intermediates: &[Certificate],
-    roots: &[Certificate],
+    trust: &Trust<'_>,
     usage: Usage,
     now: OffsetDateTime,
 ) -> Result<()> {
+    let Trust {
+        intermediates,
+        roots,
+    } = *trust;
     let leaf_der = CertificateDer::from(leaf.der());
     let root_ders: Vec<CertificateDer<'_>> = roots
         .iter()

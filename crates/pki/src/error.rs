@@ -74,10 +74,9 @@ impl fmt::Display for KeyProblem {
         match self {
             Self::Malformed(m) => write!(f, "malformed private key: {m}"),
             Self::Unsupported(m) => write!(f, "unsupported private key: {m}"),
-            Self::PassphraseRequired => f.write_str(
-                "the key is encrypted and no passphrase was given \
-                 (--passphrase-file or PKI_CA_PASSPHRASE)",
-            ),
+            Self::PassphraseRequired => {
+                f.write_str("the key is encrypted and no passphrase was given")
+            }
             Self::WrongPassphrase => f.write_str("wrong passphrase or corrupt key file"),
         }
     }
@@ -118,7 +117,7 @@ pub enum Error {
     },
 
     /// An output file exists and overwriting was not asked for.
-    #[error("{} already exists (use --force to replace it)", path.display())]
+    #[error("{} already exists", path.display())]
     OutputExists {
         /// The file.
         path: PathBuf,
@@ -170,6 +169,15 @@ pub enum Error {
         key: String,
     },
 
+    /// A certificate's key is of an algorithm this crate does not issue.
+    #[error("{subject} has a key this tool does not issue ({key})")]
+    UnsupportedKeyAlgorithm {
+        /// The certificate's subject.
+        subject: String,
+        /// What its key is.
+        key: String,
+    },
+
     /// Key generation failed.
     #[error("cannot generate a {algorithm} key: {reason}")]
     KeyGeneration {
@@ -186,6 +194,17 @@ pub enum Error {
     /// An empty passphrase was given for encryption.
     #[error("the passphrase is empty")]
     EmptyPassphrase,
+
+    /// A passphrase file holds nothing.
+    #[error("passphrase file {} is empty", path.display())]
+    EmptyPassphraseFile {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The async runtime shut down while work was handed to it.
+    #[error("the async runtime shut down during the operation")]
+    RuntimeShutDown,
 
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
@@ -296,7 +315,7 @@ pub enum Error {
     Signing(#[from] rcgen::Error),
 
     /// A CA directory is missing files or does not exist.
-    #[error("{} is not a CA directory: {missing} is missing (create one with `pki ca init`)", path.display())]
+    #[error("{} is not a CA directory: {missing} is missing", path.display())]
     NotACaDirectory {
         /// The directory.
         path: PathBuf,
@@ -332,10 +351,32 @@ pub enum Error {
     /// credentials, an unusable setting).
     #[error("Vault configuration: {setting}: {problem}")]
     VaultConfig {
-        /// The setting at fault (e.g. `address`, `role`, `VAULT_CACERT`).
+        /// The setting at fault (e.g. `address`, `role`, `ca_cert`).
         setting: &'static str,
-        /// What is wrong and how to fix it.
+        /// What is wrong.
         problem: String,
+    },
+
+    /// The CAs to trust for an HTTPS peer cannot be used (a CA file without certificates, no
+    /// system roots).
+    #[error("TLS trust: {setting}: {problem}")]
+    Trust {
+        /// The setting at fault (`ca_cert`, `ca_path`).
+        setting: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A settings file is malformed (the text of the line is not repeated: it may hold a
+    /// secret).
+    #[error("{}:{}: {message}", path.display(), line.map_or_else(String::new, |l| l.to_string()))]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
     },
 
     /// Vault / OpenBao could not be reached, or the exchange broke off (connection refused,
@@ -438,6 +479,9 @@ impl Error {
                 | Self::InvalidName { .. }
                 | Self::InvalidRequest(_)
                 | Self::VaultConfig { .. }
+                | Self::ConfigFile { .. }
+                | Self::Trust { .. }
+                | Self::UnsupportedKeyAlgorithm { .. }
         )
     }
 }
@@ -453,6 +497,8 @@ fn vault_messages(errors: &[String]) -> String {
 
 /// A timestamp that displays as RFC 3339, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// A display wrapper around one value: there is nothing to add to it.
+#[allow(clippy::exhaustive_structs)]
 pub struct Rfc3339(pub OffsetDateTime);
 
 impl fmt::Display for Rfc3339 {

@@ -22,6 +22,7 @@ pub const MAX_PEM_INPUT: u64 = 1 << 20;
 
 /// Mode, owner and group of a file to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FileMode {
     /// Permission bits, e.g. `0o600`.
     pub mode: u32,
@@ -44,6 +45,11 @@ impl FileMode {
             uid: None,
             gid: None,
         }
+    }
+
+    /// A mode with this owner and group (`None` keeps the process's).
+    pub const fn owned(mode: u32, uid: Option<u32>, gid: Option<u32>) -> Self {
+        Self { mode, uid, gid }
     }
 }
 
@@ -109,6 +115,7 @@ pub fn check_private_mode(path: &Path) -> Result<()> {
 
 /// When written data reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// Every file and directory is fsync'd as it is written: the default.
     #[default]

@@ -19,6 +19,7 @@ use crate::secret::{SecretBytes, SecretString};
 
 /// A key algorithm for leaves and CAs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum KeyAlgorithm {
     /// ECDSA on NIST P-256 with SHA-256 (the default: fast, small, universally supported).
     #[default]
@@ -94,9 +95,40 @@ impl KeyAlgorithm {
         }
     }
 
+    /// Vault's `key_type` and `key_bits` for this algorithm (`ed25519` has no size: 0).
+    pub fn vault_params(self) -> (&'static str, u32) {
+        match self {
+            Self::EcdsaP256 => ("ec", 256),
+            Self::EcdsaP384 => ("ec", 384),
+            Self::Ed25519 => ("ed25519", 0),
+            Self::Rsa2048 => ("rsa", 2048),
+            Self::Rsa3072 => ("rsa", 3072),
+            Self::Rsa4096 => ("rsa", 4096),
+        }
+    }
+
+    /// The algorithm of a parsed SubjectPublicKeyInfo, or why it is not one we accept; the
+    /// modulus size in bits comes along for RSA keys (to describe one of an unsupported size).
+    pub(crate) fn of_spki(
+        spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+    ) -> (std::result::Result<Self, String>, Option<usize>) {
+        let oid = spki.algorithm.algorithm.to_id_string();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string());
+        let rsa_bits = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
+            _ => None,
+        };
+        (Self::identify(&oid, curve.as_deref(), rsa_bits), rsa_bits)
+    }
+
     /// Identifies the algorithm of a SubjectPublicKeyInfo's algorithm OID, curve parameter and,
     /// for RSA, modulus size in bits.
-    pub(crate) fn identify(
+    fn identify(
         oid: &str,
         curve: Option<&str>,
         rsa_bits: Option<usize>,
@@ -487,6 +519,22 @@ fn der_tlv(input: &[u8], tag: u8) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vault_names_every_algorithm() {
+        let params: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.vault_params()).collect();
+        assert_eq!(
+            params,
+            [
+                ("ec", 256),
+                ("ec", 384),
+                ("ed25519", 0),
+                ("rsa", 2048),
+                ("rsa", 3072),
+                ("rsa", 4096)
+            ]
+        );
+    }
 
     #[test]
     fn every_algorithm_generates_and_round_trips() {

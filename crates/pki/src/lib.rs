@@ -12,20 +12,15 @@
 //!
 //! ```no_run
 //! use pki::authority::offline::{self, InitOptions, KeyProtection, OfflineCa};
+//! use pki::bundle::{self, Existing};
 //! use pki::{CertificateRequest, KeyAlgorithm, Profile, SubjectName, clock, duration};
 //!
 //! # fn main() -> pki::Result<()> {
 //! let dir = std::path::Path::new("/tmp/example-ca");
 //! let now = clock::now();
-//! offline::init(dir, &InitOptions {
-//!     name: "Example Internal".into(),
-//!     key_algorithm: KeyAlgorithm::EcdsaP256,
-//!     root_ttl: duration::parse("10y")?,
-//!     intermediate_ttl: duration::parse("3y")?,
-//!     permitted_dns: vec!["example.internal".into()],
-//!     protection: KeyProtection::None,
-//!     root_key_out: None,
-//! }, now)?;
+//! let mut options = InitOptions::new(KeyProtection::None);
+//! options.permitted_dns = vec!["example.internal".into()];
+//! offline::init(dir, &options, now)?;
 //!
 //! let mut ca = OfflineCa::open(dir)?;
 //! ca.unlock(None)?;
@@ -36,10 +31,16 @@
 //!     duration::parse("30d")?,
 //! )?;
 //! let issued = ca.issue(&request, KeyAlgorithm::EcdsaP256, now)?;
-//! pki::bundle::write_dir(std::path::Path::new("/tmp/api"), &issued, false)?;
+//! bundle::write_dir(std::path::Path::new("/tmp/api"), &issued, Existing::Refuse)?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Runnable examples (`cargo run -p pki --example NAME`): `issue_offline`, `issue_vault`,
+//! `plan_rotation`; the rotation hook's own is in `pki-deploy`.
+
+// Public types may grow: each says whether it is closed (rustls's rule).
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 pub mod authority;
 pub mod bundle;
@@ -55,6 +56,7 @@ pub mod profile;
 pub mod request;
 pub mod rotation;
 pub mod secret;
+pub mod tls;
 
 pub use authority::{Authority, IssuedCertificate};
 pub use cert::{Certificate, CertificateInfo, Serial};

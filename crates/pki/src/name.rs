@@ -18,6 +18,7 @@ const MAX_URI: usize = 2048;
 
 /// One subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum SubjectName {
     /// A DNS name, lower-case, possibly with a leading `*.` wildcard label.
     Dns(String),

@@ -23,6 +23,7 @@ pub mod label {
 }
 
 /// One decoded PEM block.
+#[non_exhaustive]
 pub struct Block {
     /// The label between `BEGIN` and the dashes.
     pub label: String,

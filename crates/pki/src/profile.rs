@@ -12,6 +12,7 @@ use crate::key::KeyAlgorithm;
 /// What a leaf certificate may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Profile {
     /// A TLS server (EKU serverAuth).
     #[default]
@@ -46,9 +47,9 @@ impl Profile {
         matches!(self, Self::Client | Self::ServerClient)
     }
 
-    /// The profile matching a certificate's EKUs, if any.
-    pub fn from_usages(server: bool, client: bool) -> Option<Self> {
-        match (server, client) {
+    /// The profile matching a certificate's extended key usages, if any.
+    pub fn from_eku(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Option<Self> {
+        match (eku.server_auth, eku.client_auth) {
             (true, true) => Some(Self::ServerClient),
             (true, false) => Some(Self::Server),
             (false, true) => Some(Self::Client),

@@ -15,6 +15,9 @@ use crate::profile::Profile;
 /// Most names one certificate may carry; more is a mistake or an attack on the verifier.
 pub const MAX_NAMES: usize = 100;
 
+/// The lifetime of a leaf when none is asked for: 30 days.
+pub const DEFAULT_TTL: Duration = Duration::days(30);
+
 /// A validated request for a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRequest {
@@ -62,7 +65,7 @@ impl CertificateRequest {
                 .any(|n| matches!(n, SubjectName::Dns(_) | SubjectName::Ip(_)))
         {
             return Err(Error::InvalidRequest(
-                "a server certificate needs a DNS name or IP address (as common name or --san)",
+                "a server certificate needs a DNS name or IP address (as common name or alternative name)",
             ));
         }
         if ttl <= Duration::ZERO || ttl > crate::duration::MAX {
@@ -153,6 +156,7 @@ impl CertificateRequest {
 
 /// Which public key a certificate is issued for.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum SubjectKey<'a> {
     /// A key we hold (generated or reused).
     Key(&'a PrivateKey),
@@ -228,20 +232,7 @@ impl Csr {
             )));
         }
         let info = &csr.certification_request_info;
-        let spki = &info.subject_pki;
-        let oid = spki.algorithm.algorithm.to_id_string();
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string());
-        let rsa_bits = match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
-            _ => None,
-        };
-        let key_algorithm =
-            KeyAlgorithm::identify(&oid, curve.as_deref(), rsa_bits).map_err(refuse)?;
+        let key_algorithm = KeyAlgorithm::of_spki(&info.subject_pki).0.map_err(refuse)?;
         csr.verify_signature()
             .map_err(|_| bad("the request's signature does not verify".to_owned()))?;
 
@@ -324,7 +315,7 @@ impl Csr {
             return Err(refuse("more than 100 subject alternative names".to_owned()));
         }
         Ok(Self {
-            spki_der: spki.raw.to_vec(),
+            spki_der: info.subject_pki.raw.to_vec(),
             der,
             common_name,
             names,

@@ -7,15 +7,17 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::cert::Certificate;
 use crate::key::KeyAlgorithm;
 use crate::name::SubjectName;
 use crate::profile::Profile;
 
 /// When a certificate becomes due for renewal.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum RenewAt {
     /// After this fraction of the lifetime has elapsed (0.0–1.0; default 2/3).
     Fraction(f64),
@@ -29,8 +31,10 @@ impl Default for RenewAt {
     }
 }
 
-/// What a certificate should be.
+/// What a certificate should be: [`Desired::new`], then the renewal settings that differ from
+/// the defaults.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Desired {
     /// Subject common name.
     pub common_name: String,
@@ -46,8 +50,27 @@ pub struct Desired {
     pub jitter: f64,
 }
 
+/// The default largest jitter: 5 % of the lifetime.
+pub const DEFAULT_JITTER: f64 = 0.05;
+
+impl Desired {
+    /// What `request` asks for, with a key of `key_algorithm`, renewed at the default point
+    /// (two thirds of the lifetime) with the default jitter.
+    pub fn new(request: &crate::request::CertificateRequest, key_algorithm: KeyAlgorithm) -> Self {
+        Self {
+            common_name: request.common_name().to_owned(),
+            names: request.names().to_vec(),
+            profile: request.profile(),
+            key_algorithm,
+            renew_at: RenewAt::default(),
+            jitter: DEFAULT_JITTER,
+        }
+    }
+}
+
 /// What is deployed now, as far as the planner needs to know.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Observed {
     /// Nothing deployed.
     Missing,
@@ -57,8 +80,10 @@ pub enum Observed {
     Present(Current),
 }
 
-/// The facts about a deployed certificate.
-#[derive(Debug, Clone, PartialEq)]
+/// The facts about a deployed certificate: few enough to be kept between runs, so that a host
+/// with thousands of certificates need not read them all every time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Current {
     /// Subject common name.
     pub common_name: Option<String>,
@@ -69,8 +94,10 @@ pub struct Current {
     /// Key algorithm.
     pub key_algorithm: Option<KeyAlgorithm>,
     /// Start of validity.
+    #[serde(with = "time::serde::timestamp")]
     pub not_before: OffsetDateTime,
     /// End of validity.
+    #[serde(with = "time::serde::timestamp")]
     pub not_after: OffsetDateTime,
     /// Whether the private key matches the certificate.
     pub key_matches: bool,
@@ -78,9 +105,39 @@ pub struct Current {
     pub issuer_current: Option<bool>,
 }
 
+/// What the caller found out about a certificate that the certificate itself does not say
+/// (the default: nothing proven, a key that does not match, the issuer not checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Checked {
+    /// Whether the private key kept with it matches.
+    pub key_matches: bool,
+    /// Whether the backend's current CA signed it (`None`: not checked).
+    pub issuer_current: Option<bool>,
+}
+
+impl Current {
+    /// The facts of `certificate` with what the caller `checked` (it may hold only the public
+    /// half of the key, and knows the backend's issuer).
+    pub fn from_certificate(certificate: &Certificate, checked: Checked) -> Self {
+        let info = certificate.info();
+        Self {
+            common_name: info.common_name.clone(),
+            names: info.subject_alt_names.clone(),
+            profile: info.profile,
+            key_algorithm: info.key_algorithm,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            key_matches: checked.key_matches,
+            issuer_current: checked.issuer_current,
+        }
+    }
+}
+
 /// Why a certificate is (re)issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Reason {
     /// No certificate is deployed.
     Missing,
@@ -100,7 +157,7 @@ pub enum Reason {
     Expired,
     /// Past its renewal point.
     Due,
-    /// Asked for with `--force`.
+    /// The caller asked for a new certificate whatever the state.
     Forced,
 }
 
@@ -131,6 +188,7 @@ impl fmt::Display for Reason {
 /// The decision for one certificate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Decision {
     /// Keep it; renewal is due at `renew_after`.
     Keep {
@@ -173,23 +231,48 @@ pub fn renewal_point(
     }
 }
 
-/// Decides what to do with one certificate. `jitter` is [`jitter_fraction`] for this host and
-/// certificate; `force` reissues whatever the state.
-pub fn decide(
-    desired: &Desired,
-    observed: &Observed,
-    jitter: f64,
-    force: bool,
-    now: OffsetDateTime,
-) -> Decision {
+/// The circumstances of a decision: the time, this host's jitter for the certificate, and
+/// whether a new certificate is wanted whatever the state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Moment {
+    /// The time of the decision.
+    pub now: OffsetDateTime,
+    /// [`jitter_fraction`] for this host and certificate.
+    pub jitter: f64,
+    /// Reissue whatever the state.
+    pub force: bool,
+}
+
+impl Moment {
+    /// A decision at `now` with this jitter fraction, not forced.
+    pub fn new(now: OffsetDateTime, jitter: f64) -> Self {
+        Self {
+            now,
+            jitter,
+            force: false,
+        }
+    }
+
+    /// The same moment, forcing a new certificate.
+    #[must_use]
+    pub fn forced(mut self) -> Self {
+        self.force = true;
+        self
+    }
+}
+
+/// Decides what to do with one certificate.
+pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
     let issue = |reason, detail: String| Decision::Issue { reason, detail };
+    let now = at.now;
     let current = match observed {
         Observed::Missing => return issue(Reason::Missing, "no certificate deployed".to_owned()),
         Observed::Unusable(why) => return issue(Reason::Unusable, why.clone()),
         Observed::Present(c) => c,
     };
-    if force {
-        return issue(Reason::Forced, "--force".to_owned());
+    if at.force {
+        return issue(Reason::Forced, "a new certificate was asked for".to_owned());
     }
     if !current.key_matches {
         return issue(
@@ -212,29 +295,30 @@ pub fn decide(
     if let Some(detail) = names_differ(desired, current) {
         return issue(Reason::NamesChanged, detail);
     }
-    if current.profile != Some(desired.profile) {
-        return issue(
+    // Settings of one value each: the first that differs decides.
+    let changes = [
+        (
             Reason::ProfileChanged,
-            format!(
-                "profile {} instead of {}",
-                current.profile.map_or("none", Profile::name),
-                desired.profile
-            ),
-        );
-    }
-    if current.key_algorithm != Some(desired.key_algorithm) {
-        return issue(
+            "profile",
+            current.profile != Some(desired.profile),
+            current.profile.map_or("none", Profile::name),
+            desired.profile.name(),
+        ),
+        (
             Reason::KeyAlgorithmChanged,
-            format!(
-                "key {} instead of {}",
-                current.key_algorithm.map_or("unknown", KeyAlgorithm::name),
-                desired.key_algorithm
-            ),
-        );
+            "key",
+            current.key_algorithm != Some(desired.key_algorithm),
+            current.key_algorithm.map_or("unknown", KeyAlgorithm::name),
+            desired.key_algorithm.name(),
+        ),
+    ];
+    if let Some((reason, what, _, have, want)) = changes.into_iter().find(|c| c.2) {
+        return issue(reason, format!("{what} {have} instead of {want}"));
     }
     let point = renewal_point(current.not_before, current.not_after, desired.renew_at);
     let lifetime = current.not_after - current.not_before;
-    let renew_after = point - lifetime * (desired.jitter.clamp(0.0, 1.0) * jitter.clamp(0.0, 1.0));
+    let renew_after =
+        point - lifetime * (desired.jitter.clamp(0.0, 1.0) * at.jitter.clamp(0.0, 1.0));
     if now >= renew_after {
         return issue(
             Reason::Due,
@@ -334,15 +418,13 @@ mod tests {
     fn keeps_until_two_thirds_then_renews() {
         let now = datetime!(2026-01-15 0:00 UTC);
         let c = Observed::Present(current());
-        assert_eq!(reason(decide(&desired(), &c, 0.0, false, now)), None);
+        assert_eq!(reason(decide(&desired(), &c, &Moment::new(now, 0.0))), None);
         // 2/3 of 30 days = day 20.
         assert_eq!(
             reason(decide(
                 &desired(),
                 &c,
-                0.0,
-                false,
-                datetime!(2026-01-20 23:00 UTC)
+                &Moment::new(datetime!(2026-01-20 23:00 UTC), 0.0)
             )),
             None
         );
@@ -350,9 +432,7 @@ mod tests {
             reason(decide(
                 &desired(),
                 &c,
-                0.0,
-                false,
-                datetime!(2026-01-21 0:00 UTC)
+                &Moment::new(datetime!(2026-01-21 0:00 UTC), 0.0)
             )),
             Some(Reason::Due)
         );
@@ -361,9 +441,7 @@ mod tests {
             reason(decide(
                 &desired(),
                 &c,
-                0.999,
-                false,
-                datetime!(2026-01-19 13:00 UTC)
+                &Moment::new(datetime!(2026-01-19 13:00 UTC), 0.999)
             )),
             Some(Reason::Due)
         );
@@ -375,11 +453,19 @@ mod tests {
         d.renew_at = RenewAt::BeforeExpiry(Duration::days(7));
         let c = Observed::Present(current());
         assert_eq!(
-            reason(decide(&d, &c, 0.0, false, datetime!(2026-01-23 23:00 UTC))),
+            reason(decide(
+                &d,
+                &c,
+                &Moment::new(datetime!(2026-01-23 23:00 UTC), 0.0)
+            )),
             None
         );
         assert_eq!(
-            reason(decide(&d, &c, 0.0, false, datetime!(2026-01-24 0:00 UTC))),
+            reason(decide(
+                &d,
+                &c,
+                &Moment::new(datetime!(2026-01-24 0:00 UTC), 0.0)
+            )),
             Some(Reason::Due)
         );
     }
@@ -389,23 +475,21 @@ mod tests {
         let now = datetime!(2026-01-02 0:00 UTC);
         let d = desired();
         assert_eq!(
-            reason(decide(&d, &Observed::Missing, 0.0, false, now)),
+            reason(decide(&d, &Observed::Missing, &Moment::new(now, 0.0))),
             Some(Reason::Missing)
         );
         assert_eq!(
             reason(decide(
                 &d,
                 &Observed::Unusable("bad".into()),
-                0.0,
-                false,
-                now
+                &Moment::new(now, 0.0)
             )),
             Some(Reason::Unusable)
         );
         let with = |f: &dyn Fn(&mut Current)| {
             let mut c = current();
             f(&mut c);
-            reason(decide(&d, &Observed::Present(c), 0.0, false, now))
+            reason(decide(&d, &Observed::Present(c), &Moment::new(now, 0.0)))
         };
         assert_eq!(with(&|c| c.key_matches = false), Some(Reason::KeyMismatch));
         assert_eq!(
@@ -434,7 +518,11 @@ mod tests {
             Some(Reason::KeyAlgorithmChanged)
         );
         assert_eq!(
-            reason(decide(&d, &Observed::Present(current()), 0.0, true, now)),
+            reason(decide(
+                &d,
+                &Observed::Present(current()),
+                &Moment::new(now, 0.0).forced()
+            )),
             Some(Reason::Forced)
         );
     }

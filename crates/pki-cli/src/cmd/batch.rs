@@ -13,14 +13,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pki::{CertificateRequest, SubjectName, bundle, clock, duration, name};
+use pki::authority::Batch;
+use pki::bundle::{self, Contents};
+use pki::{CertificateRequest, SubjectName, clock, name};
 use serde::Serialize;
 
+use super::Use;
 use super::backend::open_backend;
 use super::parse;
 use crate::UsageError;
 use crate::args::IssueArgs;
-use crate::output;
+use crate::output::{self, Format};
 
 /// Largest batch file read.
 const MAX_BATCH_FILE: u64 = 16 << 20;
@@ -78,8 +81,8 @@ fn read_batch(
     Ok(out)
 }
 
-fn progress_bar(len: usize, json: bool) -> ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
+fn progress_bar(len: usize, format: Format) -> ProgressBar {
+    if format.is_json() || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
@@ -91,12 +94,12 @@ fn progress_bar(len: usize, json: bool) -> ProgressBar {
     bar
 }
 
-pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: IssueArgs, format: Format) -> Result<u8> {
     let Some(batch) = a.batch.as_deref() else {
         return Err(UsageError("--batch FILE is required".to_owned()).into());
     };
     let profile = parse(&a.profile)?;
-    let ttl = duration::parse(&a.ttl)?;
+    let ttl = a.ttl.0;
     let algorithm = parse(&a.key)?;
     if a.concurrency == 0 || a.concurrency > 256 {
         return Err(UsageError("--concurrency must be from 1 to 256".to_owned()).into());
@@ -105,56 +108,52 @@ pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
     // Every output directory is checked before the first request, so a clash is found before
     // anything is issued.
     for (dir, _) in &entries {
-        bundle::check_output(&a.out.join(dir), true, true, a.force)?;
+        bundle::check_output(&a.out.join(dir), Contents::ALL, a.existing())?;
     }
     let requests: Vec<CertificateRequest> = entries.iter().map(|(_, r)| r.clone()).collect();
-    let authority = open_backend(&a.ca, &a.backend, true).await?;
-    let bar = progress_bar(requests.len(), json);
+    let authority = open_backend(&a.ca, &a.backend, Use::Sign).await?;
+    let bar = progress_bar(requests.len(), format);
     let mut written: Vec<Written> = Vec::new();
     let mut warnings: BTreeMap<String, usize> = BTreeMap::new();
     let mut failure: Option<(usize, anyhow::Error)> = None;
+    let mut batch = Batch::new(&requests, algorithm);
+    batch.concurrency = a.concurrency;
     authority
-        .issue_many(
-            &requests,
-            algorithm,
-            a.concurrency,
-            clock::now(),
-            |i, outcome| {
-                let dir = a.out.join(&entries[i].0);
-                let step = outcome.map_err(anyhow::Error::from).and_then(|issued| {
-                    bundle::write_dir(&dir, &issued, a.force)
-                        .with_context(|| format!("cannot write {}", dir.display()))?;
-                    Ok(issued)
-                });
-                match step {
-                    Ok(issued) => {
-                        for w in &issued.warnings {
-                            *warnings.entry(w.clone()).or_default() += 1;
-                        }
-                        let info = issued.certificate.info();
-                        written.push(Written {
-                            name: requests[i].common_name().to_owned(),
-                            dir,
-                            serial: info.serial.to_hex(),
-                            not_after: info.not_after,
-                        });
-                        bar.inc(1);
-                        ControlFlow::Continue(())
+        .issue_many(&batch, clock::now(), |i, outcome| {
+            let dir = a.out.join(&entries[i].0);
+            let step = outcome.map_err(anyhow::Error::from).and_then(|issued| {
+                bundle::write_dir(&dir, &issued, a.existing())
+                    .with_context(|| format!("cannot write {}", dir.display()))?;
+                Ok(issued)
+            });
+            match step {
+                Ok(issued) => {
+                    for w in &issued.warnings {
+                        *warnings.entry(w.clone()).or_default() += 1;
                     }
-                    Err(e) => {
-                        failure = Some((i, e));
-                        ControlFlow::Break(())
-                    }
+                    let info = issued.certificate.info();
+                    written.push(Written {
+                        name: requests[i].common_name().to_owned(),
+                        dir,
+                        serial: info.serial.to_hex(),
+                        not_after: info.not_after,
+                    });
+                    bar.inc(1);
+                    ControlFlow::Continue(())
                 }
-            },
-        )
+                Err(e) => {
+                    failure = Some((i, e));
+                    ControlFlow::Break(())
+                }
+            }
+        })
         .await;
     bar.finish_and_clear();
     for (w, count) in &warnings {
         eprintln!("warning ({count} certificate(s)): {w}");
     }
     if let Some((i, e)) = failure {
-        if !json {
+        if !format.is_json() {
             for w in &written {
                 println!("Issued {} into {}", w.name, w.dir.display());
             }
@@ -176,7 +175,7 @@ pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
         ));
     }
     written.sort_by(|x, y| x.dir.cmp(&y.dir));
-    if json {
+    if format.is_json() {
         output::print_json(&serde_json::json!({ "issued": written }))?;
     } else {
         println!(

@@ -2,35 +2,27 @@
 
 use anyhow::Result;
 use pki::authority::offline::{self, InitOptions, KeyProtection};
-use pki::{clock, duration};
+use pki::clock;
 
 use super::parse;
 use crate::args::CaInitArgs;
-use crate::output;
+use crate::output::{self, Format};
 
-pub(crate) fn init(a: CaInitArgs, json: bool) -> Result<u8> {
-    let key_algorithm = parse(&a.key)?;
-    let root_ttl = duration::parse(&a.root_ttl)?;
-    let intermediate_ttl = duration::parse(&a.intermediate_ttl)?;
+pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
     let protection = if a.insecure_no_passphrase {
         KeyProtection::None
     } else {
         KeyProtection::Passphrase(crate::passphrase::for_init(a.passphrase_file.as_deref())?)
     };
-    let summary = offline::init(
-        &a.dir,
-        &InitOptions {
-            name: a.name,
-            key_algorithm,
-            root_ttl,
-            intermediate_ttl,
-            permitted_dns: a.permitted_dns,
-            protection,
-            root_key_out: a.root_key_out,
-        },
-        clock::now(),
-    )?;
-    if json {
+    let mut options = InitOptions::new(protection);
+    options.name = a.name;
+    options.key_algorithm = parse(&a.key)?;
+    options.root_ttl = a.root_ttl.0;
+    options.intermediate_ttl = a.intermediate_ttl.0;
+    options.permitted_dns = a.permitted_dns;
+    options.root_key_out = a.root_key_out;
+    let summary = offline::init(&a.dir, &options, clock::now())?;
+    if format.is_json() {
         output::print_json(&summary)?;
     } else {
         println!("Created CA in {}", summary.dir.display());

@@ -6,19 +6,20 @@ use anyhow::Result;
 use pki::fsio::{self, FileMode};
 use pki::{clock, duration};
 
+use super::Use;
 use super::backend::open_backend;
 use crate::args::CrlArgs;
-use crate::output;
+use crate::output::{self, Format};
 
-pub(crate) async fn run(a: CrlArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: CrlArgs, format: Format) -> Result<u8> {
     let next_update = duration::parse(&a.next_update)?;
-    let authority = open_backend(&a.ca, &a.backend, true).await?;
+    let authority = open_backend(&a.ca, &a.backend, Use::Sign).await?;
     let crl = authority.crl(next_update, clock::now()).await?;
     let pem = crl.pem();
     if let Some(out) = &a.out {
         fsio::write_atomic(out, pem.as_bytes(), FileMode::PUBLIC)?;
     }
-    if json {
+    if format.is_json() {
         output::print_json(&serde_json::json!({
             "number": crl.number,
             "entries": crl.entries,

@@ -1,14 +1,14 @@
 //! `pki inspect`.
 
 use anyhow::Result;
-use pki::cert::{self, Usage};
+use pki::cert;
 use pki::pemfile::{self, label};
 use pki::{Certificate, Csr, PrivateKey, clock};
 use serde::Serialize;
 
 use super::read_pem;
 use crate::args::InspectArgs;
-use crate::output;
+use crate::output::{self, Format};
 
 #[derive(Serialize)]
 struct ChainCheck {
@@ -26,7 +26,7 @@ struct CertReport<'a> {
     chain: Option<ChainCheck>,
 }
 
-pub(crate) fn run(a: InspectArgs, json: bool) -> Result<u8> {
+pub(crate) fn run(a: InspectArgs, format: Format) -> Result<u8> {
     let origin = a.file.display().to_string();
     let text = read_pem(&a.file)?;
     let blocks = pemfile::blocks_labelled(
@@ -35,7 +35,7 @@ pub(crate) fn run(a: InspectArgs, json: bool) -> Result<u8> {
         &[label::CERTIFICATE, label::CSR, "NEW CERTIFICATE REQUEST"],
     )?;
     if blocks[0].label != label::CERTIFICATE {
-        return inspect_csr(&text, &origin, json);
+        return inspect_csr(&text, &origin, format);
     }
     let certificate = Certificate::from_pem(&text, &origin)?;
     let key_matches = match &a.key {
@@ -48,19 +48,9 @@ pub(crate) fn run(a: InspectArgs, json: bool) -> Result<u8> {
     };
     let chain = match &a.chain {
         Some(path) => {
-            let all = Certificate::all_from_pem(&read_pem(path)?, &path.display().to_string())?;
-            let (roots, intermediates): (Vec<_>, Vec<_>) =
-                all.into_iter().partition(|c| c.info().self_issued);
-            let usage = match certificate.info().profile {
-                Some(p) if !p.server() => Usage::Client,
-                _ => Usage::Server,
-            };
-            let result = if roots.is_empty() {
-                Err("the chain file holds no root (self-signed) certificate to trust".to_owned())
-            } else {
-                cert::verify_chain(&certificate, &intermediates, &roots, usage, clock::now())
-                    .map_err(|e| e.to_string())
-            };
+            let bundle = Certificate::all_from_pem(&read_pem(path)?, &path.display().to_string())?;
+            let result =
+                cert::verify_bundle(&certificate, &bundle, clock::now()).map_err(|e| e.to_string());
             Some(ChainCheck {
                 valid: result.is_ok(),
                 error: result.err(),
@@ -74,7 +64,7 @@ pub(crate) fn run(a: InspectArgs, json: bool) -> Result<u8> {
         key_matches,
         chain,
     };
-    if json {
+    if format.is_json() {
         output::print_json(&report)?;
     } else {
         print_cert(&report);
@@ -124,10 +114,10 @@ fn print_cert(r: &CertReport<'_>) {
     }
 }
 
-fn inspect_csr(text: &[u8], origin: &str, json: bool) -> Result<u8> {
+fn inspect_csr(text: &[u8], origin: &str, format: Format) -> Result<u8> {
     let csr = Csr::from_pem(text, origin)?;
     let names: Vec<String> = csr.names().iter().map(ToString::to_string).collect();
-    if json {
+    if format.is_json() {
         output::print_json(&serde_json::json!({
             "csr": {
                 "common_name": csr.common_name(),

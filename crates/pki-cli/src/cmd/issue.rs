@@ -1,20 +1,22 @@
 //! `pki issue`.
 
 use anyhow::Result;
-use pki::{CertificateRequest, Csr, SubjectKey, SubjectName, bundle, clock, duration};
+use pki::bundle::{self, Contents};
+use pki::{CertificateRequest, Csr, SubjectKey, SubjectName, clock};
 
+use super::Use;
 use super::backend::open_backend;
 use super::{parse, read_pem};
 use crate::UsageError;
 use crate::args::IssueArgs;
-use crate::output;
+use crate::output::{self, Format};
 
-pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: IssueArgs, format: Format) -> Result<u8> {
     if a.batch.is_some() {
-        return super::batch::run(a, json).await;
+        return super::batch::run(a, format).await;
     }
     let profile = parse(&a.profile)?;
-    let ttl = duration::parse(&a.ttl)?;
+    let ttl = a.ttl.0;
     let names = a
         .san
         .iter()
@@ -47,14 +49,19 @@ pub(crate) async fn run(a: IssueArgs, json: bool) -> Result<u8> {
     };
     // Every check that can fail is done before signing, so a refused request leaves neither a
     // certificate in the inventory nor a file in --out.
-    bundle::check_output(&a.out, csr.is_none(), true, a.force)?;
-    let authority = open_backend(&a.ca, &a.backend, true).await?;
+    let contents = if csr.is_some() {
+        Contents::ALL.without_key()
+    } else {
+        Contents::ALL
+    };
+    bundle::check_output(&a.out, contents, a.existing())?;
+    let authority = open_backend(&a.ca, &a.backend, Use::Sign).await?;
     let now = clock::now();
     let issued = match &csr {
         Some(csr) => authority.sign(&request, SubjectKey::Csr(csr), now).await?,
         None => authority.issue(&request, algorithm, now).await?,
     };
-    let files = bundle::write_dir(&a.out, &issued, a.force)?;
-    output::issued(&issued, &files, json, "Issued")?;
+    let files = bundle::write_dir(&a.out, &issued, a.existing())?;
+    output::issued(&issued, &files, format, "Issued")?;
     Ok(0)
 }

@@ -6,28 +6,28 @@ use anyhow::Result;
 use pki::authority::{ListFilter, Record};
 use pki::{clock, duration};
 
+use super::Use;
 use super::backend::open_backend;
 use super::parse;
 use crate::args::ListArgs;
-use crate::output;
+use crate::output::{self, Format};
 
-pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: ListArgs, format: Format) -> Result<u8> {
     let now = clock::now();
-    let filter = ListFilter {
-        status: a.status.as_deref().map(parse).transpose()?,
-        expiring_before: a
-            .expiring
-            .as_deref()
-            .map(duration::parse)
-            .transpose()?
-            .map(|d| now + d),
-    };
-    let authority = open_backend(&a.ca, &a.backend, false).await?;
+    let mut filter = ListFilter::default();
+    filter.status = a.status.as_deref().map(parse).transpose()?;
+    filter.expiring_before = a
+        .expiring
+        .as_deref()
+        .map(duration::parse)
+        .transpose()?
+        .map(|d| now + d);
+    let authority = open_backend(&a.ca, &a.backend, Use::Read).await?;
     // Rows are streamed: an inventory may hold a hundred thousand of them.
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut failure: Option<std::io::Error> = None;
     let write = |out: &mut BufWriter<_>, r: Record, first: bool| -> std::io::Result<()> {
-        if json {
+        if format.is_json() {
             out.write_all(if first { b"[" } else { b"," })?;
             serde_json::to_writer(&mut *out, &r)?;
             Ok(())
@@ -44,7 +44,7 @@ pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
             )
         }
     };
-    if !json {
+    if !format.is_json() {
         writeln!(
             out,
             "{:<32}  {:<7}  {:<20}  {:<13}  {:<10}  COMMON NAME",
@@ -66,7 +66,7 @@ pub(crate) async fn run(a: ListArgs, json: bool) -> Result<u8> {
     if let Some(e) = failure {
         return Err(e.into());
     }
-    if json {
+    if format.is_json() {
         out.write_all(if count == 0 { b"[]\n" } else { b"]\n" })?;
     }
     out.flush()?;

@@ -15,44 +15,55 @@ pub(crate) mod vault;
 
 use anyhow::{Context, Result};
 use pki::Authority;
-use pki::authority::offline::OfflineCa;
+use pki::authority::offline::{CaKeySource, OfflineCa};
 
 use crate::UsageError;
 use crate::args::{CaCommand, CaOpts, Cli, Command};
+use crate::output::Format;
 
 /// Runs the parsed command and returns the exit code.
 pub(crate) async fn run(cli: Cli) -> Result<u8> {
-    let json = cli.json;
+    let format = if cli.json { Format::Json } else { Format::Text };
     match cli.command {
-        Command::Ca(CaCommand::Init(a)) => ca::init(a, json),
-        Command::Issue(a) => issue::run(a, json).await,
-        Command::Renew(a) => renew::run(a, json).await,
-        Command::Revoke(a) => revoke::run(a, json).await,
-        Command::Crl(a) => crl::run(a, json).await,
-        Command::List(a) => list::run(a, json).await,
-        Command::Inspect(a) => inspect::run(a, json),
-        Command::Rotate(a) => rotate::run(a, json).await,
-        Command::Secret(c) => secret::run(c, json).await,
-        Command::Vault(c) => vault::run(c, json).await,
+        Command::Ca(CaCommand::Init(a)) => ca::init(a, format),
+        Command::Issue(a) => issue::run(a, format).await,
+        Command::Renew(a) => renew::run(a, format).await,
+        Command::Revoke(a) => revoke::run(a, format).await,
+        Command::Crl(a) => crl::run(a, format).await,
+        Command::List(a) => list::run(a, format).await,
+        Command::Inspect(a) => inspect::run(a, format),
+        Command::Rotate(a) => rotate::run(a, format).await,
+        Command::Secret(c) => secret::run(c, format).await,
+        Command::Vault(c) => vault::run(c, format).await,
     }
 }
 
-/// Opens the offline CA of `--ca-dir` / `PKI_CA_DIR`; with `unlock`, loads its signing key,
-/// asking for the passphrase only if the key is encrypted.
-pub(crate) fn open_authority(opts: &CaOpts, unlock: bool) -> Result<Authority> {
+/// What a command does with the authority it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Reads it (list, revoke): no key is needed.
+    Read,
+    /// Signs with it: the offline CA's key is unlocked.
+    Sign,
+}
+
+/// Opens the offline CA of `--ca-dir` / `PKI_CA_DIR`; to sign, loads its key, asking for the
+/// passphrase only if the key is encrypted.
+pub(crate) fn open_authority(opts: &CaOpts, usage: Use) -> Result<Authority> {
     let dir = opts.ca_dir.as_deref().ok_or_else(|| {
         UsageError("no CA directory: give --ca-dir DIR or set PKI_CA_DIR".to_owned())
     })?;
     let mut ca = OfflineCa::open(dir)?;
-    if unlock {
-        let passphrase = if ca.key_is_encrypted()? {
-            Some(crate::passphrase::for_unlock(
+    if usage == Use::Sign {
+        // A prompt only when the key needs a passphrase and neither file nor variable has it.
+        let source = if ca.key_is_encrypted()? {
+            CaKeySource::Given(crate::passphrase::for_unlock(
                 opts.passphrase_file.as_deref(),
             )?)
         } else {
-            None
+            CaKeySource::Nothing
         };
-        ca.unlock(passphrase.as_ref())
+        ca.unlock_from(&source)
             .with_context(|| format!("cannot unlock the CA in {}", dir.display()))?;
     }
     Ok(Authority::Offline(ca))

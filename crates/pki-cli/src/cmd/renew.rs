@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use pki::{Certificate, CertificateRequest, PrivateKey, SubjectKey, bundle, clock, duration};
+use pki::authority::{RenewKey, Renewal};
+use pki::bundle::{self, Contents, Existing};
+use pki::{Certificate, CertificateRequest, PrivateKey, clock, duration};
 
+use super::Use;
 use super::backend::open_backend;
 use super::{parse, read_pem};
 use crate::UsageError;
 use crate::args::RenewArgs;
-use crate::output;
+use crate::output::{self, Format};
 
 /// Where the current certificate and key are, and where the successor goes.
 struct Paths {
@@ -57,13 +60,14 @@ fn resolve(a: &RenewArgs) -> Result<Paths> {
     })
 }
 
-pub(crate) async fn run(a: RenewArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: RenewArgs, format: Format) -> Result<u8> {
     let paths = resolve(&a)?;
     let cert_origin = paths.cert.display().to_string();
     let current = Certificate::from_pem(&read_pem(&paths.cert)?, &cert_origin)?;
     let ttl = a.ttl.as_deref().map(duration::parse).transpose()?;
-    let request = CertificateRequest::renewal_of(&current, ttl)?;
-    let reused = if a.reuse_key {
+    // Checked before anything is signed: the names must make a request again.
+    CertificateRequest::renewal_of(&current, ttl)?;
+    let key = if a.reuse_key {
         let origin = paths.key.display().to_string();
         let text = zeroize::Zeroizing::new(read_pem(&paths.key)?);
         let key = PrivateKey::from_pem(&text, &origin)?;
@@ -74,37 +78,19 @@ pub(crate) async fn run(a: RenewArgs, json: bool) -> Result<u8> {
             }
             .into());
         }
-        Some(key)
+        RenewKey::Reuse(key)
     } else {
-        None
+        RenewKey::New(a.key.as_deref().map(parse).transpose()?)
     };
-    let algorithm = match (&a.key, current.info().key_algorithm) {
-        (Some(alg), _) => parse(alg)?,
-        (None, Some(alg)) => alg,
-        (None, None) => {
-            return Err(UsageError(format!(
-                "{cert_origin} has a key algorithm this tool does not issue ({}); choose one \
-                 with --key",
-                current.info().key_description
-            ))
-            .into());
-        }
-    };
-    bundle::check_output(&paths.out, true, true, true)?;
-    let authority = open_backend(&a.ca, &a.backend, true).await?;
-    let now = clock::now();
-    let issued = match reused {
-        Some(key) => {
-            let mut issued = authority
-                .sign(&request, SubjectKey::Key(&key), now)
-                .await
-                .context("cannot sign the successor")?;
-            issued.private_key = Some(key);
-            issued
-        }
-        None => authority.issue(&request, algorithm, now).await?,
-    };
-    let files = bundle::write_dir(&paths.out, &issued, true)?;
-    output::issued(&issued, &files, json, "Renewed")?;
+    bundle::check_output(&paths.out, Contents::ALL, Existing::Replace)?;
+    let authority = open_backend(&a.ca, &a.backend, Use::Sign).await?;
+    let mut renewal = Renewal::new(key);
+    renewal.ttl = ttl;
+    let issued = authority
+        .renew(&current, renewal, clock::now())
+        .await
+        .context("cannot issue the successor")?;
+    let files = bundle::write_dir(&paths.out, &issued, Existing::Replace)?;
+    output::issued(&issued, &files, format, "Renewed")?;
     Ok(0)
 }

@@ -7,10 +7,11 @@ use pki::authority::{RevocationReason, RevokeOutcome};
 use pki::{Certificate, Serial, clock};
 use serde::Serialize;
 
+use super::Use;
 use super::backend::open_backend;
 use super::{parse, read_pem};
 use crate::args::RevokeArgs;
-use crate::output;
+use crate::output::{self, Format};
 
 #[derive(Serialize)]
 struct Report {
@@ -21,7 +22,7 @@ struct Report {
     already_revoked: bool,
 }
 
-pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
+pub(crate) async fn run(a: RevokeArgs, format: Format) -> Result<u8> {
     let reason: RevocationReason = parse(&a.reason)?;
     let path = Path::new(&a.target);
     let serial = if path.is_file() {
@@ -32,8 +33,8 @@ pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
     } else {
         Serial::parse(&a.target)?
     };
-    let authority = open_backend(&a.ca, &a.backend, false).await?;
-    let vault = authority.kind() == "vault";
+    let authority = open_backend(&a.ca, &a.backend, Use::Read).await?;
+    let vault = !authority.records_revocation_reasons();
     if vault && reason != RevocationReason::Unspecified {
         eprintln!(
             "warning: Vault records no revocation reason; {} is not sent",
@@ -55,7 +56,7 @@ pub(crate) async fn run(a: RevokeArgs, json: bool) -> Result<u8> {
             already_revoked: true,
         },
     };
-    if json {
+    if format.is_json() {
         output::print_json(&report)?;
     } else if report.already_revoked {
         println!(

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::backend::vault_settings;
 use crate::UsageError;
-use crate::output;
+use crate::output::{self, Format};
 
 /// KV v2 subcommands.
 #[derive(Debug, Subcommand)]
@@ -97,15 +97,15 @@ async fn connect(kv: &KvOpts) -> Result<pki::authority::vault::VaultAuthority> {
     Ok(pki::authority::vault::VaultAuthority::connect(&settings).await?)
 }
 
-pub(crate) async fn run(command: SecretCommand, json: bool) -> Result<u8> {
+pub(crate) async fn run(command: SecretCommand, format: Format) -> Result<u8> {
     match command {
-        SecretCommand::Get(a) => get(a, json).await,
-        SecretCommand::Put(a) => put(a, json).await,
-        SecretCommand::Metadata(a) => metadata(a, json).await,
+        SecretCommand::Get(a) => get(a, format).await,
+        SecretCommand::Put(a) => put(a, format).await,
+        SecretCommand::Metadata(a) => metadata(a, format).await,
     }
 }
 
-async fn get(a: GetArgs, json: bool) -> Result<u8> {
+async fn get(a: GetArgs, format: Format) -> Result<u8> {
     pki::authority::vault::kv::check_secret_path(&a.path)?;
     let vault = connect(&a.kv).await?;
     let secret = vault.kv_get(&a.path, a.version).await?;
@@ -137,7 +137,7 @@ async fn get(a: GetArgs, json: bool) -> Result<u8> {
     match &a.out {
         Some(path) => {
             fsio::write_atomic(path, &content, FileMode::PRIVATE)?;
-            if json {
+            if format.is_json() {
                 output::print_json(&serde_json::json!({
                     "path": a.path, "version": secret.version, "file": path,
                 }))?;
@@ -186,7 +186,7 @@ fn field(arg: &str) -> Result<(String, SecretString)> {
     Ok((key.to_owned(), value))
 }
 
-async fn put(a: PutArgs, json: bool) -> Result<u8> {
+async fn put(a: PutArgs, format: Format) -> Result<u8> {
     pki::authority::vault::kv::check_secret_path(&a.path)?;
     let fields = a
         .fields
@@ -195,7 +195,7 @@ async fn put(a: PutArgs, json: bool) -> Result<u8> {
         .collect::<Result<Vec<_>>>()?;
     let vault = connect(&a.kv).await?;
     let written = vault.kv_put(&a.path, &fields, a.cas).await?;
-    if json {
+    if format.is_json() {
         output::print_json(&serde_json::json!({
             "path": a.path, "version": written.version, "created_time": written.created_time,
         }))?;
@@ -210,11 +210,11 @@ async fn put(a: PutArgs, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-async fn metadata(a: MetadataArgs, json: bool) -> Result<u8> {
+async fn metadata(a: MetadataArgs, format: Format) -> Result<u8> {
     pki::authority::vault::kv::check_secret_path(&a.path)?;
     let vault = connect(&a.kv).await?;
     let meta = vault.kv_metadata(&a.path).await?;
-    if json {
+    if format.is_json() {
         output::print_json(&meta)?;
         return Ok(0);
     }

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use pki::authority::offline::{OfflineCa, files};
+use pki::authority::offline::{CaKeySource, OfflineCa};
 use pki::authority::vault::VaultAuthority;
 use pki::authority::vault::bootstrap::{self, BootstrapOptions, OfflineRoot, RoleOptions};
-use pki::{PrivateKey, clock, duration};
+use pki::error::KeyProblem;
+use pki::{clock, duration};
 
 use super::backend::vault_settings;
-use super::{parse, read_pem};
+use super::parse;
 use crate::UsageError;
-use crate::output;
+use crate::output::{self, Format};
 
 /// Vault subcommands.
 #[derive(Debug, Subcommand)]
@@ -88,9 +89,9 @@ const BOOTSTRAP_EXAMPLES: &str = "EXAMPLES:
   pki vault bootstrap --role services --allowed-domains example.internal \\
       --root-ca-dir /etc/pki/ca --passphrase-file /root/ca.pass";
 
-pub(crate) async fn run(command: VaultCommand, json: bool) -> Result<u8> {
+pub(crate) async fn run(command: VaultCommand, format: Format) -> Result<u8> {
     match command {
-        VaultCommand::Bootstrap(a) => bootstrap_cmd(a, json).await,
+        VaultCommand::Bootstrap(a) => bootstrap_cmd(a, format).await,
     }
 }
 
@@ -99,83 +100,61 @@ fn offline_root(a: &BootstrapArgs) -> Result<Option<OfflineRoot>> {
         return Ok(None);
     };
     let ca = OfflineCa::open(dir)?;
-    let key_path = a
-        .root_key
-        .clone()
-        .unwrap_or_else(|| dir.join(files::ROOT_KEY));
-    pki::fsio::check_private_mode(&key_path)?;
-    let text = zeroize::Zeroizing::new(read_pem(&key_path)?);
-    let passphrase = if PrivateKey::pem_is_encrypted(&text) {
-        Some(crate::passphrase::for_unlock(a.passphrase_file.as_deref())?)
-    } else {
-        None
+    let file = a.passphrase_file.as_deref();
+    let root = match ca.unlock_root(a.root_key.as_deref(), &crate::passphrase::source(file)) {
+        Err(pki::Error::Key {
+            problem: KeyProblem::PassphraseRequired,
+            ..
+        }) => {
+            let given = CaKeySource::Given(crate::passphrase::for_unlock(file)?);
+            ca.unlock_root(a.root_key.as_deref(), &given)
+        }
+        other => other,
     };
-    let origin = key_path.display().to_string();
-    let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase.as_ref())
-        .with_context(|| format!("cannot unlock the root key {origin}"))?;
-    Ok(Some(OfflineRoot {
-        certificate: ca.root().clone(),
-        key,
-    }))
+    Ok(Some(root.context("cannot unlock the root key")?))
 }
 
-async fn bootstrap_cmd(a: BootstrapArgs, json: bool) -> Result<u8> {
-    let role = match &a.role {
-        Some(name) => {
-            if a.allowed_domains.is_empty() {
-                return Err(UsageError(
-                    "--role needs --allowed-domains DOMAIN (the zone it may issue for)".to_owned(),
-                )
-                .into());
-            }
-            Some(RoleOptions {
-                name: name.clone(),
-                allowed_domains: a.allowed_domains.clone(),
-                profile: parse(&a.profile)?,
-                max_ttl: duration::parse(&a.max_ttl)?,
-                allow_ip_sans: !a.no_ip_sans,
-                allow_wildcards: a.allow_wildcards,
-            })
-        }
-        None => None,
+/// The role the flags describe, if any.
+fn role_options(a: &BootstrapArgs) -> Result<Option<RoleOptions>> {
+    let Some(name) = &a.role else {
+        return Ok(None);
     };
-    let mount_max = duration::parse(&a.mount_max_ttl)?;
-    let root = offline_root(&a)?;
-    let ca_ttl = match &a.ca_ttl {
+    if a.allowed_domains.is_empty() {
+        return Err(UsageError(
+            "--role needs --allowed-domains DOMAIN (the zone it may issue for)".to_owned(),
+        )
+        .into());
+    }
+    let mut role = RoleOptions::new(name, a.allowed_domains.clone());
+    role.profile = parse(&a.profile)?;
+    role.max_ttl = duration::parse(&a.max_ttl)?;
+    role.allow_ip_sans = !a.no_ip_sans;
+    role.allow_wildcards = a.allow_wildcards;
+    Ok(Some(role))
+}
+
+async fn bootstrap_cmd(a: BootstrapArgs, format: Format) -> Result<u8> {
+    let mut options = BootstrapOptions::new(&a.mount);
+    options.role = role_options(&a)?;
+    options.max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
+    options.offline_root = offline_root(&a)?;
+    options.ca_ttl = match &a.ca_ttl {
         Some(t) => duration::parse(t)?,
-        None if root.is_some() => duration::parse("5y")?,
-        None => mount_max,
+        None if options.offline_root.is_some() => bootstrap::DEFAULT_INTERMEDIATE_TTL,
+        None => options.max_lease_ttl,
     };
-    let default_name = match &root {
-        Some(r) => {
-            let org = r
-                .certificate
-                .info()
-                .common_name
-                .as_deref()
-                .and_then(|cn| cn.strip_suffix(" Root CA"))
-                .unwrap_or("pki")
-                .to_owned();
-            format!("{org} Vault Intermediate CA")
-        }
-        None => format!("{} Root CA", a.mount),
+    options.ca_common_name = match &a.common_name {
+        Some(name) => name.clone(),
+        None => bootstrap::default_ca_name(&a.mount, options.offline_root.as_ref()),
     };
-    let options = BootstrapOptions {
-        mount: a.mount.clone(),
-        max_lease_ttl: mount_max,
-        ca_common_name: a.common_name.clone().unwrap_or(default_name),
-        ca_ttl,
-        ca_key: parse(&a.key)?,
-        offline_root: root,
-        role,
-    };
+    options.ca_key = parse(&a.key)?;
     let settings = vault_settings(a.vault_config.as_deref())?;
     let vault = VaultAuthority::connect(&settings).await?;
     let report = bootstrap::bootstrap(vault.client(), &options, clock::now()).await?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    if json {
+    if format.is_json() {
         output::print_json(&serde_json::json!({
             "address": vault.client().address(),
             "changed": report.changed(),

@@ -17,6 +17,7 @@ pub use offline::{ListFilter, Record, RevocationReason, RevokeOutcome, SignedCrl
 
 /// A newly issued certificate with everything needed to deploy it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct IssuedCertificate {
     /// The leaf.
     pub certificate: Certificate,
@@ -28,6 +29,79 @@ pub struct IssuedCertificate {
     pub private_key: Option<PrivateKey>,
     /// Warnings from the authority (a clamped TTL, say).
     pub warnings: Vec<String>,
+}
+
+impl IssuedCertificate {
+    /// A certificate with its chain (intermediates, issuer first), root and key, no warnings.
+    pub fn new(
+        certificate: Certificate,
+        chain: Vec<Certificate>,
+        root: Option<Certificate>,
+        private_key: Option<PrivateKey>,
+    ) -> Self {
+        Self {
+            certificate,
+            chain,
+            root,
+            private_key,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Many certificates to issue at once (see [`Authority::issue_many`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Batch<'a> {
+    /// The requests.
+    pub requests: &'a [CertificateRequest],
+    /// The algorithm of every new key.
+    pub algorithm: KeyAlgorithm,
+    /// Requests in flight at once (Vault; the offline CA signs one after the other).
+    pub concurrency: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// Requests in flight at once unless set otherwise.
+    pub const DEFAULT_CONCURRENCY: usize = 8;
+
+    /// A batch of `requests` for new keys of `algorithm`.
+    pub fn new(requests: &'a [CertificateRequest], algorithm: KeyAlgorithm) -> Self {
+        Self {
+            requests,
+            algorithm,
+            concurrency: Self::DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// The key of a successor certificate (see [`Authority::renew`]).
+#[derive(Debug)]
+#[non_exhaustive]
+// Made once per renewal and consumed at once: boxing the key would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum RenewKey {
+    /// A new key of this algorithm, or of the current certificate's when `None`.
+    New(Option<KeyAlgorithm>),
+    /// The current key, which must match the current certificate.
+    Reuse(PrivateKey),
+}
+
+/// How a certificate is renewed (see [`Authority::renew`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Renewal {
+    /// The successor's lifetime (default: the current certificate's).
+    pub ttl: Option<Duration>,
+    /// Its key.
+    pub key: RenewKey,
+}
+
+impl Renewal {
+    /// A renewal with `key` and the current lifetime.
+    pub fn new(key: RenewKey) -> Self {
+        Self { ttl: None, key }
+    }
 }
 
 /// Where certificates are signed.
@@ -43,12 +117,17 @@ pub enum Authority {
 }
 
 impl Authority {
-    /// A short name of the backend: `offline` or `vault`.
+    /// A short name of the backend for messages: `offline` or `vault`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Offline(_) => "offline",
             Self::Vault(_) => "vault",
         }
+    }
+
+    /// Whether a revocation reason is recorded (Vault keeps none).
+    pub fn records_revocation_reasons(&self) -> bool {
+        matches!(self, Self::Offline(_))
     }
 
     /// The CA certificate that signs new certificates now (a certificate it did not sign was
@@ -84,6 +163,39 @@ impl Authority {
         match self {
             Self::Offline(ca) => Ok(ca.issued(ca.sign(request, key, now)?, None)),
             Self::Vault(v) => v.sign(request, key, now).await,
+        }
+    }
+
+    /// Issues the successor of `current`: the same names and profile, the same lifetime unless
+    /// the renewal gives one, and a new key of the same algorithm unless it says otherwise.
+    pub async fn renew(
+        &self,
+        current: &Certificate,
+        renewal: Renewal,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
+        let request = CertificateRequest::renewal_of(current, renewal.ttl)?;
+        match renewal.key {
+            RenewKey::Reuse(key) => {
+                if !current.matches_key(&key) {
+                    return Err(crate::Error::KeyMismatch {
+                        certificate: current.info().subject.clone(),
+                        key: "the key to reuse".to_owned(),
+                    });
+                }
+                let mut issued = self.sign(&request, SubjectKey::Key(&key), now).await?;
+                issued.private_key = Some(key);
+                Ok(issued)
+            }
+            RenewKey::New(algorithm) => {
+                let Some(algorithm) = algorithm.or(current.info().key_algorithm) else {
+                    return Err(crate::Error::UnsupportedKeyAlgorithm {
+                        subject: current.info().subject.clone(),
+                        key: current.info().key_description.clone(),
+                    });
+                };
+                self.issue(&request, algorithm, now).await
+            }
         }
     }
 
@@ -131,31 +243,22 @@ impl Authority {
         }
     }
 
-    /// Issues one certificate per request, calling `on_result` with each request's index and
-    /// outcome as it completes; `Break` stops starting new ones. Vault runs up to
-    /// `concurrency` requests at once; the offline CA signs one after the other (its work is
+    /// Issues one certificate per request of `batch`, calling `on_result` with each request's
+    /// index and outcome as it completes; `Break` stops starting new ones. Vault runs up to
+    /// the batch's concurrency at once; the offline CA signs one after the other (its work is
     /// local CPU and a database write).
-    pub async fn issue_many<F>(
-        &self,
-        requests: &[CertificateRequest],
-        algorithm: KeyAlgorithm,
-        concurrency: usize,
-        now: OffsetDateTime,
-        mut on_result: F,
-    ) where
+    pub async fn issue_many<F>(&self, batch: &Batch<'_>, now: OffsetDateTime, mut on_result: F)
+    where
         F: FnMut(usize, Result<IssuedCertificate>) -> std::ops::ControlFlow<()>,
     {
         match self {
+            Self::Vault(v) => v.issue_many(batch, now, on_result).await,
             Self::Offline(ca) => {
-                for (i, request) in requests.iter().enumerate() {
-                    if on_result(i, ca.issue(request, algorithm, now)).is_break() {
+                for (i, request) in batch.requests.iter().enumerate() {
+                    if on_result(i, ca.issue(request, batch.algorithm, now)).is_break() {
                         return;
                     }
                 }
-            }
-            Self::Vault(v) => {
-                v.issue_many(requests, algorithm, concurrency, now, on_result)
-                    .await
             }
         }
     }

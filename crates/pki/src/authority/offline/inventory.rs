@@ -55,6 +55,7 @@ INSERT INTO counters (name, value) VALUES ('crl_number', 0);
 /// A certificate's status in the inventory, as of a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Not revoked and not expired.
     Valid,
@@ -93,6 +94,7 @@ impl FromStr for Status {
 
 /// One inventory row, without the PEM.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Record {
     /// Serial, hex.
     pub serial: String,
@@ -124,8 +126,32 @@ pub struct Record {
     pub sha256_fingerprint: String,
 }
 
+/// How a certificate recorded by [`Inventory::insert`] was asked for, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Issued {
+    /// The profile requested.
+    pub profile: Profile,
+    /// The algorithm of the subject's key.
+    pub key_algorithm: KeyAlgorithm,
+    /// When it was issued.
+    pub at: OffsetDateTime,
+}
+
+impl Issued {
+    /// A certificate of `profile` for a key of `key_algorithm`, issued `at`.
+    pub fn new(profile: Profile, key_algorithm: KeyAlgorithm, at: OffsetDateTime) -> Self {
+        Self {
+            profile,
+            key_algorithm,
+            at,
+        }
+    }
+}
+
 /// Filters for [`Inventory::list`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Only certificates with this status.
     pub status: Option<Status>,
@@ -135,6 +161,7 @@ pub struct ListFilter {
 
 /// A revoked entry for a CRL.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RevokedEntry {
     /// Serial.
     pub serial: Serial,
@@ -146,6 +173,8 @@ pub struct RevokedEntry {
 
 /// What [`Inventory::revoke`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A revocation either happens now or happened before: there is no third outcome.
+#[allow(clippy::exhaustive_enums)]
 pub enum RevokeOutcome {
     /// Newly revoked.
     Revoked,
@@ -268,13 +297,12 @@ impl Inventory {
 
     /// Records a newly issued certificate. Returns `false` (and stores nothing) if the serial is
     /// already taken, so the caller can sign again with a fresh serial.
-    pub fn insert(
-        &self,
-        cert: &Certificate,
-        profile: Profile,
-        key_algorithm: KeyAlgorithm,
-        issued_at: OffsetDateTime,
-    ) -> Result<bool> {
+    pub fn insert(&self, cert: &Certificate, kind: &Issued) -> Result<bool> {
+        let Issued {
+            profile,
+            key_algorithm,
+            at: issued_at,
+        } = *kind;
         let info = cert.info();
         let names: Vec<String> = info
             .subject_alt_names

@@ -12,6 +12,8 @@
 //! | `inventory.db` | SQLite inventory (WAL mode) |
 
 pub mod inventory;
+mod keysource;
+pub mod naming;
 pub mod signer;
 pub mod subordinate;
 
@@ -35,8 +37,9 @@ use crate::pemfile::{self, label};
 use crate::request::{CertificateRequest, SubjectKey};
 use crate::secret::SecretString;
 
-pub use inventory::{Inventory, ListFilter, Record, RevokeOutcome, RevokedEntry, Status};
-pub use signer::{BACKDATE, CaSigner};
+pub use inventory::{Inventory, Issued, ListFilter, Record, RevokeOutcome, RevokedEntry, Status};
+pub use keysource::CaKeySource;
+pub use signer::{BACKDATE, CaSigner, CrlTerms, Signing};
 
 use super::IssuedCertificate;
 
@@ -56,6 +59,7 @@ pub mod files {
 
 /// How CA keys are protected at rest.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum KeyProtection {
     /// Encrypted PKCS#8 with this passphrase.
     Passphrase(SecretString),
@@ -63,10 +67,18 @@ pub enum KeyProtection {
     None,
 }
 
-/// Options for [`init`].
+/// Organisation name of a CA when none is given.
+pub const DEFAULT_ORGANISATION: &str = "Example Internal";
+/// Lifetime of a new root when none is given: 10 years.
+pub const DEFAULT_ROOT_TTL: Duration = Duration::days(3650);
+/// Lifetime of a new intermediate when none is given: 3 years.
+pub const DEFAULT_INTERMEDIATE_TTL: Duration = Duration::days(3 * 365);
+
+/// Options for [`init`]: start from [`InitOptions::new`] and change what differs.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct InitOptions {
-    /// Organisation name; the CAs are named "`name` Root CA" and "`name` Intermediate CA".
+    /// Organisation name; the CAs are named after it (see [`naming`]).
     pub name: String,
     /// Key algorithm of both CA keys.
     pub key_algorithm: KeyAlgorithm,
@@ -82,8 +94,26 @@ pub struct InitOptions {
     pub root_key_out: Option<PathBuf>,
 }
 
+impl InitOptions {
+    /// The defaults ([`DEFAULT_ORGANISATION`], ECDSA P-256, [`DEFAULT_ROOT_TTL`],
+    /// [`DEFAULT_INTERMEDIATE_TTL`], no name constraints, the root key kept in the directory)
+    /// with keys protected as given.
+    pub fn new(protection: KeyProtection) -> Self {
+        Self {
+            name: DEFAULT_ORGANISATION.to_owned(),
+            key_algorithm: KeyAlgorithm::default(),
+            root_ttl: DEFAULT_ROOT_TTL,
+            intermediate_ttl: DEFAULT_INTERMEDIATE_TTL,
+            permitted_dns: Vec::new(),
+            protection,
+            root_key_out: None,
+        }
+    }
+}
+
 /// What [`init`] created.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct CaSummary {
     /// The CA directory.
     pub dir: PathBuf,
@@ -97,19 +127,28 @@ pub struct CaSummary {
     pub encrypted: bool,
 }
 
-/// Why a certificate was revoked (RFC 5280 §5.3.1 CRLReason).
+/// Why a certificate was revoked (RFC 5280 §5.3.1 CRLReason; code 7 is unused there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[allow(missing_docs)]
+#[non_exhaustive]
 pub enum RevocationReason {
+    /// No reason given (written as no reason code, as RFC 5280 asks).
     #[default]
     Unspecified,
+    /// The certificate's private key is known or suspected to be compromised.
     KeyCompromise,
+    /// The issuing CA's key is compromised.
     CaCompromise,
+    /// The subject's name or affiliation changed.
     AffiliationChanged,
+    /// A newer certificate replaces it.
     Superseded,
+    /// It is no longer needed.
     CessationOfOperation,
+    /// Suspended for now (the only reason that may be lifted).
     CertificateHold,
+    /// A privilege it granted was withdrawn.
     PrivilegeWithdrawn,
+    /// The attribute authority was compromised.
     AaCompromise,
 }
 
@@ -186,28 +225,33 @@ impl FromStr for RevocationReason {
     }
 }
 
-fn ca_params(
-    common_name: &str,
-    organisation: &str,
+/// What a CA certificate says about itself.
+struct CaSpec<'a> {
+    common_name: &'a str,
+    organisation: &'a str,
+    /// Intermediates below it: 1 for a root over one intermediate, 0 for an intermediate.
     path_len: u8,
-    permitted_dns: &[String],
+    permitted_dns: &'a [String],
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
-) -> Result<CertificateParams> {
+}
+
+fn ca_params(spec: &CaSpec<'_>) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
-    params.not_before = not_before;
-    params.not_after = not_after;
+    params.not_before = spec.not_before;
+    params.not_after = spec.not_after;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, organisation);
-    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, spec.organisation);
+    dn.push(DnType::CommonName, spec.common_name);
     params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(spec.path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.key_identifier_method = KeyIdMethod::Sha256;
-    if !permitted_dns.is_empty() {
+    if !spec.permitted_dns.is_empty() {
         params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: permitted_dns
+            permitted_subtrees: spec
+                .permitted_dns
                 .iter()
                 .map(|d| GeneralSubtree::DnsName(d.clone()))
                 .collect(),
@@ -224,9 +268,16 @@ fn key_pem(key: &PrivateKey, protection: &KeyProtection) -> Result<SecretString>
     }
 }
 
-/// Creates a root CA and an intermediate signed by it in `dir` (created with mode 0700).
-/// Refuses to touch a directory that already holds a CA.
-pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<CaSummary> {
+/// The two CA certificates of a new CA, with their keys.
+struct NewCa {
+    root_key: PrivateKey,
+    root: rcgen::Certificate,
+    intermediate_key: PrivateKey,
+    intermediate: rcgen::Certificate,
+}
+
+/// Checks the options; returns the organisation and the permitted domains, normalised.
+fn checked(options: &InitOptions) -> Result<(String, Vec<String>)> {
     let organisation = name::common_name(&options.name)?;
     let permitted: Vec<String> = options
         .permitted_dns
@@ -246,6 +297,11 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
     {
         return Err(Error::EmptyPassphrase);
     }
+    Ok((organisation, permitted))
+}
+
+/// Refuses a directory that holds a CA already, and a root key path that is taken.
+fn refuse_existing(dir: &Path, root_key_path: &Path) -> Result<()> {
     for f in [
         files::ROOT_CERT,
         files::INTERMEDIATE_CERT,
@@ -258,75 +314,105 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
             });
         }
     }
-    let root_key_path = options
-        .root_key_out
-        .clone()
-        .unwrap_or_else(|| dir.join(files::ROOT_KEY));
     if root_key_path.exists() {
         return Err(Error::OutputExists {
-            path: root_key_path,
+            path: root_key_path.to_path_buf(),
         });
     }
+    Ok(())
+}
 
+/// Generates both keys and signs the root (path length 1) and the intermediate (0).
+fn generate(
+    options: &InitOptions,
+    organisation: &str,
+    permitted: &[String],
+    now: OffsetDateTime,
+) -> Result<NewCa> {
     let root_key = PrivateKey::generate(options.key_algorithm)?;
-    let inter_key = PrivateKey::generate(options.key_algorithm)?;
-    let not_before = now - BACKDATE;
-    let root_params = ca_params(
-        &format!("{organisation} Root CA"),
-        &organisation,
-        1,
-        &permitted,
-        not_before,
-        now + options.root_ttl,
-    )?;
-    let root_cert = root_params.self_signed(&root_key)?;
-    let mut inter_params = ca_params(
-        &format!("{organisation} Intermediate CA"),
-        &organisation,
-        0,
-        &permitted,
-        not_before,
-        now + options.intermediate_ttl,
-    )?;
+    let intermediate_key = PrivateKey::generate(options.key_algorithm)?;
+    let root_name = naming::root(organisation);
+    let root_params = ca_params(&CaSpec {
+        common_name: &root_name,
+        organisation,
+        path_len: 1,
+        permitted_dns: permitted,
+        not_before: now - BACKDATE,
+        not_after: now + options.root_ttl,
+    })?;
+    let root = root_params.self_signed(&root_key)?;
+    let intermediate_name = naming::intermediate(organisation);
+    let mut inter_params = ca_params(&CaSpec {
+        common_name: &intermediate_name,
+        organisation,
+        path_len: 0,
+        permitted_dns: permitted,
+        not_before: now - BACKDATE,
+        not_after: now + options.intermediate_ttl,
+    })?;
     inter_params.use_authority_key_identifier_extension = true;
     let root_issuer = Issuer::new(root_params, &root_key);
-    let inter_cert = inter_params.signed_by(&inter_key, &root_issuer)?;
+    let intermediate = inter_params.signed_by(&intermediate_key, &root_issuer)?;
+    Ok(NewCa {
+        root_key,
+        root,
+        intermediate_key,
+        intermediate,
+    })
+}
 
-    let created_dir = !dir.exists();
-    fsio::create_dir(dir, 0o700)?;
-    let result = (|| {
-        let root_key_pem = key_pem(&root_key, &options.protection)?;
-        let inter_key_pem = key_pem(&inter_key, &options.protection)?;
-        // Keys first, then certificates, each fsync'd; the inventory last, so that a directory
-        // with an inventory always has everything it needs.
-        let staged = [
-            StagedFile::create(
-                &root_key_path,
-                root_key_pem.expose().as_bytes(),
-                FileMode::PRIVATE,
-            )?,
-            StagedFile::create(
-                &dir.join(files::INTERMEDIATE_KEY),
-                inter_key_pem.expose().as_bytes(),
-                FileMode::PRIVATE,
-            )?,
-            StagedFile::create(
-                &dir.join(files::ROOT_CERT),
-                root_cert.pem().as_bytes(),
-                FileMode::PUBLIC,
-            )?,
-            StagedFile::create(
-                &dir.join(files::INTERMEDIATE_CERT),
-                inter_cert.pem().as_bytes(),
-                FileMode::PUBLIC,
-            )?,
-        ];
-        fsio::commit_all(staged.into())?;
-        Inventory::create(&dir.join(files::INVENTORY))?;
-        fsio::sync_dir(dir)
-    })();
-    if let Err(e) = result {
-        // Leave nothing half-made behind: a later `ca init` must find a clean directory.
+/// Writes the keys first, then the certificates, each durably; the inventory last, so that a
+/// directory with an inventory always has everything it needs.
+fn write_ca(
+    dir: &Path,
+    root_key_path: &Path,
+    ca: &NewCa,
+    protection: &KeyProtection,
+) -> Result<()> {
+    let root_key_pem = key_pem(&ca.root_key, protection)?;
+    let inter_key_pem = key_pem(&ca.intermediate_key, protection)?;
+    let staged = [
+        StagedFile::create(
+            root_key_path,
+            root_key_pem.expose().as_bytes(),
+            FileMode::PRIVATE,
+        )?,
+        StagedFile::create(
+            &dir.join(files::INTERMEDIATE_KEY),
+            inter_key_pem.expose().as_bytes(),
+            FileMode::PRIVATE,
+        )?,
+        StagedFile::create(
+            &dir.join(files::ROOT_CERT),
+            ca.root.pem().as_bytes(),
+            FileMode::PUBLIC,
+        )?,
+        StagedFile::create(
+            &dir.join(files::INTERMEDIATE_CERT),
+            ca.intermediate.pem().as_bytes(),
+            FileMode::PUBLIC,
+        )?,
+    ];
+    fsio::commit_all(staged.into())?;
+    Inventory::create(&dir.join(files::INVENTORY))?;
+    fsio::sync_dir(dir)
+}
+
+/// What a failed [`init`] may have written: a later `init` must find a clean directory.
+struct Partial<'a> {
+    dir: &'a Path,
+    root_key: &'a Path,
+    /// `init` created the directory (it is removed too).
+    created_dir: bool,
+}
+
+impl Partial<'_> {
+    fn remove(&self) {
+        let Self {
+            dir,
+            root_key: root_key_path,
+            created_dir,
+        } = *self;
         for f in [
             files::ROOT_CERT,
             files::INTERMEDIATE_CERT,
@@ -337,20 +423,45 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        let _ = std::fs::remove_file(&root_key_path);
+        let _ = std::fs::remove_file(root_key_path);
         if created_dir {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// Creates a root CA and an intermediate signed by it in `dir` (created with mode 0700).
+/// Refuses to touch a directory that already holds a CA.
+pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<CaSummary> {
+    let (organisation, permitted) = checked(options)?;
+    let root_key_path = options
+        .root_key_out
+        .clone()
+        .unwrap_or_else(|| dir.join(files::ROOT_KEY));
+    refuse_existing(dir, &root_key_path)?;
+    let ca = generate(options, &organisation, &permitted, now)?;
+    let created_dir = !dir.exists();
+    fsio::create_dir(dir, 0o700)?;
+    if let Err(e) = write_ca(dir, &root_key_path, &ca, &options.protection) {
+        Partial {
+            dir,
+            root_key: &root_key_path,
+            created_dir,
+        }
+        .remove();
         return Err(e);
     }
     Ok(CaSummary {
         dir: dir.to_path_buf(),
-        root: Certificate::from_der(root_cert.der().to_vec(), files::ROOT_CERT)?
+        root: Certificate::from_der(ca.root.der().to_vec(), files::ROOT_CERT)?
             .info()
             .clone(),
-        intermediate: Certificate::from_der(inter_cert.der().to_vec(), files::INTERMEDIATE_CERT)?
-            .info()
-            .clone(),
+        intermediate: Certificate::from_der(
+            ca.intermediate.der().to_vec(),
+            files::INTERMEDIATE_CERT,
+        )?
+        .info()
+        .clone(),
         root_key: root_key_path,
         encrypted: matches!(options.protection, KeyProtection::Passphrase(_)),
     })
@@ -359,6 +470,7 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
 /// A signed CRL: one the offline CA signed, or the one a Vault mount publishes (then the number,
 /// entries and dates are read from the CRL, and nextUpdate is what Vault set).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SignedCrl {
     /// DER.
     pub der: Vec<u8>,
@@ -447,6 +559,43 @@ impl OfflineCa {
         Ok(())
     }
 
+    /// Loads the intermediate key, taking the passphrase from `source` only when the key is
+    /// encrypted.
+    pub fn unlock_from(&mut self, source: &CaKeySource) -> Result<()> {
+        let passphrase = if self.key_is_encrypted()? {
+            Some(source.passphrase()?.ok_or_else(|| Error::Key {
+                origin: self.dir.join(files::INTERMEDIATE_KEY).display().to_string(),
+                problem: crate::error::KeyProblem::PassphraseRequired,
+            })?)
+        } else {
+            None
+        };
+        self.unlock(passphrase.as_ref())
+    }
+
+    /// Loads the root key (from `key_file`, else the CA directory), to sign a subordinate CA;
+    /// the passphrase comes from `source` when the key is encrypted.
+    pub fn unlock_root(
+        &self,
+        key_file: Option<&Path>,
+        source: &CaKeySource,
+    ) -> Result<subordinate::Root> {
+        let path = key_file.map_or_else(|| self.dir.join(files::ROOT_KEY), Path::to_path_buf);
+        fsio::check_private_mode(&path)?;
+        let origin = path.display().to_string();
+        let text = zeroize::Zeroizing::new(fsio::read_limited(&path, MAX_PEM_INPUT)?);
+        let passphrase = if PrivateKey::pem_is_encrypted(&text) {
+            Some(source.passphrase()?.ok_or_else(|| Error::Key {
+                origin: origin.clone(),
+                problem: crate::error::KeyProblem::PassphraseRequired,
+            })?)
+        } else {
+            None
+        };
+        let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase.as_ref())?;
+        subordinate::Root::new(self.root.clone(), key)
+    }
+
     fn signer(&self) -> Result<&CaSigner> {
         self.signer.as_ref().ok_or_else(|| Error::Key {
             origin: self.dir.join(files::INTERMEDIATE_KEY).display().to_string(),
@@ -491,11 +640,9 @@ impl OfflineCa {
         // retry with a fresh serial makes it harmless. Three failures mean something else.
         for _ in 0..3 {
             let serial = Serial::random()?;
-            let cert = signer.sign(request, key, &serial, now)?;
-            if self
-                .inventory
-                .insert(&cert, request.profile(), key.algorithm(), now)?
-            {
+            let cert = signer.sign(request, key, &Signing::new(&serial, now))?;
+            let issued = Issued::new(request.profile(), key.algorithm(), now);
+            if self.inventory.insert(&cert, &issued)? {
                 return Ok(cert);
             }
         }
@@ -551,7 +698,7 @@ impl OfflineCa {
             })
             .collect();
         let number = self.inventory.next_crl_number()?;
-        let crl = signer.sign_crl(params, number, now, next_update)?;
+        let crl = signer.sign_crl(params, &CrlTerms::new(number, now, next_update))?;
         Ok(SignedCrl {
             der: crl.der().to_vec(),
             number,

@@ -18,6 +18,46 @@ use crate::request::{CertificateRequest, SubjectKey};
 /// reject a brand-new certificate (Vault uses 30 s, Let's Encrypt one hour).
 pub const BACKDATE: Duration = Duration::minutes(5);
 
+/// What makes one signature unique: the serial and the time it is made.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Signing<'a> {
+    /// The serial (128 random bits, see [`Serial::random`]).
+    pub serial: &'a Serial,
+    /// The time of signing: NotBefore is backdated from it.
+    pub now: OffsetDateTime,
+}
+
+impl<'a> Signing<'a> {
+    /// A signature with `serial` at `now`.
+    pub fn new(serial: &'a Serial, now: OffsetDateTime) -> Self {
+        Self { serial, now }
+    }
+}
+
+/// The number and dates of a CRL.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CrlTerms {
+    /// Its CRL number (each one larger than the last).
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: OffsetDateTime,
+    /// How long it is valid: nextUpdate is thisUpdate plus this.
+    pub valid_for: Duration,
+}
+
+impl CrlTerms {
+    /// CRL number `number`, valid from `this_update` for `valid_for`.
+    pub fn new(number: u64, this_update: OffsetDateTime, valid_for: Duration) -> Self {
+        Self {
+            number,
+            this_update,
+            valid_for,
+        }
+    }
+}
+
 /// A CA certificate with its private key, ready to sign.
 pub struct CaSigner {
     certificate: Certificate,
@@ -107,16 +147,16 @@ impl CaSigner {
         Ok(())
     }
 
-    /// Signs a leaf for `request` and `key` with `serial`, after [`CaSigner::check`].
+    /// Signs a leaf for `request` and `key` with the serial and time of `at`, after
+    /// [`CaSigner::check`].
     pub fn sign(
         &self,
         request: &CertificateRequest,
         key: SubjectKey<'_>,
-        serial: &Serial,
-        now: OffsetDateTime,
+        at: &Signing<'_>,
     ) -> Result<Certificate> {
-        self.check(request, now)?;
-        let params = leaf_params(request, key.algorithm(), serial, now)?;
+        self.check(request, at.now)?;
+        let params = leaf_params(request, key.algorithm(), at)?;
         let cert = match key {
             SubjectKey::Key(k) => params.signed_by(k, &self.issuer)?,
             SubjectKey::Csr(csr) => {
@@ -127,13 +167,11 @@ impl CaSigner {
         Certificate::from_der(cert.der().to_vec(), "newly signed certificate")
     }
 
-    /// Signs a CRL listing `revoked`, numbered `number`, valid from `now` for `next_update`.
+    /// Signs a CRL listing `revoked` with the number and dates of `terms`.
     pub fn sign_crl(
         &self,
         revoked: Vec<RevokedCertParams>,
-        number: u64,
-        now: OffsetDateTime,
-        next_update: Duration,
+        terms: &CrlTerms,
     ) -> Result<rcgen::CertificateRevocationList> {
         // The CRL's authority key identifier must equal the issuer's SKI, or `openssl verify
         // -crl_check` cannot match them; rcgen does not take it from the issuer by itself.
@@ -142,9 +180,9 @@ impl CaSigner {
             None => KeyIdMethod::Sha256,
         };
         let params = CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + next_update,
-            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            this_update: terms.this_update,
+            next_update: terms.this_update + terms.valid_for,
+            crl_number: SerialNumber::from_slice(&terms.number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked,
             key_identifier_method,
@@ -158,11 +196,11 @@ impl CaSigner {
 fn leaf_params(
     request: &CertificateRequest,
     algorithm: crate::key::KeyAlgorithm,
-    serial: &Serial,
-    now: OffsetDateTime,
+    at: &Signing<'_>,
 ) -> Result<CertificateParams> {
+    let now = at.now;
     let mut params = CertificateParams::default();
-    params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+    params.serial_number = Some(SerialNumber::from_slice(at.serial.as_bytes()));
     params.not_before = now - BACKDATE;
     params.not_after = now + request.ttl();
     let mut dn = DistinguishedName::new();

@@ -4,58 +4,98 @@
 use rcgen::Issuer;
 use time::{Duration, OffsetDateTime};
 
-use super::{BACKDATE, ca_params};
+use super::{BACKDATE, CaSpec, ca_params, naming};
 use crate::cert::Certificate;
 use crate::error::{Error, Result, Rfc3339};
 use crate::key::PrivateKey;
 use crate::request::Csr;
 
-/// Signs `csr`'s key as an intermediate CA named `common_name` under `root` (path length 0,
-/// keyCertSign + cRLSign, the root's DNS name constraints), valid for `ttl` but never beyond the
-/// root.
-pub fn sign(
-    root: &Certificate,
-    root_key: &PrivateKey,
-    csr: &Csr,
-    common_name: &str,
-    ttl: Duration,
-    now: OffsetDateTime,
-) -> Result<Certificate> {
-    let info = root.info();
-    if !root.matches_key(root_key) {
-        return Err(Error::KeyMismatch {
-            certificate: info.subject.clone(),
-            key: "the root key".to_owned(),
-        });
+/// The intermediate a root is asked to sign: its name and lifetime.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Intermediate<'a> {
+    /// Its common name.
+    pub common_name: &'a str,
+    /// Its lifetime (cut to the root's).
+    pub ttl: Duration,
+}
+
+impl<'a> Intermediate<'a> {
+    /// An intermediate `common_name` valid for `ttl`.
+    pub fn new(common_name: &'a str, ttl: Duration) -> Self {
+        Self { common_name, ttl }
     }
-    if !info.is_ca || !root.is_valid_at(now) {
-        return Err(Error::CaNotValid {
-            ca: info.subject.clone(),
-            now: Rfc3339(now),
-            not_before: Rfc3339(info.not_before),
-            not_after: Rfc3339(info.not_after),
-        });
+}
+
+/// A root certificate with its private key, able to sign subordinate CAs.
+pub struct Root {
+    certificate: Certificate,
+    key: PrivateKey,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root")
+            .field("certificate", &self.certificate.info().subject)
+            .finish_non_exhaustive()
     }
-    let organisation = common_name
-        .strip_suffix(" Intermediate CA")
-        .or_else(|| {
-            info.common_name
-                .as_deref()
-                .and_then(|cn| cn.strip_suffix(" Root CA"))
-        })
-        .unwrap_or(common_name);
-    let not_after = (now + ttl).min(info.not_after);
-    let mut params = ca_params(
-        common_name,
-        organisation,
-        0,
-        &info.permitted_dns_domains,
-        now - BACKDATE,
-        not_after,
-    )?;
-    params.use_authority_key_identifier_extension = true;
-    let issuer = Issuer::from_ca_cert_der(&root.der().to_vec().into(), root_key)?;
-    let spki = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
-    let cert = params.signed_by(&spki, &issuer)?;
-    Certificate::from_der(cert.der().to_vec(), "the signed intermediate")
+}
+
+impl Root {
+    /// Pairs a root certificate with its key; refuses a key that does not match.
+    pub fn new(certificate: Certificate, key: PrivateKey) -> Result<Self> {
+        if !certificate.matches_key(&key) {
+            return Err(Error::KeyMismatch {
+                certificate: certificate.info().subject.clone(),
+                key: "the root key".to_owned(),
+            });
+        }
+        Ok(Self { certificate, key })
+    }
+
+    /// The root certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// Signs `csr`'s key as the intermediate CA `spec` describes (path length 0, keyCertSign +
+    /// cRLSign, the root's DNS name constraints), never valid beyond the root.
+    pub fn sign_intermediate(
+        &self,
+        csr: &Csr,
+        spec: &Intermediate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Certificate> {
+        let Intermediate { common_name, ttl } = *spec;
+        let info = self.certificate.info();
+        if !info.is_ca || !self.certificate.is_valid_at(now) {
+            return Err(Error::CaNotValid {
+                ca: info.subject.clone(),
+                now: Rfc3339(now),
+                not_before: Rfc3339(info.not_before),
+                not_after: Rfc3339(info.not_after),
+            });
+        }
+        let organisation = naming::organisation_of(common_name)
+            .or_else(|| {
+                info.common_name
+                    .as_deref()
+                    .and_then(naming::organisation_of)
+            })
+            .unwrap_or(common_name);
+        let not_after = (now + ttl).min(info.not_after);
+        let mut params = ca_params(&CaSpec {
+            common_name,
+            organisation,
+            path_len: 0,
+            permitted_dns: &info.permitted_dns_domains,
+            not_before: now - BACKDATE,
+            not_after,
+        })?;
+        params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_ca_cert_der(&self.certificate.der().to_vec().into(), &self.key)?;
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
+        let cert = params.signed_by(&spki, &issuer)?;
+        Certificate::from_der(cert.der().to_vec(), "the signed intermediate")
+    }
 }

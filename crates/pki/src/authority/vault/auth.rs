@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use super::client::{Method, VaultClient, json_body};
+use super::client::{Call, VaultClient, json_body};
 use super::settings::{VaultSettings, env};
 use super::wire::{self, TokenLookup};
 use crate::error::{Error, Result};
@@ -115,21 +115,13 @@ impl Credentials {
             (Some(_), None) => {
                 return Err(Error::VaultConfig {
                     setting: "secret_id",
-                    problem: format!(
-                        "an AppRole role_id is configured but no secret_id: set {} or {}",
-                        env::SECRET_ID_FILE,
-                        env::SECRET_ID
-                    ),
+                    problem: "an AppRole role_id is configured but no secret_id".to_owned(),
                 });
             }
             (None, Some(_)) => {
                 return Err(Error::VaultConfig {
                     setting: "role_id",
-                    problem: format!(
-                        "an AppRole secret_id is configured but no role_id: set {} or {}",
-                        env::ROLE_ID_FILE,
-                        env::ROLE_ID
-                    ),
+                    problem: "an AppRole secret_id is configured but no role_id".to_owned(),
                 });
             }
             (None, None) => {}
@@ -223,21 +215,20 @@ impl VaultClient {
             secret_id: secret_id.expose(),
         })?;
         let path = format!("auth/{mount}/login");
-        let reply = self.send(Method::Post, &path, Some(&body), None).await?;
+        let call = Call::post(&path, &body).anonymous();
+        let reply = self.send(call, None).await?;
         if reply.status >= 400 {
-            return Err(
-                match self.status_error(Method::Post, &path, reply.status, &reply.body) {
-                    sealed @ Error::VaultSealed { .. } => sealed,
-                    _ => Error::VaultLogin {
-                        address: self.address().to_owned(),
-                        mount: mount.clone(),
-                        status: reply.status,
-                        errors: wire::error_messages(&reply.body),
-                    },
+            return Err(match self.status_error(&call, reply.status, &reply.body) {
+                sealed @ Error::VaultSealed { .. } => sealed,
+                _ => Error::VaultLogin {
+                    address: self.address().to_owned(),
+                    mount: mount.clone(),
+                    status: reply.status,
+                    errors: wire::error_messages(&reply.body),
                 },
-            );
+            });
         }
-        let env = self.envelope::<serde_json::Value>(Method::Post, &path, &reply)?;
+        let env = self.envelope::<serde_json::Value>(&call, &reply)?;
         let auth = env.auth.ok_or_else(|| {
             self.bad_response(&path, "the login answer has no `auth` block".to_owned())
         })?;
@@ -253,13 +244,11 @@ impl VaultClient {
     /// itself up is used as it is; a sealed or unreachable server is reported now.
     async fn look_up(&self, state: &mut TokenState) -> Result<()> {
         let path = "auth/token/lookup-self";
-        let reply = self
-            .send(Method::Get, path, None, state.token.as_deref())
-            .await?;
+        let reply = self.send(Call::get(path), state.token.as_deref()).await?;
         if reply.status == 503 {
-            return Err(self.status_error(Method::Get, path, reply.status, &reply.body));
+            return Err(self.status_error(&Call::get(path), reply.status, &reply.body));
         }
-        if let Ok(env) = self.envelope::<TokenLookup>(Method::Get, path, &reply)
+        if let Ok(env) = self.envelope::<TokenLookup>(&Call::get(path), &reply)
             && let Some(data) = env.data
         {
             state.renewable = data.renewable && data.ttl > 0;
@@ -274,11 +263,10 @@ impl VaultClient {
     async fn renew(&self, state: &mut TokenState) -> Result<()> {
         let path = "auth/token/renew-self";
         let body = json_body(&serde_json::json!({}))?;
-        let reply = self
-            .send(Method::Post, path, Some(&body), state.token.as_deref())
-            .await?;
+        let call = Call::post(path, &body);
+        let reply = self.send(call, state.token.as_deref()).await?;
         let renewed = if reply.status < 400 {
-            self.envelope::<serde_json::Value>(Method::Post, path, &reply)
+            self.envelope::<serde_json::Value>(&call, &reply)
                 .ok()
                 .and_then(|e| e.auth)
         } else {

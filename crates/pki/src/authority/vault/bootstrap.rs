@@ -9,24 +9,40 @@ use time::{Duration, OffsetDateTime};
 
 use super::client::VaultClient;
 use super::settings::check_path_name;
-use crate::authority::offline::subordinate;
-use crate::cert::Certificate;
+use crate::authority::offline::naming;
+use crate::authority::offline::subordinate::Intermediate;
 use crate::error::{Error, Result};
-use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::key::KeyAlgorithm;
 use crate::profile::Profile;
 use crate::request::Csr;
 
 /// The offline root that signs Vault's intermediate.
-#[derive(Debug)]
-pub struct OfflineRoot {
-    /// The root certificate.
-    pub certificate: Certificate,
-    /// Its private key.
-    pub key: PrivateKey,
+pub use crate::authority::offline::subordinate::Root as OfflineRoot;
+
+/// Lifetime of an intermediate that an offline root signs for Vault, when none is given.
+pub const DEFAULT_INTERMEDIATE_TTL: Duration = Duration::days(5 * 365);
+
+/// The common name of the CA that bootstrap creates in `mount`: "ORG Vault Intermediate CA"
+/// under an offline root of organisation ORG, else "MOUNT Root CA".
+pub fn default_ca_name(mount: &str, offline_root: Option<&OfflineRoot>) -> String {
+    match offline_root {
+        Some(root) => {
+            let org = root
+                .certificate()
+                .info()
+                .common_name
+                .as_deref()
+                .and_then(naming::organisation_of)
+                .unwrap_or("pki");
+            naming::vault_intermediate(org)
+        }
+        None => naming::root(mount),
+    }
 }
 
 /// The PKI role to create or update.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RoleOptions {
     /// Role name.
     pub name: String,
@@ -42,8 +58,45 @@ pub struct RoleOptions {
     pub allow_wildcards: bool,
 }
 
+/// Longest lifetime a role grants unless told otherwise.
+pub const DEFAULT_ROLE_MAX_TTL: Duration = Duration::days(90);
+/// The mount's `max_lease_ttl` unless told otherwise: 10 years.
+pub const DEFAULT_MOUNT_MAX_TTL: Duration = Duration::days(3650);
+
+impl RoleOptions {
+    /// A role `name` for `allowed_domains` and their subdomains: server certificates of at
+    /// most [`DEFAULT_ROLE_MAX_TTL`], IP SANs allowed, no wildcards.
+    pub fn new(name: &str, allowed_domains: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            allowed_domains,
+            profile: Profile::Server,
+            max_ttl: DEFAULT_ROLE_MAX_TTL,
+            allow_ip_sans: true,
+            allow_wildcards: false,
+        }
+    }
+}
+
+impl BootstrapOptions {
+    /// A bootstrap of `mount`: a root inside Vault named by [`default_ca_name`], lifetime and
+    /// mount maximum [`DEFAULT_MOUNT_MAX_TTL`], an ECDSA P-256 key, no role.
+    pub fn new(mount: &str) -> Self {
+        Self {
+            mount: mount.to_owned(),
+            max_lease_ttl: DEFAULT_MOUNT_MAX_TTL,
+            ca_common_name: default_ca_name(mount, None),
+            ca_ttl: DEFAULT_MOUNT_MAX_TTL,
+            ca_key: KeyAlgorithm::default(),
+            offline_root: None,
+            role: None,
+        }
+    }
+}
+
 /// What [`bootstrap`] sets up.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BootstrapOptions {
     /// The PKI mount path.
     pub mount: String,
@@ -64,6 +117,7 @@ pub struct BootstrapOptions {
 
 /// One step of the bootstrap and whether it changed anything.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Step {
     /// What the step is about.
     pub what: String,
@@ -75,6 +129,7 @@ pub struct Step {
 
 /// Every step of a bootstrap, with the warnings Vault gave.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct BootstrapReport {
     /// The steps, in order.
     pub steps: Vec<Step>,
@@ -88,10 +143,20 @@ impl BootstrapReport {
         self.steps.iter().any(|s| s.changed)
     }
 
-    fn step(&mut self, what: &str, changed: bool, detail: impl Into<String>) {
+    /// A step that changed the server.
+    fn altered(&mut self, what: &str, detail: impl Into<String>) {
         self.steps.push(Step {
             what: what.to_owned(),
-            changed,
+            changed: true,
+            detail: detail.into(),
+        });
+    }
+
+    /// A step that found what it wanted in place.
+    fn found(&mut self, what: &str, detail: impl Into<String>) {
+        self.steps.push(Step {
+            what: what.to_owned(),
+            changed: false,
             detail: detail.into(),
         });
     }
@@ -142,7 +207,7 @@ async fn mount(
     let key = format!("{}/", o.mount);
     let existing = mounts.as_ref().and_then(|m| m.get(&key));
     match existing.and_then(|m| m.get("type")).and_then(Value::as_str) {
-        Some("pki") => report.step("mount", false, format!("{key} is a PKI mount already")),
+        Some("pki") => report.found("mount", format!("{key} is a PKI mount already")),
         Some(other) => {
             return Err(Error::VaultConfig {
                 setting: "mount",
@@ -160,7 +225,7 @@ async fn mount(
                     }),
                 )
                 .await?;
-            report.step("mount", true, format!("enabled the PKI engine at {key}"));
+            report.altered("mount", format!("enabled the PKI engine at {key}"));
         }
     }
     let tune_path = format!("sys/mounts/{}/tune", o.mount);
@@ -171,11 +236,7 @@ async fn mount(
         .and_then(|d| d.get("max_lease_ttl").and_then(Value::as_i64))
         .unwrap_or(0);
     if current == secs(o.max_lease_ttl) {
-        report.step(
-            "tune",
-            false,
-            format!("max_lease_ttl is {current}s already"),
-        );
+        report.found("tune", format!("max_lease_ttl is {current}s already"));
     } else {
         client
             .write(
@@ -183,24 +244,12 @@ async fn mount(
                 &json!({ "max_lease_ttl": format!("{}s", secs(o.max_lease_ttl)) }),
             )
             .await?;
-        report.step(
+        report.altered(
             "tune",
-            true,
             format!("max_lease_ttl {current}s -> {}s", secs(o.max_lease_ttl)),
         );
     }
     Ok(())
-}
-
-fn key_params(alg: KeyAlgorithm) -> (&'static str, u32) {
-    match alg {
-        KeyAlgorithm::EcdsaP256 => ("ec", 256),
-        KeyAlgorithm::EcdsaP384 => ("ec", 384),
-        KeyAlgorithm::Ed25519 => ("ed25519", 0),
-        KeyAlgorithm::Rsa2048 => ("rsa", 2048),
-        KeyAlgorithm::Rsa3072 => ("rsa", 3072),
-        KeyAlgorithm::Rsa4096 => ("rsa", 4096),
-    }
 }
 
 async fn ca(
@@ -211,9 +260,8 @@ async fn ca(
 ) -> Result<()> {
     let issuers = client.list(&format!("{}/issuers", o.mount)).await?;
     if !issuers.is_empty() {
-        report.step(
+        report.found(
             "ca",
-            false,
             format!(
                 "{} issuer(s) exist already; the CA is left as it is",
                 issuers.len()
@@ -221,7 +269,7 @@ async fn ca(
         );
         return Ok(());
     }
-    let (key_type, key_bits) = key_params(o.ca_key);
+    let (key_type, key_bits) = o.ca_key.vault_params();
     let ttl = o.ca_ttl.min(o.max_lease_ttl);
     match &o.offline_root {
         None => {
@@ -239,9 +287,8 @@ async fn ca(
                 )
                 .await?;
             report.warnings.extend(out.warnings);
-            report.step(
+            report.altered(
                 "ca",
-                true,
                 format!("generated the root {:?} inside Vault", o.ca_common_name),
             );
         }
@@ -265,16 +312,10 @@ async fn ca(
                 .and_then(Value::as_str)
                 .ok_or_else(|| client.bad_response(&path, "no csr in the answer".to_owned()))?;
             let csr = Csr::from_pem(csr_pem.as_bytes(), &path)?;
-            let cert = subordinate::sign(
-                &root.certificate,
-                &root.key,
-                &csr,
-                &o.ca_common_name,
-                ttl,
-                now,
-            )?;
+            let spec = Intermediate::new(&o.ca_common_name, ttl);
+            let cert = root.sign_intermediate(&csr, &spec, now)?;
             let set = format!("{}/intermediate/set-signed", o.mount);
-            let bundle = format!("{}{}", cert.pem(), root.certificate.pem());
+            let bundle = format!("{}{}", cert.pem(), root.certificate().pem());
             let out = client
                 .write(&set, &json!({ "certificate": bundle }))
                 .await?;
@@ -297,13 +338,12 @@ async fn ca(
                     &json!({ "default": default }),
                 )
                 .await?;
-            report.step(
+            report.altered(
                 "ca",
-                true,
                 format!(
                     "generated the intermediate {:?} in Vault, signed by {} (serial {})",
                     o.ca_common_name,
-                    root.certificate.info().subject,
+                    root.certificate().info().subject,
                     cert.info().serial
                 ),
             );
@@ -335,7 +375,7 @@ async fn urls(
             .unwrap_or_default()
     };
     if list("issuing_certificates") == want_issuing && list("crl_distribution_points") == want_crl {
-        report.step("urls", false, "config/urls point at the mount already");
+        report.found("urls", "config/urls point at the mount already");
         return Ok(());
     }
     client
@@ -347,9 +387,8 @@ async fn urls(
             }),
         )
         .await?;
-    report.step(
+    report.altered(
         "urls",
-        true,
         format!("AIA and CRL distribution point set to {base}"),
     );
     Ok(())
@@ -399,18 +438,16 @@ async fn write_role(
         _ => vec!["(new role)"],
     };
     if differing.is_empty() {
-        report.step(
+        report.found(
             "role",
-            false,
             format!("role {:?} is as configured already", role.name),
         );
         return Ok(());
     }
     let out = client.write(&path, &want).await?;
     report.warnings.extend(out.warnings);
-    report.step(
+    report.altered(
         "role",
-        true,
         if have.is_some() {
             format!("updated role {:?} ({})", role.name, differing.join(", "))
         } else {

@@ -12,7 +12,6 @@ use zeroize::Zeroizing;
 
 use super::auth::{Credentials, TokenState};
 use super::settings::{VaultSettings, check_path_name};
-use super::tls;
 use super::wire::{self, Envelope};
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
@@ -32,6 +31,7 @@ const RETRY_STATUS: [u16; 4] = [429, 500, 502, 503];
 
 /// An HTTP method of the Vault API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Method {
     /// GET: read.
     Get,
@@ -106,8 +106,66 @@ enum SendError {
     Protocol(String),
 }
 
+/// Whether a call carries the client's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// With `X-Vault-Token` (a login first, for AppRole).
+    Token,
+    /// Without (logins, health).
+    Anonymous,
+}
+
+/// One API call: the method, the path below `/v1/`, the JSON body, and the token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: &'a str,
+    pub(crate) body: Option<&'a [u8]>,
+    pub(crate) auth: Auth,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, path: &'a str, body: Option<&'a [u8]>) -> Self {
+        Self {
+            method,
+            path,
+            body,
+            auth: Auth::Token,
+        }
+    }
+
+    /// `GET path`.
+    pub(crate) fn get(path: &'a str) -> Self {
+        Self::new(Method::Get, path, None)
+    }
+
+    /// `POST path` with a JSON body.
+    pub(crate) fn post(path: &'a str, body: &'a [u8]) -> Self {
+        Self::new(Method::Post, path, Some(body))
+    }
+
+    /// `LIST path`.
+    pub(crate) fn list(path: &'a str) -> Self {
+        Self::new(Method::List, path, None)
+    }
+
+    /// `DELETE path`.
+    pub(crate) fn delete(path: &'a str) -> Self {
+        Self::new(Method::Delete, path, None)
+    }
+
+    /// The same call without the token.
+    pub(crate) fn anonymous(self) -> Self {
+        Self {
+            auth: Auth::Anonymous,
+            ..self
+        }
+    }
+}
+
 /// Generic data read from or written to Vault.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct VaultData {
     /// The `data` object, when the endpoint returns one.
     pub data: Option<serde_json::Value>,
@@ -205,20 +263,15 @@ impl VaultClient {
             .as_deref()
             .ok_or_else(|| Error::VaultConfig {
                 setting: "address",
-                problem: "not set: set VAULT_ADDR (or BAO_ADDR), or `address` in the config"
-                    .to_owned(),
+                problem: "no server address is configured".to_owned(),
             })?;
         let address = normalise_address(address)?;
-        let roots = tls::roots(settings.ca_cert.as_deref(), settings.ca_path.as_deref())?;
-        let config = tls::client_config(roots)?;
-        // reqwest panics at build time without a process-wide provider in some paths; the
-        // config above already names ring, and installing it as the default is harmless when
-        // another component did so first.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let roots = crate::tls::roots(settings.ca_cert.as_deref(), settings.ca_path.as_deref())?;
+        let config = crate::tls::client_config(roots)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
-            .connect_timeout(settings.connect_timeout()?)
-            .timeout(settings.request_timeout()?)
+            .connect_timeout(settings.connect_timeout())
+            .timeout(settings.request_timeout())
             // Redirects are followed by hand: only 307/308, only without a downgrade to http.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pki/", env!("CARGO_PKG_VERSION")))
@@ -252,10 +305,7 @@ impl VaultClient {
 
     /// Reads `path` (below `/v1/`); `None` when nothing is there (404).
     pub async fn read(&self, path: &str) -> Result<Option<VaultData>> {
-        match self
-            .call::<serde_json::Value>(Method::Get, path, None, true)
-            .await
-        {
+        match self.call::<serde_json::Value>(Call::get(path)).await {
             Ok(env) => Ok(Some(VaultData {
                 data: env.data,
                 warnings: env.warnings,
@@ -270,7 +320,7 @@ impl VaultClient {
     pub async fn write(&self, path: &str, body: &serde_json::Value) -> Result<VaultData> {
         let bytes = json_body(body)?;
         let env = self
-            .call::<serde_json::Value>(Method::Post, path, Some(&bytes), true)
+            .call::<serde_json::Value>(Call::post(path, &bytes))
             .await?;
         Ok(VaultData {
             data: env.data,
@@ -285,7 +335,7 @@ impl VaultClient {
             #[serde(default)]
             keys: Vec<String>,
         }
-        match self.call::<Keys>(Method::List, path, None, true).await {
+        match self.call::<Keys>(Call::list(path)).await {
             Ok(env) => Ok(env.data.map(|k| k.keys).unwrap_or_default()),
             Err(Error::VaultNotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -294,30 +344,21 @@ impl VaultClient {
 
     /// Deletes `path`.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.call::<serde_json::Value>(Method::Delete, path, None, true)
+        self.call::<serde_json::Value>(Call::delete(path))
             .await
             .map(|_| ())
     }
 
     /// One request with authentication: on a 403 with AppRole configured, logs in again once
     /// and repeats the request (the token may have been revoked or expired mid-run).
-    pub(crate) async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&[u8]>,
-        authenticated: bool,
-    ) -> Result<Reply> {
+    pub(crate) async fn request(&self, call: Call<'_>) -> Result<Reply> {
         let mut logged_in_again = false;
         loop {
-            let token = if authenticated {
-                self.current_token().await?
-            } else {
-                None
+            let token = match call.auth {
+                Auth::Token => self.current_token().await?,
+                Auth::Anonymous => None,
             };
-            let reply = self
-                .send(method, path, body, token.as_ref().map(|(t, _)| &**t))
-                .await?;
+            let reply = self.send(call, token.as_ref().map(|(t, _)| &**t)).await?;
             if reply.status == 403
                 && !logged_in_again
                 && let Some((_, generation)) = &token
@@ -331,40 +372,31 @@ impl VaultClient {
     }
 
     /// A request whose answer is Vault's JSON envelope; error statuses become errors.
-    pub(crate) async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&[u8]>,
-        authenticated: bool,
-    ) -> Result<Envelope<T>> {
-        let reply = self.request(method, path, body, authenticated).await?;
-        self.envelope(method, path, &reply)
+    pub(crate) async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<Envelope<T>> {
+        let reply = self.request(call).await?;
+        self.envelope(&call, &reply)
     }
 
     /// A request for a raw (non-JSON) body; `None` on 204, which Vault sends when nothing is
     /// configured (no CA, no CRL).
-    pub(crate) async fn raw(
-        &self,
-        path: &str,
-        authenticated: bool,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let reply = self.request(Method::Get, path, None, authenticated).await?;
+    pub(crate) async fn raw(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let call = Call::get(path);
+        let reply = self.request(call).await?;
         match reply.status {
             204 => Ok(None),
             200..=299 if reply.body.is_empty() => Ok(None),
             200..=299 => Ok(Some(reply.body)),
             404 if wire::error_messages(&reply.body).is_empty() => Err(self.not_found(path)),
-            status => Err(self.status_error(Method::Get, path, status, &reply.body)),
+            status => Err(self.status_error(&call, status, &reply.body)),
         }
     }
 
     pub(crate) fn envelope<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
+        call: &Call<'_>,
         reply: &Reply,
     ) -> Result<Envelope<T>> {
+        let path = call.path;
         match reply.status {
             200..=299 if reply.body.is_empty() => Ok(Envelope {
                 data: None,
@@ -377,17 +409,12 @@ impl VaultClient {
             // A plain 404 (empty `errors`) means "nothing here"; one with messages ("unsupported
             // path", "namespace not found") is a real refusal worth quoting.
             404 if wire::error_messages(&reply.body).is_empty() => Err(self.not_found(path)),
-            status => Err(self.status_error(method, path, status, &reply.body)),
+            status => Err(self.status_error(call, status, &reply.body)),
         }
     }
 
-    pub(crate) fn status_error(
-        &self,
-        method: Method,
-        path: &str,
-        status: u16,
-        body: &[u8],
-    ) -> Error {
+    pub(crate) fn status_error(&self, call: &Call<'_>, status: u16, body: &[u8]) -> Error {
+        let (method, path) = (call.method, call.path);
         let errors = wire::error_messages(body);
         if status == 503
             && errors
@@ -427,13 +454,8 @@ impl VaultClient {
     /// Sends with retries on 429/500/502/503 (not sealed) and connection failures, with capped
     /// exponential backoff and jitter. Timeouts and TLS failures are not retried: they would
     /// only fail again, slower.
-    pub(super) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&[u8]>,
-        token: Option<&SecretString>,
-    ) -> Result<Reply> {
+    pub(super) async fn send(&self, call: Call<'_>, token: Option<&SecretString>) -> Result<Reply> {
+        let (method, path) = (call.method, call.path);
         let token_header = match token {
             Some(t) => {
                 let mut value =
@@ -449,14 +471,12 @@ impl VaultClient {
         };
         let mut attempt = 0;
         loop {
-            let outcome = self
-                .send_once(method, path, body, token_header.as_ref())
-                .await;
+            let outcome = self.send_once(call, token_header.as_ref()).await;
             let retry = match &outcome {
                 Ok(reply) => {
                     RETRY_STATUS.contains(&reply.status)
                         && !matches!(
-                            self.status_error(method, path, reply.status, &reply.body),
+                            self.status_error(&call, reply.status, &reply.body),
                             Error::VaultSealed { .. }
                         )
                 }
@@ -487,11 +507,12 @@ impl VaultClient {
 
     async fn send_once(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&[u8]>,
+        call: Call<'_>,
         token: Option<&HeaderValue>,
     ) -> std::result::Result<Reply, SendError> {
+        let Call {
+            method, path, body, ..
+        } = call;
         let mut url = reqwest::Url::parse(&format!("{}/v1/{path}", self.address))
             .map_err(|e| SendError::Protocol(format!("cannot form the URL: {e}")))?;
         for _ in 0..=MAX_REDIRECTS {

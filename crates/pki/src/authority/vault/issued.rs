@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::wire::pem_list;
 use crate::authority::IssuedCertificate;
-use crate::cert::{self, Certificate, Serial, Usage};
+use crate::cert::{self, Certificate, Serial, Trust, Usage};
 use crate::key::PrivateKey;
 use crate::name::SubjectName;
 use crate::request::CertificateRequest;
@@ -45,16 +45,28 @@ pub(crate) enum ExpectedKey {
 /// How far ahead of ours the server's clock may be.
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 
-/// Parses and checks a sign/issue answer. `problem` texts become `VaultResponse` errors that
-/// name the address and path.
+/// What was asked of Vault, which its answer must match.
+pub(crate) struct Ask<'a> {
+    /// The request.
+    pub request: &'a CertificateRequest,
+    /// The key the certificate must carry.
+    pub expected: ExpectedKey,
+    /// When it was asked.
+    pub now: OffsetDateTime,
+}
+
+/// Parses and checks a sign/issue answer (`data` and Vault's `warnings`). `problem` texts
+/// become `VaultResponse` errors that name the address and path.
 pub(crate) fn assemble(
-    data: SignedData,
-    warnings: Vec<String>,
-    request: &CertificateRequest,
-    expected: ExpectedKey,
+    (data, warnings): (SignedData, Vec<String>),
+    ask: Ask<'_>,
     chains: &ChainCache,
-    now: OffsetDateTime,
 ) -> Result<IssuedCertificate, String> {
+    let Ask {
+        request,
+        expected,
+        now,
+    } = ask;
     let leaf = Certificate::from_pem(
         data.certificate.as_bytes(),
         "the certificate Vault returned",
@@ -127,7 +139,7 @@ pub(crate) fn assemble(
     if verified {
         check_link(&leaf, &chain, root.as_ref(), now)?;
     } else {
-        verify(&leaf, &chain, root.as_ref(), request, now)?;
+        verify(&leaf, (&chain, root.as_ref()), request, now)?;
         chains.mark_verified(chain_text);
     }
 
@@ -327,8 +339,7 @@ pub(crate) fn split_chain(text: &str) -> Result<(Vec<Certificate>, Option<Certif
 /// intermediate imported alone), up to the top of the chain it returned.
 fn verify(
     leaf: &Certificate,
-    chain: &[Certificate],
-    root: Option<&Certificate>,
+    (chain, root): (&[Certificate], Option<&Certificate>),
     request: &CertificateRequest,
     now: OffsetDateTime,
 ) -> Result<(), String> {
@@ -338,10 +349,18 @@ fn verify(
         Usage::Client
     };
     let result = match (root, chain.split_last()) {
-        (Some(r), _) => cert::verify_chain(leaf, chain, std::slice::from_ref(r), usage, now),
-        (None, Some((top, below))) => {
-            cert::verify_chain(leaf, below, std::slice::from_ref(top), usage, now)
-        }
+        (Some(r), _) => cert::verify_chain(
+            leaf,
+            &Trust::new(chain, std::slice::from_ref(r)),
+            usage,
+            now,
+        ),
+        (None, Some((top, below))) => cert::verify_chain(
+            leaf,
+            &Trust::new(below, std::slice::from_ref(top)),
+            usage,
+            now,
+        ),
         (None, None) => return Err("no CA chain in the answer".to_owned()),
     };
     result.map_err(|e| format!("the returned chain does not verify: {e}"))

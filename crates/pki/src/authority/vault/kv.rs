@@ -10,12 +10,13 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::VaultAuthority;
-use super::client::{Method, json_body};
+use super::client::{Call, json_body};
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
 
 /// A secret read from KV v2: its fields and which version they are.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct KvSecret {
     /// Field name to value. Non-string JSON values are kept as their JSON text.
     pub data: BTreeMap<String, SecretString>,
@@ -27,6 +28,7 @@ pub struct KvSecret {
 
 /// What a write created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KvWritten {
     /// The new version number.
     pub version: u64,
@@ -37,6 +39,7 @@ pub struct KvWritten {
 
 /// One version in a secret's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KvVersion {
     /// When it was written.
     #[serde(default)]
@@ -51,6 +54,7 @@ pub struct KvVersion {
 
 /// A secret's metadata: no values, so it may be printed and serialised.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KvMetadata {
     /// The latest version.
     #[serde(default)]
@@ -189,10 +193,7 @@ impl VaultAuthority {
             Some(v) => format!("{}/data/{path}?version={v}", self.kv_mount()),
             None => format!("{}/data/{path}", self.kv_mount()),
         };
-        let env = self
-            .client()
-            .call::<ReadData>(Method::Get, &api, None, true)
-            .await?;
+        let env = self.client().call::<ReadData>(Call::get(&api)).await?;
         let data = env.data.ok_or_else(|| {
             self.client()
                 .bad_response(&api, "the answer has no data".to_owned())
@@ -254,7 +255,7 @@ impl VaultAuthority {
         let api = format!("{}/data/{path}", self.kv_mount());
         let env = self
             .client()
-            .call::<KvWritten>(Method::Post, &api, Some(&body), true)
+            .call::<KvWritten>(Call::post(&api, &body))
             .await?;
         env.data.ok_or_else(|| {
             self.client()
@@ -266,10 +267,7 @@ impl VaultAuthority {
     pub async fn kv_metadata(&self, path: &str) -> Result<KvMetadata> {
         check_secret_path(path)?;
         let api = format!("{}/metadata/{path}", self.kv_mount());
-        let env = self
-            .client()
-            .call::<KvMetadata>(Method::Get, &api, None, true)
-            .await?;
+        let env = self.client().call::<KvMetadata>(Call::get(&api)).await?;
         env.data.ok_or_else(|| {
             self.client()
                 .bad_response(&api, "the answer has no data".to_owned())

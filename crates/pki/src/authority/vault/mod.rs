@@ -15,11 +15,8 @@
 //! use pki::{CertificateRequest, KeyAlgorithm, Profile, clock, duration};
 //!
 //! # async fn demo() -> pki::Result<()> {
-//! let settings = VaultSettings {
-//!     role: Some("services".into()),
-//!     ..Default::default()
-//! }
-//! .with_env(); // VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN...
+//! let mut settings = VaultSettings::default().with_env()?; // VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN...
+//! settings.role = Some("services".into());
 //! let vault = VaultAuthority::connect(&settings).await?;
 //! let request = CertificateRequest::new(
 //!     "api.example.internal",
@@ -38,7 +35,6 @@ mod client;
 mod issued;
 pub mod kv;
 mod settings;
-mod tls;
 mod wire;
 
 use std::ops::ControlFlow;
@@ -55,15 +51,16 @@ pub use settings::{
 };
 
 use super::{
-    IssuedCertificate, ListFilter, Record, RevocationReason, RevokeOutcome, SignedCrl, Status,
+    Batch, IssuedCertificate, ListFilter, Record, RevocationReason, RevokeOutcome, SignedCrl,
+    Status,
 };
 use crate::cert::{Certificate, Serial};
 use crate::error::{Error, Result};
 use crate::key::{KeyAlgorithm, PrivateKey};
 use crate::name::SubjectName;
 use crate::request::{CertificateRequest, SubjectKey};
-use client::json_body;
-use issued::{ExpectedKey, SignedData};
+use client::{Call, json_body};
+use issued::{Ask, ExpectedKey, SignedData};
 use settings::check_path_name;
 
 /// Most requests [`VaultAuthority::list_each`] keeps in flight while reading certificates.
@@ -112,9 +109,7 @@ impl VaultAuthority {
         if !client.credentials.is_some() {
             return Err(Error::VaultConfig {
                 setting: "token",
-                problem: "no credentials: set VAULT_TOKEN, PKI_VAULT_TOKEN_FILE (or \
-                          token_file), write ~/.vault-token, or configure AppRole \
-                          (PKI_VAULT_ROLE_ID_FILE and PKI_VAULT_SECRET_ID_FILE)"
+                problem: "no credentials are configured (no token, token file or AppRole ids)"
                     .to_owned(),
             });
         }
@@ -151,8 +146,7 @@ impl VaultAuthority {
     fn role_or_err(&self) -> Result<&str> {
         self.role.as_deref().ok_or_else(|| Error::VaultConfig {
             setting: "role",
-            problem: "no PKI role: give --role ROLE, set PKI_VAULT_ROLE, or `role` in the config"
-                .to_owned(),
+            problem: "no PKI role to sign with is configured".to_owned(),
         })
     }
 
@@ -176,7 +170,11 @@ impl VaultAuthority {
         };
         let csr = request.to_csr_pem(&key)?;
         let mut issued = self
-            .sign_csr(role, &csr, request, key.public_key_spki(), now)
+            .sign_csr(
+                role,
+                &csr,
+                ask(request, ExpectedKey::Spki(key.public_key_spki()), now),
+            )
             .await?;
         issued.private_key = Some(key);
         Ok(issued)
@@ -195,34 +193,31 @@ impl VaultAuthority {
         match key {
             SubjectKey::Key(k) => {
                 let csr = request.to_csr_pem(k)?;
-                self.sign_csr(role, &csr, request, k.public_key_spki(), now)
-                    .await
+                self.sign_csr(
+                    role,
+                    &csr,
+                    ask(request, ExpectedKey::Spki(k.public_key_spki()), now),
+                )
+                .await
             }
             SubjectKey::Csr(c) => {
-                self.sign_csr(role, &c.pem(), request, c.spki_der().to_vec(), now)
+                let expected = ExpectedKey::Spki(c.spki_der().to_vec());
+                self.sign_csr(role, &c.pem(), ask(request, expected, now))
                     .await
             }
         }
     }
 
-    async fn sign_csr(
-        &self,
-        role: &str,
-        csr_pem: &str,
-        request: &CertificateRequest,
-        spki: Vec<u8>,
-        now: OffsetDateTime,
-    ) -> Result<IssuedCertificate> {
+    async fn sign_csr(&self, role: &str, csr_pem: &str, ask: Ask<'_>) -> Result<IssuedCertificate> {
         let path = format!("{}/sign/{role}", self.mount);
         // Only the CSR and the lifetime: the role takes the names from the CSR, and sending
         // them again only earns "field was provided but…" warnings.
         let body = json_body(&serde_json::json!({
             "csr": csr_pem,
-            "ttl": crate::duration::vault_ttl(request.ttl()),
+            "ttl": crate::duration::vault_ttl(ask.request.ttl()),
             "format": "pem",
         }))?;
-        self.post_certificate(&path, &body, request, ExpectedKey::Spki(spki), now)
-            .await
+        self.post_certificate(&path, &body, ask).await
     }
 
     /// Posts an issue or sign request and checks the answer against what was asked.
@@ -230,19 +225,17 @@ impl VaultAuthority {
         &self,
         path: &str,
         body: &[u8],
-        request: &CertificateRequest,
-        expected: ExpectedKey,
-        now: OffsetDateTime,
+        ask: Ask<'_>,
     ) -> Result<IssuedCertificate> {
         let env = self
             .client
-            .call::<SignedData>(Method::Post, path, Some(body), true)
+            .call::<SignedData>(Call::post(path, body))
             .await?;
         let data = env.data.ok_or_else(|| {
             self.client
                 .bad_response(path, "the answer has no data".to_owned())
         })?;
-        issued::assemble(data, env.warnings, request, expected, &self.chains, now)
+        issued::assemble((data, env.warnings), ask, &self.chains)
             .map_err(|problem| self.client.bad_response(path, problem))
     }
 
@@ -301,11 +294,11 @@ impl VaultAuthority {
         }
         // OpenBao honours these for roles with key_type=any; roles with a fixed key type
         // ignore them.
-        let (key_type, key_bits) = vault_key_type(algorithm);
+        let (key_type, key_bits) = algorithm.vault_params();
         body["key_type"] = key_type.into();
         body["key_bits"] = key_bits.into();
         let bytes = json_body(&body)?;
-        self.post_certificate(&path, &bytes, request, ExpectedKey::FromVault, now)
+        self.post_certificate(&path, &bytes, ask(request, ExpectedKey::FromVault, now))
             .await
     }
 
@@ -313,16 +306,15 @@ impl VaultAuthority {
     /// `on_result` with each request's index and outcome as it completes (in completion order).
     /// When `on_result` returns `Break`, no further request is started and those in flight are
     /// abandoned.
-    pub async fn issue_many<F>(
-        &self,
-        requests: &[CertificateRequest],
-        algorithm: KeyAlgorithm,
-        concurrency: usize,
-        now: OffsetDateTime,
-        mut on_result: F,
-    ) where
+    pub async fn issue_many<F>(&self, batch: &Batch<'_>, now: OffsetDateTime, mut on_result: F)
+    where
         F: FnMut(usize, Result<IssuedCertificate>) -> ControlFlow<()>,
     {
+        let Batch {
+            requests,
+            algorithm,
+            concurrency,
+        } = *batch;
         let concurrency = concurrency.max(1);
         // Each answer is checked against the time it arrives, not the batch's start: a long
         // batch would otherwise find later certificates "not valid yet".
@@ -366,7 +358,7 @@ impl VaultAuthority {
         let body = json_body(&serde_json::json!({ "serial_number": serial.to_colon_hex() }))?;
         let env = self
             .client
-            .call::<RevokeData>(Method::Post, &path, Some(&body), true)
+            .call::<RevokeData>(Call::post(&path, &body))
             .await?;
         match env.data {
             Some(d) if d.revocation_time > 0 => Ok(RevokeOutcome::Revoked),
@@ -393,11 +385,7 @@ impl VaultAuthority {
         serial: &Serial,
     ) -> Result<(Certificate, Option<OffsetDateTime>)> {
         let path = format!("{}/cert/{}", self.mount, serial.to_colon_hex());
-        let env = match self
-            .client
-            .call::<CertData>(Method::Get, &path, None, true)
-            .await
-        {
+        let env = match self.client.call::<CertData>(Call::get(&path)).await {
             Err(Error::VaultNotFound { .. }) => {
                 return Err(Error::UnknownSerial {
                     serial: serial.to_hex(),
@@ -427,7 +415,7 @@ impl VaultAuthority {
     /// The CA chain of the mount's default issuer: issuer first, root (if known) last.
     pub async fn ca_chain(&self) -> Result<Vec<Certificate>> {
         let path = format!("{}/ca_chain", self.mount);
-        let body = self.client.raw(&path, true).await?.ok_or_else(|| {
+        let body = self.client.raw(&path).await?.ok_or_else(|| {
             self.client.bad_response(
                 &path,
                 "the mount has no CA configured (HTTP 204)".to_owned(),
@@ -451,7 +439,7 @@ impl VaultAuthority {
     /// (`config/crl` expiry), not the caller's.
     pub async fn crl(&self) -> Result<SignedCrl> {
         let path = format!("{}/crl/pem", self.mount);
-        let body = self.client.raw(&path, true).await?.ok_or_else(|| {
+        let body = self.client.raw(&path).await?.ok_or_else(|| {
             self.client.bad_response(
                 &path,
                 "the mount publishes no CRL (HTTP 204: is a CA configured?)".to_owned(),
@@ -520,6 +508,15 @@ impl VaultAuthority {
     }
 }
 
+/// What a request asks of Vault.
+fn ask(request: &CertificateRequest, expected: ExpectedKey, now: OffsetDateTime) -> Ask<'_> {
+    Ask {
+        request,
+        expected,
+        now,
+    }
+}
+
 /// Runs CPU-heavy work (RSA key generation) on the blocking pool, so that a single-threaded
 /// runtime keeps serving the other requests in flight meanwhile: an RSA-4096 key takes a third
 /// of a second to generate.
@@ -528,22 +525,7 @@ async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
         Ok(value) => Ok(value),
         // A panic in the work is a bug: let it surface as one.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(Error::VaultConfig {
-            setting: "runtime",
-            problem: "the async runtime shut down during the request".to_owned(),
-        }),
-    }
-}
-
-/// Vault's `key_type` and `key_bits` for an algorithm.
-fn vault_key_type(algorithm: KeyAlgorithm) -> (&'static str, u32) {
-    match algorithm {
-        KeyAlgorithm::EcdsaP256 => ("ec", 256),
-        KeyAlgorithm::EcdsaP384 => ("ec", 384),
-        KeyAlgorithm::Ed25519 => ("ed25519", 0),
-        KeyAlgorithm::Rsa2048 => ("rsa", 2048),
-        KeyAlgorithm::Rsa3072 => ("rsa", 3072),
-        KeyAlgorithm::Rsa4096 => ("rsa", 4096),
+        Err(_) => Err(Error::RuntimeShutDown),
     }
 }
 
@@ -670,11 +652,5 @@ mod tests {
                 vault
             );
         }
-    }
-
-    #[test]
-    fn key_types() {
-        assert_eq!(vault_key_type(KeyAlgorithm::EcdsaP384), ("ec", 384));
-        assert_eq!(vault_key_type(KeyAlgorithm::Rsa3072), ("rsa", 3072));
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +75,7 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// group or others can read are refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VaultSettings {
     /// Server address, e.g. `https://vault.example.internal:8200`.
     pub address: Option<String>,
@@ -101,16 +102,42 @@ pub struct VaultSettings {
     /// Let Vault generate the key (`issue/:role`) instead of sending a CSR for a key made here.
     #[serde(default)]
     pub server_keygen: bool,
-    /// Connect timeout, a duration such as `10s` (default 10 s).
-    pub connect_timeout: Option<String>,
-    /// Request timeout, a duration such as `60s` (default 60 s).
-    pub request_timeout: Option<String>,
+    /// Connect timeout (default 10 s); written as a duration such as `"10s"`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<StdDuration>,
+    /// Request timeout (default 60 s); written as a duration such as `"60s"`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub request_timeout: Option<StdDuration>,
     /// Retries after 429, 500, 502, 503 or a connection failure (default 3).
     pub max_retries: Option<u32>,
     /// Whether the ambient credential sources (`VAULT_TOKEN`, `~/.vault-token`,
     /// `PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) may be used; set by [`VaultSettings::with_env`].
     #[serde(skip)]
     pub secrets_from_env: bool,
+}
+
+/// A duration written as text (`"90s"`, `"1m30s"`).
+fn de_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<StdDuration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_duration(text: &str) -> Result<StdDuration> {
+    let d = crate::duration::parse(text)?;
+    Ok(StdDuration::from_secs(d.whole_seconds().unsigned_abs()))
+}
+
+/// The line of a byte offset in a text, 1-based.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 fn first_env(names: &[&str]) -> Option<String> {
@@ -128,6 +155,29 @@ fn fill<T>(slot: &mut Option<T>, value: Option<String>, convert: impl FnOnce(Str
 }
 
 impl VaultSettings {
+    /// Reads the settings of a TOML file (a `vault.toml` of the keys below), paths relative to
+    /// the file's directory. Errors give the file and line, never the text of the line, which
+    /// could hold a token someone put there by mistake.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Self> {
+        let base = file.parent().unwrap_or(Path::new("."));
+        Self::deserialize_relative(
+            toml::Deserializer::parse(text).map_err(|e| toml_error(text, file, &e))?,
+            base,
+        )
+        .map_err(|e| toml_error(text, file, &e))
+    }
+
+    /// Deserializes the settings from any table (a file of their own, or one table of a larger
+    /// config), with relative paths taken from `base`.
+    pub fn deserialize_relative<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        base: &Path,
+    ) -> std::result::Result<Self, D::Error> {
+        let mut settings = Self::deserialize(deserializer)?;
+        settings.resolve_paths(|p| base.join(p));
+        Ok(settings)
+    }
+
     /// Resolves every file path set (CA file and directory, token and AppRole files) with
     /// `resolve`: a config file names them relative to itself.
     pub fn resolve_paths(&mut self, resolve: impl Fn(&Path) -> PathBuf) {
@@ -161,8 +211,7 @@ impl VaultSettings {
     ///
     /// The token (`VAULT_TOKEN`, `BAO_TOKEN`, `~/.vault-token`) and AppRole values
     /// (`PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) are read when connecting, not copied here.
-    #[must_use]
-    pub fn with_env(mut self) -> Self {
+    pub fn with_env(mut self) -> Result<Self> {
         fill(&mut self.address, first_env(&env::ADDR), |v| v);
         fill(&mut self.ca_cert, first_env(&env::CACERT), PathBuf::from);
         fill(&mut self.ca_path, first_env(&env::CAPATH), PathBuf::from);
@@ -190,23 +239,37 @@ impl VaultSettings {
             first_env(&[env::SECRET_ID_FILE]),
             PathBuf::from,
         );
-        fill(
-            &mut self.request_timeout,
-            first_env(&[env::REQUEST_TIMEOUT]),
-            |v| v,
-        );
-        fill(
-            &mut self.connect_timeout,
-            first_env(&[env::CONNECT_TIMEOUT]),
-            |v| v,
-        );
-        if self.max_retries.is_none() {
-            // A malformed value is reported when connecting, not silently ignored.
-            self.max_retries =
-                first_env(&[env::MAX_RETRIES]).map(|v| v.parse().unwrap_or(u32::MAX));
+        for (slot, name, setting) in [
+            (
+                &mut self.request_timeout,
+                env::REQUEST_TIMEOUT,
+                "request_timeout",
+            ),
+            (
+                &mut self.connect_timeout,
+                env::CONNECT_TIMEOUT,
+                "connect_timeout",
+            ),
+        ] {
+            if slot.is_none()
+                && let Some(text) = first_env(&[name])
+            {
+                *slot = Some(parse_duration(&text).map_err(|e| Error::VaultConfig {
+                    setting,
+                    problem: e.to_string(),
+                })?);
+            }
+        }
+        if self.max_retries.is_none()
+            && let Some(text) = first_env(&[env::MAX_RETRIES])
+        {
+            self.max_retries = Some(text.trim().parse().map_err(|_| Error::VaultConfig {
+                setting: "max_retries",
+                problem: format!("{text:?} is not a number"),
+            })?);
         }
         self.secrets_from_env = true;
-        self
+        Ok(self)
     }
 
     /// The PKI mount, default `pki`.
@@ -226,20 +289,12 @@ impl VaultSettings {
             .unwrap_or(DEFAULT_APPROLE_MOUNT)
     }
 
-    pub(crate) fn connect_timeout(&self) -> Result<StdDuration> {
-        timeout(
-            self.connect_timeout.as_deref(),
-            "connect_timeout",
-            DEFAULT_CONNECT_TIMEOUT,
-        )
+    pub(crate) fn connect_timeout(&self) -> StdDuration {
+        self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
-    pub(crate) fn request_timeout(&self) -> Result<StdDuration> {
-        timeout(
-            self.request_timeout.as_deref(),
-            "request_timeout",
-            DEFAULT_REQUEST_TIMEOUT,
-        )
+    pub(crate) fn request_timeout(&self) -> StdDuration {
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
     pub(crate) fn max_retries(&self) -> Result<u32> {
@@ -248,26 +303,17 @@ impl VaultSettings {
             Some(n) if n <= 20 => Ok(n),
             Some(_) => Err(Error::VaultConfig {
                 setting: "max_retries",
-                problem: "must be a number from 0 to 20 (VAULT_MAX_RETRIES)".to_owned(),
+                problem: "must be a number from 0 to 20".to_owned(),
             }),
         }
     }
 }
 
-fn timeout(
-    value: Option<&str>,
-    setting: &'static str,
-    default: StdDuration,
-) -> Result<StdDuration> {
-    match value {
-        None => Ok(default),
-        Some(text) => {
-            let d = crate::duration::parse(text).map_err(|e| Error::VaultConfig {
-                setting,
-                problem: e.to_string(),
-            })?;
-            Ok(StdDuration::from_secs(d.whole_seconds().unsigned_abs()))
-        }
+fn toml_error(text: &str, file: &Path, e: &toml::de::Error) -> Error {
+    Error::ConfigFile {
+        path: file.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().to_owned(),
     }
 }
 
@@ -305,7 +351,7 @@ mod tests {
         assert_eq!(s.mount(), "pki");
         assert_eq!(s.kv_mount(), "secret");
         assert_eq!(s.approle_mount(), "approle");
-        assert_eq!(s.request_timeout().unwrap(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(s.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(s.max_retries().unwrap(), DEFAULT_MAX_RETRIES);
         assert!(!s.secrets_from_env);
     }
@@ -318,7 +364,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.role.as_deref(), Some("web"));
         assert!(s.server_keygen);
-        assert_eq!(s.request_timeout().unwrap(), StdDuration::from_secs(5));
+        assert_eq!(s.request_timeout(), StdDuration::from_secs(5));
         assert!(toml::from_str::<VaultSettings>("tokne = \"x\"\n").is_err());
         assert!(toml::from_str::<VaultSettings>("secrets_from_env = true\n").is_err());
     }
@@ -336,12 +382,30 @@ mod tests {
     }
 
     #[test]
-    fn bad_timeout_is_a_config_error() {
-        let s = VaultSettings {
-            request_timeout: Some("soon".into()),
-            ..Default::default()
-        };
-        let e = s.request_timeout().unwrap_err();
-        assert!(e.is_invalid_argument(), "{e}");
+    fn a_bad_timeout_names_the_line_and_not_the_text() {
+        let e = VaultSettings::from_toml(
+            "address = \"https://v:8200\"\nrequest_timeout = \"soon\"\n",
+            Path::new("/etc/pki/vault.toml"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::ConfigFile { line: Some(2), .. }), "{e}");
+        let e = VaultSettings::from_toml("tokne = \"hvs.s3cr3t\"\n", Path::new("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v.toml:1") && !e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_file() {
+        let s = VaultSettings::from_toml(
+            "ca_cert = \"ca.pem\"\ntoken_file = \"/etc/pki/token\"\n",
+            Path::new("/etc/pki/vault/vault.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.ca_cert.as_deref(),
+            Some(Path::new("/etc/pki/vault/ca.pem"))
+        );
+        assert_eq!(s.token_file.as_deref(), Some(Path::new("/etc/pki/token")));
     }
 }

@@ -1,6 +1,6 @@
-//! The TLS configuration for talking to Vault: rustls on ring, verification always on, and a
-//! configured CA (`VAULT_CACERT` / `VAULT_CAPATH`) that *replaces* the system roots rather than
-//! adding to them, so a private Vault is trusted through its own CA only.
+//! TLS client configurations for the HTTPS peers (Vault, ntfy, Uptime Kuma): rustls on ring,
+//! verification always on, and a configured CA file or directory that *replaces* the system
+//! roots rather than adding to them, so a private server is trusted through its own CA only.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::fsio::{self, MAX_PEM_INPUT};
 use crate::pemfile::{self, label};
 
 fn config_error(setting: &'static str, problem: String) -> Error {
-    Error::VaultConfig { setting, problem }
+    Error::Trust { setting, problem }
 }
 
 fn add_pem_file(roots: &mut RootCertStore, path: &Path, setting: &'static str) -> Result<usize> {
@@ -30,8 +30,10 @@ fn add_pem_file(roots: &mut RootCertStore, path: &Path, setting: &'static str) -
     Ok(added)
 }
 
-/// The roots to trust: the configured CA file and/or directory, or else the system's.
-pub(crate) fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<RootCertStore> {
+/// The roots to trust: the configured CA file and/or directory, or else the system's. A
+/// configured file or directory without a usable certificate is an error, and so is a system
+/// without roots: nothing is ever trusted silently, and nothing is left silently untrusted.
+pub fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     if ca_cert.is_none() && ca_path.is_none() {
         let found = rustls_native_certs::load_native_certs();
@@ -42,16 +44,14 @@ pub(crate) fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<Ro
         }
         if roots.is_empty() {
             return Err(config_error(
-                "VAULT_CACERT",
-                "no system CA certificates were found: give the CA that issued Vault's \
-                 certificate with VAULT_CACERT or ca_cert"
-                    .to_owned(),
+                "ca_cert",
+                "none is configured and no system CA certificates were found".to_owned(),
             ));
         }
         return Ok(roots);
     }
     if let Some(file) = ca_cert {
-        add_pem_file(&mut roots, file, "VAULT_CACERT")?;
+        add_pem_file(&mut roots, file, "ca_cert")?;
     }
     if let Some(dir) = ca_path {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
@@ -68,12 +68,12 @@ pub(crate) fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<Ro
         for p in paths {
             // A CA directory often holds other files (hash links, READMEs): only PEM
             // certificates count, and a directory without any is an error.
-            let _ = add_pem_file(&mut roots, &p, "VAULT_CAPATH");
+            let _ = add_pem_file(&mut roots, &p, "ca_path");
         }
     }
     if roots.is_empty() {
         return Err(config_error(
-            "VAULT_CACERT",
+            "ca_cert",
             "the configured CA file or directory holds no usable certificate".to_owned(),
         ));
     }
@@ -82,7 +82,7 @@ pub(crate) fn roots(ca_cert: Option<&Path>, ca_path: Option<&Path>) -> Result<Ro
 
 /// A rustls client configuration on the ring provider with `roots`, offering HTTP/2 and
 /// HTTP/1.1 by ALPN (a preconfigured config gets no ALPN from reqwest).
-pub(crate) fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
+pub fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,0 +1,598 @@
+//! The rotation config: a TOML file validated into [`Config`]. Every error names the file, the
+//! line and the key.
+//!
+//! This module is the frame: loading, the top level, the backend, the defaults and the
+//! certificates. The reports read their own table (`config::report`); each target's common keys are
+//! read by `config::target`, which hands the rest of the table to the service it names (see
+//! [`crate::service`]). Positions come from the parsed document (`config::doc`).
+//!
+//! Relative paths are taken relative to the directory of the config file, so a run behaves the
+//! same whatever the working directory (cron starts in `/`).
+
+pub(crate) mod doc;
+mod report;
+mod target;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use pki::authority::offline::{self, InitOptions, KeyProtection};
+use pki::authority::vault::VaultSettings;
+use pki::rotation::RenewAt;
+use pki::{CertificateRequest, KeyAlgorithm, Profile, SubjectName, duration};
+use serde::Deserialize;
+use time::Duration;
+
+use crate::error::{Error, Result};
+use crate::report::ReportConfig;
+use crate::service::TargetConfig;
+use doc::{Source, Table};
+
+pub use pki::request::DEFAULT_TTL;
+pub use pki::rotation::DEFAULT_JITTER;
+
+/// The earliest renewal point allowed once jitter is taken off, as a fraction of the lifetime.
+const MIN_RENEW_POINT: f64 = 0.1;
+/// Largest config file read (ten thousand certificates take about 1.5 MiB).
+const MAX_CONFIG: u64 = 64 << 20;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file it was read from (empty for a config built in code).
+    pub file: PathBuf,
+    /// The state directory: store, lock, run state.
+    pub state_dir: PathBuf,
+    /// This host's name, the seed of the renewal jitter.
+    pub host: String,
+    /// Where certificates are signed.
+    pub backend: Backend,
+    /// Reports.
+    pub report: ReportConfig,
+    /// The managed certificates.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+impl Config {
+    /// A config with no certificates and no reports, for `host`, keeping its state in
+    /// `state_dir`.
+    pub fn new(state_dir: PathBuf, host: &str, backend: Backend) -> Self {
+        Self {
+            file: PathBuf::new(),
+            state_dir,
+            host: host.to_owned(),
+            backend,
+            report: ReportConfig::default(),
+            certificates: Vec::new(),
+        }
+    }
+}
+
+/// The signing backend.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The offline CA in a directory.
+    Offline(OfflineBackend),
+    /// A PKI mount and role on Vault / OpenBao; settings not given here come from the
+    /// environment (VAULT_ADDR, VAULT_CACERT, AppRole or token files).
+    Vault(Box<VaultSettings>),
+}
+
+/// The offline CA a run signs with.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OfflineBackend {
+    /// The CA directory.
+    pub ca_dir: PathBuf,
+    /// File holding the CA key passphrase (otherwise the run's options give it).
+    pub passphrase_file: Option<PathBuf>,
+    /// Create the CA when the directory holds none (demos, first runs).
+    pub create: Option<CreateCa>,
+}
+
+impl OfflineBackend {
+    /// The CA in `ca_dir`, which must exist.
+    pub fn new(ca_dir: PathBuf) -> Self {
+        Self {
+            ca_dir,
+            passphrase_file: None,
+            create: None,
+        }
+    }
+}
+
+/// How to create a missing offline CA.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CreateCa {
+    /// Organisation name.
+    pub name: String,
+    /// CA key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// Root lifetime.
+    pub root_ttl: Duration,
+    /// Intermediate lifetime.
+    pub intermediate_ttl: Duration,
+    /// Name constraints.
+    pub permitted_dns: Vec<String>,
+    /// Store the keys unencrypted (demos only); otherwise the passphrase encrypts them.
+    pub insecure_no_passphrase: bool,
+}
+
+impl Default for CreateCa {
+    /// The offline CA's own defaults, keys encrypted.
+    fn default() -> Self {
+        Self {
+            name: offline::DEFAULT_ORGANISATION.to_owned(),
+            key_algorithm: KeyAlgorithm::default(),
+            root_ttl: offline::DEFAULT_ROOT_TTL,
+            intermediate_ttl: offline::DEFAULT_INTERMEDIATE_TTL,
+            permitted_dns: Vec::new(),
+            insecure_no_passphrase: false,
+        }
+    }
+}
+
+impl CreateCa {
+    /// The options of [`offline::init`] for these settings.
+    pub fn init_options(&self, protection: KeyProtection) -> InitOptions {
+        let mut options = InitOptions::new(protection);
+        options.name.clone_from(&self.name);
+        options.key_algorithm = self.key_algorithm;
+        options.root_ttl = self.root_ttl;
+        options.intermediate_ttl = self.intermediate_ttl;
+        options.permitted_dns.clone_from(&self.permitted_dns);
+        options
+    }
+}
+
+/// One managed certificate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CertificateConfig {
+    /// Its name: a directory name in the store, a label in reports.
+    pub name: String,
+    /// What is asked for: names, profile, lifetime.
+    pub request: CertificateRequest,
+    /// Key algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// Renewal point.
+    pub renew_at: RenewAt,
+    /// Largest jitter, fraction of the lifetime.
+    pub jitter: f64,
+    /// Where it is deployed.
+    pub targets: Vec<TargetConfig>,
+    /// The config line of its table (0 when built in code).
+    pub line: usize,
+}
+
+impl CertificateConfig {
+    /// A certificate `name` (a file name) for `request`, with the default key, renewal point
+    /// and jitter, and no targets yet.
+    pub fn new(name: &str, request: &CertificateRequest) -> Result<Self> {
+        let name = pki::name::file_component(name)?.to_owned();
+        Ok(Self {
+            name,
+            request: request.clone(),
+            key_algorithm: KeyAlgorithm::default(),
+            renew_at: RenewAt::default(),
+            jitter: DEFAULT_JITTER,
+            targets: Vec::new(),
+            line: 0,
+        })
+    }
+
+    /// What the planner needs to know of it.
+    pub fn desired(&self) -> pki::rotation::Desired {
+        let mut desired = pki::rotation::Desired::new(&self.request, self.key_algorithm);
+        desired.renew_at = self.renew_at;
+        desired.jitter = self.jitter;
+        desired
+    }
+}
+
+/// What validation depends on besides the text: this host's name (the jitter seed when the
+/// config names none) and the uid that will write the files (the key-mode rules depend on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Facts {
+    /// The host name.
+    pub host: String,
+    /// The uid running the hook.
+    pub writer: u32,
+}
+
+impl Facts {
+    /// This host's name and the running uid.
+    pub fn of_this_process() -> Self {
+        Self {
+            host: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned()),
+            writer: nix::unistd::geteuid().as_raw(),
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config> {
+    let bytes = pki::fsio::read_limited(path, MAX_CONFIG).map_err(|e| Error::Config {
+        file: path.to_path_buf(),
+        line: None,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Config {
+        file: path.to_path_buf(),
+        line: None,
+        message: "the config file is not UTF-8 text".to_owned(),
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text for this host and process; `path` names the file in errors and
+/// anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    parse_with(text, path, &Facts::of_this_process())
+}
+
+/// Validates config text with the given facts about the host.
+pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
+    let src = Source::new(text, path);
+    let mut doc = src.document(text)?;
+    let certificates = doc.take_tables("certificate", |_| "certificate.".to_owned())?;
+    let backend = match doc.take("backend") {
+        Some(b) => backend(doc.of("backend.".into(), b, "backend")?)?,
+        None => return Err(doc.error("backend", "required")),
+    };
+    let defaults: RawDefaults = match doc.take("defaults") {
+        Some(d) => doc
+            .of("defaults.".into(), d, "defaults")?
+            .read("[defaults]")?,
+        None => RawDefaults::default(),
+    };
+    if defaults.renew_at.is_some() && defaults.renew_before.is_some() {
+        return Err(doc.error("defaults", "give renew_at or renew_before, not both"));
+    }
+    let report = match doc.take("report") {
+        Some(r) => report::read(doc.of("report.".into(), r, "report")?)?,
+        None => ReportConfig::default(),
+    };
+    let top: RawTop = doc.read("the config")?;
+    if top.state_dir.trim().is_empty() {
+        return Err(doc.error("state_dir", "must not be empty"));
+    }
+    let certificates = certificates_of(certificates, &defaults, facts)?;
+    Ok(Config {
+        file: path.to_path_buf(),
+        state_dir: src.path(&top.state_dir),
+        host: top.host.unwrap_or_else(|| facts.host.clone()),
+        backend,
+        report,
+        certificates,
+    })
+}
+
+/// Every certificate, with no name and no target file used twice.
+fn certificates_of(
+    tables: Vec<Table<'_>>,
+    defaults: &RawDefaults,
+    facts: &Facts,
+) -> Result<Vec<CertificateConfig>> {
+    let mut certificates = Vec::with_capacity(tables.len());
+    let mut names = HashSet::new();
+    let mut paths: HashSet<PathBuf> = HashSet::new();
+    for table in tables {
+        let (src, line) = (table.source(), table.line());
+        let c = certificate(table, defaults, facts)?;
+        let duplicate = |message: String| src.error_at(line, message);
+        if !names.insert(c.name.clone()) {
+            return Err(duplicate(format!(
+                "certificate.name: {:?} is used twice",
+                c.name
+            )));
+        }
+        for f in c.targets.iter().flat_map(TargetConfig::files) {
+            if !paths.insert(f.path.clone()) {
+                return Err(duplicate(format!(
+                    "certificate {:?}: {} is written by two targets",
+                    c.name,
+                    f.path.display()
+                )));
+            }
+        }
+        certificates.push(c);
+    }
+    Ok(certificates)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTop {
+    state_dir: String,
+    host: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffline {
+    ca_dir: Option<String>,
+    passphrase_file: Option<String>,
+    create: Option<RawCreate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCreate {
+    name: Option<String>,
+    key: Option<KeyAlgorithm>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    root_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    intermediate_ttl: Option<Duration>,
+    #[serde(default)]
+    permitted_dns: Vec<String>,
+    #[serde(default)]
+    insecure_no_passphrase: bool,
+}
+
+fn backend(mut table: Table<'_>) -> Result<Backend> {
+    let kind: String = table
+        .take_as("type")?
+        .ok_or_else(|| table.error("type", "required (\"offline\" or \"vault\")"))?;
+    match kind.as_str() {
+        "vault" => {
+            let base = table.source().base().to_path_buf();
+            let settings = table.read_via::<VaultSettings, _>("vault backends", |d| {
+                VaultSettings::deserialize_relative(d, &base)
+            })?;
+            Ok(Backend::Vault(Box::new(settings)))
+        }
+        "offline" => {
+            let raw: RawOffline = table.read("offline backends")?;
+            let src = table.source();
+            let ca_dir = raw
+                .ca_dir
+                .ok_or_else(|| table.error("ca_dir", "required for the offline backend"))?;
+            let create = match raw.create {
+                None => None,
+                Some(c) if !c.insecure_no_passphrase && raw.passphrase_file.is_none() => {
+                    return Err(table.error(
+                        "create",
+                        "needs backend.passphrase_file to encrypt the CA keys, or \
+                         insecure_no_passphrase = true for a throwaway CA",
+                    ));
+                }
+                Some(c) => {
+                    let d = CreateCa::default();
+                    Some(CreateCa {
+                        name: c.name.unwrap_or(d.name),
+                        key_algorithm: c.key.unwrap_or(d.key_algorithm),
+                        root_ttl: c.root_ttl.unwrap_or(d.root_ttl),
+                        intermediate_ttl: c.intermediate_ttl.unwrap_or(d.intermediate_ttl),
+                        permitted_dns: c.permitted_dns,
+                        insecure_no_passphrase: c.insecure_no_passphrase,
+                    })
+                }
+            };
+            Ok(Backend::Offline(OfflineBackend {
+                ca_dir: src.path(&ca_dir),
+                passphrase_file: raw.passphrase_file.as_deref().map(|p| src.path(p)),
+                create,
+            }))
+        }
+        other => Err(table.error(
+            "type",
+            format!("unknown backend {other:?} (expected \"offline\" or \"vault\")"),
+        )),
+    }
+}
+
+/// `[defaults]`: what applies to every certificate that does not set its own.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    profile: Option<Profile>,
+    key: Option<KeyAlgorithm>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_percent")]
+    renew_at: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    renew_before: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_percent")]
+    jitter: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub(crate) probe_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub(crate) command_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    name: String,
+    common_name: String,
+    #[serde(default)]
+    sans: Vec<SubjectName>,
+    profile: Option<Profile>,
+    key: Option<KeyAlgorithm>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_percent")]
+    renew_at: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    renew_before: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_percent")]
+    jitter: Option<f64>,
+}
+
+fn certificate(
+    mut table: Table<'_>,
+    defaults: &RawDefaults,
+    facts: &Facts,
+) -> Result<CertificateConfig> {
+    let targets = table.take_tables("target", |_| String::new())?;
+    let raw: RawCertificate = table.read("[[certificate]]")?;
+    let name = pki::name::file_component(&raw.name)
+        .map_err(|e| table.error("name", e))?
+        .to_owned();
+    let table = table.rescoped(format!("certificate {name:?}: "));
+    let profile = raw.profile.or(defaults.profile).unwrap_or_default();
+    let ttl = raw.ttl.or(defaults.ttl).unwrap_or(DEFAULT_TTL);
+    let request = CertificateRequest::new(&raw.common_name, raw.sans.iter().cloned(), profile, ttl)
+        .map_err(|e| table.error("common_name/sans", e))?;
+    let renew_at = renewal(&table, &raw, defaults, ttl)?;
+    let jitter = raw.jitter.or(defaults.jitter).unwrap_or(DEFAULT_JITTER);
+    check_renewal_point(&table, renew_at, jitter, ttl)?;
+    let mut c = CertificateConfig::new(&name, &request)?;
+    c.key_algorithm = raw.key.or(defaults.key).unwrap_or_default();
+    c.renew_at = renew_at;
+    c.jitter = jitter;
+    c.line = table.line();
+    for t in targets {
+        c.targets.push(target::read(t, &name, defaults, facts)?);
+    }
+    if c.targets.is_empty() {
+        return Err(table.error("target", "at least one [[certificate.target]] is needed"));
+    }
+    Ok(c)
+}
+
+/// The renewal point: the certificate's `renew_at` or `renew_before`, else the defaults'.
+fn renewal(
+    table: &Table<'_>,
+    raw: &RawCertificate,
+    defaults: &RawDefaults,
+    ttl: Duration,
+) -> Result<RenewAt> {
+    if raw.renew_at.is_some() && raw.renew_before.is_some() {
+        return Err(table.error("renew_at", "give renew_at or renew_before, not both"));
+    }
+    let renew_at = match (raw.renew_at, raw.renew_before) {
+        (Some(f), _) => RenewAt::Fraction(f),
+        (_, Some(d)) => RenewAt::BeforeExpiry(d),
+        _ => match (defaults.renew_at, defaults.renew_before) {
+            (Some(f), _) => RenewAt::Fraction(f),
+            (_, Some(d)) => RenewAt::BeforeExpiry(d),
+            _ => RenewAt::default(),
+        },
+    };
+    if let RenewAt::BeforeExpiry(d) = renew_at
+        && d >= ttl
+    {
+        return Err(table.error(
+            "renew_before",
+            format!(
+                "{} is not shorter than the lifetime {}; every run would renew",
+                duration::format(d),
+                duration::format(ttl)
+            ),
+        ));
+    }
+    Ok(renew_at)
+}
+
+/// Refuses a renewal point that jitter could bring to the day of issue: every run would renew.
+fn check_renewal_point(
+    table: &Table<'_>,
+    renew_at: RenewAt,
+    jitter: f64,
+    ttl: Duration,
+) -> Result<()> {
+    let point = match renew_at {
+        RenewAt::Fraction(f) => f,
+        RenewAt::BeforeExpiry(d) => 1.0 - d / ttl,
+        _ => return Ok(()),
+    };
+    if point - jitter < MIN_RENEW_POINT {
+        return Err(table.error(
+            "renew_at",
+            format!(
+                "renewal at {:.0} % of the lifetime, brought forward by up to {:.0} % of \
+                 jitter, could fall on the day of issue; every run would renew",
+                point * 100.0,
+                jitter * 100.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration such as `"90d"` or `"1d12h"`.
+pub(crate) fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    duration::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `"67%"` (or a plain number of percent) as a fraction.
+fn de_opt_percent<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    let value = match P::deserialize(d)? {
+        P::Text(s) => s
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| {
+                serde::de::Error::custom(format!("invalid percentage {s:?}, e.g. \"67%\""))
+            })?,
+        P::Int(i) => i as f64,
+        P::Float(f) => f,
+    };
+    if !(0.0..=100.0).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "percentage {value} is outside 0–100"
+        )));
+    }
+    Ok(Some(value / 100.0))
+}
+
+/// `p` made absolute against `base` when relative, without `.` and `dir/..` steps (the file
+/// system is not consulted: the paths may not exist yet), so that messages and HAProxy's crt
+/// names read as written.
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
+    use std::path::Component;
+    let p = Path::new(p);
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

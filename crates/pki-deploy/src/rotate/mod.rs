@@ -1,0 +1,354 @@
+//! One run of the rotation hook: take the lock, open the backend, observe and plan
+//! ([`plan`]), then the phases over one work item per certificate ([`phases`]: issue what is
+//! due, publish it in the store, prepare every target, activate and prove each, finish and
+//! prune), save the state and report. One failing certificate or target does not stop the
+//! others; a run that stops early (backend unreachable, CA key locked) still reports.
+
+mod backend;
+pub mod phases;
+pub mod plan;
+pub mod summary;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pki::error::IoOp;
+use pki::{SecretString, clock, fsio};
+use time::OffsetDateTime;
+
+use crate::config::{CertificateConfig, Config};
+use crate::error::{Error, Result};
+use crate::log::{Event, Logger};
+use crate::state::RunState;
+use crate::store::Store;
+use phases::{Batch, Phase, Work};
+use plan::PlanInput;
+pub use summary::{CertAction, CertOutcome, Rollback, RunSummary, TargetAction, TargetResult};
+
+/// Options of a run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// Plan only: say what would be done and change nothing.
+    pub dry_run: bool,
+    /// Reissue every selected certificate.
+    pub force: bool,
+    /// Only these certificates (empty: all).
+    pub only: Vec<String>,
+    /// Where log lines go.
+    pub log: Logger,
+    /// The offline CA's passphrase, when the config names no passphrase file.
+    pub ca_passphrase: Option<SecretString>,
+}
+
+impl Options {
+    /// A full run of every certificate, logging with `log`.
+    pub fn new(log: Logger) -> Self {
+        Self {
+            dry_run: false,
+            force: false,
+            only: Vec::new(),
+            log,
+            ca_passphrase: None,
+        }
+    }
+}
+
+/// The run lock: a non-blocking exclusive `flock` on `<state_dir>/lock`, released when dropped
+/// or when the process dies (even by SIGKILL).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the lock, or fails at once with [`Error::LockHeld`].
+pub fn lock(state_dir: &Path) -> Result<Lock> {
+    fsio::create_dir(state_dir, 0o700)?;
+    let path = state_dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(Error::io(IoOp::Create, &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::LockHeld { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::io(IoOp::Lock, path)(source)),
+    }
+}
+
+/// The certificates a run looks at (all, or those named in `only`).
+pub fn selected<'a>(config: &'a Config, only: &[String]) -> Result<Vec<&'a CertificateConfig>> {
+    for name in only {
+        if !config.certificates.iter().any(|c| &c.name == name) {
+            return Err(Error::Config {
+                file: config.file.clone(),
+                line: None,
+                message: format!("no certificate named {name:?}"),
+            });
+        }
+    }
+    Ok(config
+        .certificates
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name))
+        .collect())
+}
+
+/// When a run started, by both clocks.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    at: OffsetDateTime,
+    timer: std::time::Instant,
+}
+
+impl Started {
+    fn now() -> Self {
+        Self {
+            at: clock::now(),
+            timer: std::time::Instant::now(),
+        }
+    }
+
+    /// The summary of a run that changed things.
+    fn finished(self, certificates: Vec<CertOutcome>) -> RunSummary {
+        RunSummary {
+            started: self.at,
+            finished: clock::now(),
+            elapsed: self.timer.elapsed(),
+            dry_run: false,
+            certificates,
+            report_errors: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The summary of a dry run.
+    fn planned(self, certificates: Vec<CertOutcome>) -> RunSummary {
+        RunSummary {
+            dry_run: true,
+            ..self.finished(certificates)
+        }
+    }
+}
+
+/// One run in progress.
+#[derive(Debug, Clone, Copy)]
+struct Run<'a> {
+    config: &'a Config,
+    opts: &'a Options,
+    started: Started,
+}
+
+/// Runs the hook once. A run that stops early (backend unreachable, CA key locked) still
+/// reports, every certificate failed with the reason, before returning the error.
+pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
+    let run = Run {
+        config,
+        opts,
+        started: Started::now(),
+    };
+    let certs = selected(config, &opts.only)?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock(&config.state_dir)?)
+    };
+    match run.locked(&certs).await {
+        Err(e) if !opts.dry_run => {
+            let e = Arc::new(e);
+            run.stopped(&certs, &e).await;
+            // The report's copies are gone: the error is ours again.
+            Err(Arc::try_unwrap(e).unwrap_or_else(|e| Error::Task {
+                what: "the run",
+                reason: e.to_string(),
+            }))
+        }
+        result => result,
+    }
+}
+
+/// Opens the store, removing what a run killed mid-write left behind.
+fn open_store(config: &Config, opts: &Options) -> Result<Store> {
+    if opts.dry_run {
+        return Ok(Store::open(&config.state_dir));
+    }
+    let store = Store::create(&config.state_dir)?;
+    // Leftovers of a run killed mid-write (the state file, the metrics file).
+    fsio::remove_stale_temps(&config.state_dir)?;
+    if let Some(dir) = config.report.textfile.as_deref().and_then(Path::parent) {
+        fsio::remove_stale_temps(dir)?;
+    }
+    Ok(store)
+}
+
+/// The state earlier runs left; an unreadable one is set aside (not in a dry run) and the run
+/// goes on from what is on disk.
+fn load_state(config: &Config, opts: &Options) -> RunState {
+    let (state, unreadable) = RunState::load(&config.state_dir);
+    if let Some(problem) = unreadable {
+        let mut message = format!(
+            "{problem}: starting from an empty state (every target is checked again; a rollback \
+             returns to the version in place)"
+        );
+        if !opts.dry_run {
+            // Kept for a look, not overwritten by this run's state.
+            let file = crate::state::path(&config.state_dir);
+            let aside = file.with_extension("json.unreadable");
+            if std::fs::rename(&file, &aside).is_ok() {
+                message.push_str(&format!("; the file was moved to {}", aside.display()));
+            }
+        }
+        opts.log.warn(Event::run("state-unreadable", message));
+    }
+    state
+}
+
+/// The phases from issuing to activation.
+async fn execute(
+    work: &mut [Work<'_>],
+    authority: Option<&pki::Authority>,
+    state: &mut RunState,
+    phase: &Phase<'_>,
+) {
+    phases::issue_due(work, authority, phase).await;
+    phases::publish(work, phase);
+    phases::prepare_targets(work, state, phase);
+    phases::activate_targets(work, state, phase).await;
+}
+
+impl Run<'_> {
+    /// Everything a run does under its lock.
+    async fn locked(self, certs: &[&CertificateConfig]) -> Result<RunSummary> {
+        let Self { config, opts, .. } = self;
+        let store = open_store(config, opts)?;
+        let mut authority = backend::open(config, opts).await?;
+        let issuer = match &authority {
+            Some(a) => Some(a.current_issuer().await?),
+            None => None,
+        };
+        let mut state = load_state(config, opts);
+        let input = PlanInput {
+            config,
+            store: &store,
+            state: &state,
+            issuer: issuer.as_ref(),
+            force: opts.force,
+            now: self.started.at,
+        };
+        let planned = plan::plan(&input, certs);
+        if opts.dry_run {
+            let outcomes = planned.into_iter().map(phases::planned_outcome).collect();
+            return Ok(self.started.planned(outcomes));
+        }
+        // The signing key is unlocked only when something is to be issued.
+        if let Some(a) = authority.as_mut()
+            && planned.iter().any(plan::Planned::is_due)
+        {
+            backend::unlock(a, config, opts)?;
+        }
+        for p in &planned {
+            if let Some(fresh) = &p.fresh {
+                state.observed.insert(p.cert.name.clone(), fresh.clone());
+            }
+        }
+        let mut work: Vec<Work<'_>> = planned.into_iter().map(Work::from_plan).collect();
+        let batch = Batch::for_work(&work);
+        let store = store.with_durability(batch.durability);
+        let phase = Phase {
+            store: &store,
+            batch,
+            log: &opts.log,
+        };
+        execute(&mut work, authority.as_ref(), &mut state, &phase).await;
+        let outcomes = phases::finish(work, &mut state, &phase);
+        Ok(self
+            .conclude(&store, state, self.started.finished(outcomes))
+            .await)
+    }
+
+    /// Reports a run that stopped before handling its certificates: each is failed with the
+    /// reason, with the store's current certificate so that expiry metrics stay.
+    async fn stopped(self, certs: &[&CertificateConfig], error: &Arc<Error>) {
+        let config = self.config;
+        let (state, _) = RunState::load(&config.state_dir);
+        let store = Store::open(&config.state_dir);
+        let certificates = certs
+            .iter()
+            .map(|c| {
+                let version = store.current(&c.name);
+                let current = version
+                    .as_ref()
+                    .and_then(|v| store.certificate(&c.name, v).ok());
+                CertOutcome {
+                    name: c.name.clone(),
+                    decision: None,
+                    action: CertAction::Failed,
+                    current,
+                    version,
+                    error: Some(error.clone()),
+                    targets: Vec::new(),
+                }
+            })
+            .collect();
+        let mut summary = self.started.finished(certificates);
+        summary.error = Some(error.clone());
+        for e in crate::report::deliver(&config.report, &summary, &state, &config.host).await {
+            self.opts
+                .log
+                .warn(Event::run("report-failed", e.to_string()));
+        }
+    }
+
+    /// Records the run in the state, saves it, and delivers the reports.
+    async fn conclude(
+        self,
+        store: &Store,
+        mut state: RunState,
+        mut summary: RunSummary,
+    ) -> RunSummary {
+        let config = self.config;
+        // Reports name every current certificate; those planned from cached facts are read now.
+        for o in summary
+            .certificates
+            .iter_mut()
+            .filter(|o| o.current.is_none())
+        {
+            if let Some(v) = &o.version {
+                o.current = store.certificate(&o.name, v).ok();
+            }
+        }
+        let finished = summary.finished.unix_timestamp();
+        for o in &summary.certificates {
+            let entry = state.certificates.entry(o.name.clone()).or_default();
+            entry.last_run = Some(finished);
+            if o.ok() {
+                entry.last_success = Some(finished);
+                entry.last_result = Some("ok".to_owned());
+                entry.last_error = None;
+            } else {
+                entry.last_result = Some("failed".to_owned());
+                entry.last_error = Some(o.failure_text());
+            }
+        }
+        if let Err(e) = state.save(&config.state_dir) {
+            summary.report_errors.push(Arc::new(e));
+        }
+        for e in crate::report::deliver(&config.report, &summary, &state, &config.host).await {
+            self.opts
+                .log
+                .warn(Event::run("report-failed", e.to_string()));
+            summary.report_errors.push(Arc::new(e));
+        }
+        summary
+    }
+}
+
+/// The state directory's store path, for tests and tools.
+pub fn store_dir(config: &Config) -> PathBuf {
+    config.state_dir.join(crate::store::DIR)
+}

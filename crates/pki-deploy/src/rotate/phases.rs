@@ -1,0 +1,482 @@
+//! The phases of a run, each over the same work items (one per certificate, holding one per
+//! target): `issue_due` issues and stores what is due, `publish` makes the new versions
+//! current in the store, `prepare_targets` writes every target's new version beside the one
+//! in service, `activate_targets` switches each in, loads and proves it (rolling back on
+//! failure), and `finish` collects the outcomes and prunes. A failing certificate or target
+//! never stops the others: its work item carries the error to the end.
+//!
+//! Large runs defer every fsync and make each phase durable with one `syncfs` per file system
+//! before the next phase publishes any of it (`Batch`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pki::fsio::{self, Durability};
+use pki::rotation::Decision;
+use pki::{Authority, Certificate, IssuedCertificate, clock};
+use serde_json::json;
+
+use super::plan::Planned;
+use super::summary::{CertAction, CertOutcome, Rollback, TargetAction, TargetResult};
+use crate::config::CertificateConfig;
+use crate::error::{Error, Result};
+use crate::log::{Event, Logger};
+use crate::service::TargetConfig;
+use crate::service::deploy::{self, Outcome, Preparation, Prepared};
+use crate::service::layout::{self, Freshness};
+use crate::state::RunState;
+use crate::store::Store;
+
+/// One certificate in flight through the phases.
+#[derive(Debug)]
+pub(crate) struct Work<'a> {
+    /// The configured certificate.
+    pub cert: &'a CertificateConfig,
+    /// The planner's decision.
+    pub decision: Decision,
+    /// What happened so far.
+    pub action: CertAction,
+    /// The store version the targets get: the current one, or the one issued now.
+    pub version: Option<String>,
+    /// The store's current version (moves to the new one once published).
+    pub published: Option<String>,
+    /// The current certificate (the new one once issued).
+    pub current: Option<Certificate>,
+    /// The certificate, chain and key the targets are rendered from, once loaded.
+    pub material: Option<IssuedCertificate>,
+    /// Issued in this run.
+    pub issued: bool,
+    /// Why the certificate failed (issuing or storing).
+    pub error: Option<Arc<Error>>,
+    /// Its targets.
+    pub targets: Vec<TargetWork<'a>>,
+}
+
+/// One target in flight.
+#[derive(Debug)]
+pub(crate) struct TargetWork<'a> {
+    /// The configured target.
+    pub target: &'a TargetConfig,
+    /// Whether it serves the store's version (as planned).
+    pub freshness: Freshness,
+    /// The version written beside the one in service, waiting to be activated.
+    pub prepared: Option<(Prepared, String)>,
+    /// How it ended.
+    pub result: Option<TargetResult>,
+}
+
+impl<'a> Work<'a> {
+    /// The work of a planned certificate.
+    pub(crate) fn from_plan(p: Planned<'a>) -> Self {
+        Self {
+            cert: p.cert,
+            decision: p.decision,
+            action: CertAction::Kept,
+            version: p.version.clone(),
+            published: p.version,
+            current: p.current,
+            material: None,
+            issued: false,
+            error: None,
+            targets: p
+                .cert
+                .targets
+                .iter()
+                .zip(p.targets)
+                .map(|(target, freshness)| TargetWork {
+                    target,
+                    freshness,
+                    prepared: None,
+                    result: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.action = CertAction::Failed;
+        self.error = Some(Arc::new(error));
+        self.material = None;
+    }
+
+    /// How many files and directories this certificate will write.
+    fn busy(&self) -> usize {
+        if matches!(self.decision, Decision::Issue { .. }) {
+            self.targets.len() + 1
+        } else {
+            self.targets
+                .iter()
+                .filter(|t| t.freshness != Freshness::InSync)
+                .count()
+        }
+    }
+}
+
+/// Above this many certificates or targets to handle, a run defers every fsync and makes each
+/// phase durable with one `syncfs` per file system before publishing it.
+const BATCH_THRESHOLD: usize = 8;
+
+/// How a run makes its writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Batch {
+    /// Per file, or deferred to a `syncfs` per phase.
+    pub durability: Durability,
+}
+
+impl Batch {
+    /// The policy for this work: deferred when there is much to write.
+    pub(crate) fn for_work(work: &[Work<'_>]) -> Self {
+        let busy: usize = work.iter().map(Work::busy).sum();
+        Self {
+            durability: if busy > BATCH_THRESHOLD {
+                Durability::Deferred
+            } else {
+                Durability::Immediate
+            },
+        }
+    }
+
+    /// Makes a deferred phase durable (nothing to do when every write was synced already).
+    fn flush(&self, paths: &[PathBuf]) -> std::result::Result<(), Arc<Error>> {
+        match self.durability {
+            Durability::Deferred => fsio::sync_filesystems(paths).map_err(|e| Arc::new(e.into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What every phase works with: the store (writing with the batch's durability), the batch
+/// and the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Phase<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// How writes are made durable.
+    pub batch: Batch,
+    /// Where log lines go.
+    pub log: &'a Logger,
+}
+
+/// Issues a certificate for the configured request and adds it to the store (not yet current).
+async fn issue(
+    cert: &CertificateConfig,
+    authority: Option<&Authority>,
+    store: &Store,
+) -> Result<(String, IssuedCertificate)> {
+    let authority = authority.ok_or(Error::NoAuthority)?;
+    let issued = authority
+        .issue(&cert.request, cert.key_algorithm, clock::now())
+        .await?;
+    let id = store.add(&cert.name, &issued, clock::now_precise())?;
+    Ok((id, issued))
+}
+
+/// Phase 1: issues every due certificate and adds it to the store.
+pub(crate) async fn issue_due(
+    work: &mut [Work<'_>],
+    authority: Option<&Authority>,
+    phase: &Phase<'_>,
+) {
+    let log = phase.log;
+    for w in work.iter_mut() {
+        let Decision::Issue { reason, detail } = &w.decision else {
+            continue;
+        };
+        let name = w.cert.name.as_str();
+        log.info(
+            Event::of(
+                "renew",
+                name,
+                format!("issuing a new certificate: {reason} ({detail})"),
+            )
+            .with("reason", json!(reason.name())),
+        );
+        match issue(w.cert, authority, phase.store).await {
+            Ok((id, issued)) => {
+                let info = issued.certificate.info();
+                let message = format!(
+                    "issued serial {}, valid until {}",
+                    info.serial,
+                    pki::error::Rfc3339(info.not_after)
+                );
+                log.info(
+                    Event::of("issued", name, message)
+                        .with("serial", json!(info.serial.to_hex()))
+                        .with("version", json!(id)),
+                );
+                for warning in &issued.warnings {
+                    log.warn(Event::of("authority-warning", name, warning.clone()));
+                }
+                w.current = Some(issued.certificate.clone());
+                w.action = CertAction::Issued;
+                w.version = Some(id);
+                w.material = Some(issued);
+                w.issued = true;
+            }
+            Err(e) => {
+                log.error(Event::of("issue-failed", name, e.to_string()));
+                w.fail(e);
+            }
+        }
+    }
+}
+
+/// Phase 2: makes the new versions current in the store, once their files are durable.
+pub(crate) fn publish(work: &mut [Work<'_>], phase: &Phase<'_>) {
+    let Phase { store, batch, log } = *phase;
+    let root = [store.root().to_path_buf()];
+    let written = batch.flush(&root);
+    for w in work.iter_mut().filter(|w| w.issued && w.error.is_none()) {
+        let switched = written.clone().and_then(|()| {
+            let id = w.version.as_deref().unwrap_or_default();
+            store.switch(&w.cert.name, id).map_err(Arc::new)
+        });
+        match switched {
+            Ok(()) => w.published.clone_from(&w.version),
+            Err(e) => {
+                log.error(Event::of("store-failed", &w.cert.name, e.to_string()));
+                w.action = CertAction::Failed;
+                w.error = Some(e);
+                w.material = None;
+                w.version = None;
+                w.issued = false;
+            }
+        }
+    }
+    if let Err(e) = batch.flush(&root) {
+        log.warn(Event::run("sync-failed", e.to_string()));
+    }
+}
+
+/// Phase 3: writes every target's new version beside the one in service (nothing a service
+/// reads changes yet). Targets in sync are done.
+pub(crate) fn prepare_targets(work: &mut [Work<'_>], state: &mut RunState, phase: &Phase<'_>) {
+    let Phase { store, batch, log } = *phase;
+    for w in work.iter_mut() {
+        let Some(version) = w.version.clone() else {
+            continue;
+        };
+        if w.error.is_some() {
+            continue;
+        }
+        let issued = w.issued;
+        for t in &mut w.targets {
+            let label = t.target.label();
+            let why = match (&t.freshness, issued) {
+                (_, true) => "new certificate".to_owned(),
+                (Freshness::Stale(why), false) => why.clone(),
+                (_, false) => {
+                    t.result = Some(TargetResult::new(label, TargetAction::InSync, None));
+                    continue;
+                }
+            };
+            if w.material.is_none() {
+                match store.load(&w.cert.name, &version) {
+                    Ok(m) => w.material = Some(m),
+                    Err(e) => {
+                        t.result = Some(TargetResult::failed(label, Some(why), e));
+                        continue;
+                    }
+                }
+            }
+            let Some(material) = &w.material else {
+                continue;
+            };
+            let mut how = Preparation::new(&version);
+            how.verified = state.verified(t.target);
+            how.durability = batch.durability;
+            match deploy::prepare(t.target, material, &how) {
+                Ok(p) => {
+                    if p.adopted() {
+                        // The files found in place were being served: a rollback returns there.
+                        state.set_verified(t.target, layout::ADOPTED);
+                    }
+                    t.prepared = Some((p, why));
+                }
+                Err(e) => {
+                    log.error(
+                        Event::of("deploy-failed", &w.cert.name, format!("{label}: {e}"))
+                            .with("target", json!(label)),
+                    );
+                    t.result = Some(TargetResult::failed(label, Some(why), e));
+                }
+            }
+        }
+    }
+}
+
+/// Phase 4: once the prepared versions are durable, switches each in, has its service load
+/// it and proves it is served; a failure rolls that target back.
+pub(crate) async fn activate_targets(
+    work: &mut [Work<'_>],
+    state: &mut RunState,
+    phase: &Phase<'_>,
+) {
+    let Phase { batch, log, .. } = *phase;
+    let dirs: Vec<PathBuf> = work
+        .iter()
+        .flat_map(|w| &w.targets)
+        .filter(|t| t.prepared.is_some())
+        .map(|t| layout::versions_dir(t.target))
+        .collect();
+    let written = batch.flush(&dirs);
+    for w in work.iter_mut() {
+        let cert = w.cert;
+        for t in &mut w.targets {
+            let (Some((prepared, why)), Some(material)) = (t.prepared.take(), &w.material) else {
+                continue;
+            };
+            let outcome = match &written {
+                Err(e) => Outcome::Failed {
+                    error: Error::Task {
+                        what: "flushing the new versions",
+                        reason: e.to_string(),
+                    },
+                    rollback: None,
+                },
+                Ok(()) => deploy::activate(cert, t.target, &prepared, material).await,
+            };
+            let activated = Activated {
+                cert,
+                target: t.target,
+                prepared: &prepared,
+                why,
+            };
+            t.result = Some(activated.record(outcome, state, log));
+        }
+    }
+    if let Err(e) = batch.flush(&dirs) {
+        log.warn(Event::run("sync-failed", e.to_string()));
+    }
+}
+
+/// A target that went through activation.
+struct Activated<'a> {
+    cert: &'a CertificateConfig,
+    target: &'a TargetConfig,
+    prepared: &'a Prepared,
+    /// Why it was deployed.
+    why: String,
+}
+
+impl Activated<'_> {
+    /// Logs the outcome and keeps the run state's record of what the target serves.
+    fn record(self, outcome: Outcome, state: &mut RunState, log: &Logger) -> TargetResult {
+        let Self {
+            cert,
+            target,
+            prepared,
+            why,
+        } = self;
+        let label = target.label();
+        match outcome {
+            Outcome::Deployed { served } => {
+                state.set_verified(target, prepared.id());
+                let proof = served
+                    .map(|s| format!(", served: {}", s.describe()))
+                    .unwrap_or_default();
+                let message = format!("{label}: deployed ({why}){proof}");
+                log.info(Event::of("deployed", &cert.name, message).with("target", json!(label)));
+                TargetResult::new(label, TargetAction::Deployed, Some(why))
+            }
+            Outcome::Failed { error, rollback } => {
+                if state.verified(target) == Some(prepared.id()) {
+                    // A repair of the version marked as served failed: that mark no longer holds,
+                    // and the next run must try again.
+                    state.clear_verified(target);
+                }
+                let rollback = rollback.map(|r| match r {
+                    Ok(restored) => Rollback::Restored(Arc::new(restored)),
+                    Err(e) => Rollback::Failed(Arc::new(e)),
+                });
+                let shown = rollback
+                    .as_ref()
+                    .map(|r| format!("; rollback: {r}"))
+                    .unwrap_or_default();
+                let message = format!("{label}: {error}{shown}");
+                log.error(
+                    Event::of("deploy-failed", &cert.name, message).with("target", json!(label)),
+                );
+                let mut result = TargetResult::failed(label, Some(why), error);
+                result.rollback = rollback;
+                result
+            }
+        }
+    }
+}
+
+/// Phase 5: the outcomes, in config order; old store versions and target versions are pruned
+/// (every target, deployed now or not: a run killed earlier may have left temporary files
+/// beside a target that is otherwise in sync).
+pub(crate) fn finish(
+    work: Vec<Work<'_>>,
+    state: &mut RunState,
+    phase: &Phase<'_>,
+) -> Vec<CertOutcome> {
+    let Phase { store, log, .. } = *phase;
+    work.into_iter()
+        .map(|w| {
+            let name = w.cert.name.clone();
+            if let Err(e) = store.prune(&name) {
+                log.warn(Event::of("prune-failed", &name, e.to_string()));
+            }
+            let mut targets = Vec::with_capacity(w.targets.len());
+            for t in w.targets {
+                if let Err(e) = layout::prune(t.target, state.verified(t.target)) {
+                    let label = t.target.label();
+                    log.warn(Event::of("prune-failed", &name, format!("{label}: {e}")));
+                }
+                if let Some(result) = t.result {
+                    if matches!(result.action, TargetAction::Deployed | TargetAction::InSync) {
+                        // Pruning changed the directories the mark describes.
+                        state.restamp(t.target);
+                    }
+                    targets.push(result);
+                }
+            }
+            let action = match w.action {
+                CertAction::Kept if targets.iter().any(|t| t.action == TargetAction::Deployed) => {
+                    CertAction::Redeployed
+                }
+                other => other,
+            };
+            CertOutcome {
+                name,
+                decision: Some(w.decision),
+                action,
+                current: w.current,
+                version: w.published,
+                error: w.error,
+                targets,
+            }
+        })
+        .collect()
+}
+
+/// The outcome of a certificate that was only planned (a dry run).
+pub(crate) fn planned_outcome(p: Planned<'_>) -> CertOutcome {
+    let targets = p
+        .cert
+        .targets
+        .iter()
+        .zip(&p.targets)
+        .map(|(t, s)| match s {
+            Freshness::Stale(why) => {
+                TargetResult::new(t.label(), TargetAction::Stale, Some(why.clone()))
+            }
+            _ => TargetResult::new(t.label(), TargetAction::InSync, None),
+        })
+        .collect();
+    CertOutcome {
+        name: p.cert.name.clone(),
+        decision: Some(p.decision),
+        action: CertAction::Planned,
+        current: p.current,
+        version: p.version,
+        error: None,
+        targets,
+    }
+}
+
+#[cfg(test)]
+mod tests;

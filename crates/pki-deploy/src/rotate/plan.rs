@@ -1,0 +1,120 @@
+//! Planning: what the store holds for each certificate, what the planner decides, and whether
+//! each target serves the store's version. No file is written.
+
+use pki::Certificate;
+use pki::rotation::{self, Decision, Moment, Observed};
+use time::OffsetDateTime;
+
+use crate::config::{CertificateConfig, Config};
+use crate::service::layout::{self, Freshness};
+use crate::state::{CachedCert, RunState};
+use crate::store::Store;
+
+/// One certificate's plan: the decision and each target's freshness.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Planned<'a> {
+    /// The configured certificate.
+    pub cert: &'a CertificateConfig,
+    /// The store's current version.
+    pub version: Option<String>,
+    /// The store's current certificate, when it was read (not when cached facts sufficed).
+    pub current: Option<Certificate>,
+    /// What to do with the certificate.
+    pub decision: Decision,
+    /// Each target's state against the store's current version, in config order.
+    pub targets: Vec<Freshness>,
+    /// Freshly read facts to cache for the next run.
+    pub fresh: Option<CachedCert>,
+}
+
+impl Planned<'_> {
+    /// Whether a new certificate is to be issued.
+    pub fn is_due(&self) -> bool {
+        matches!(self.decision, Decision::Issue { .. })
+    }
+}
+
+/// What planning looks at.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PlanInput<'a> {
+    /// The config (its host seeds the jitter).
+    pub config: &'a Config,
+    /// The store.
+    pub store: &'a Store,
+    /// What earlier runs remember.
+    pub state: &'a RunState,
+    /// The backend's current issuer, when known: a certificate it did not sign is reissued.
+    pub issuer: Option<&'a Certificate>,
+    /// Reissue whatever the state.
+    pub force: bool,
+    /// The time of the decisions.
+    pub now: OffsetDateTime,
+}
+
+/// Below this many certificates a plan is made on one thread.
+const PARALLEL_PLAN: usize = 512;
+/// Most planning threads: each needs little but a core, and a few `stat` calls.
+const MAX_PLAN_THREADS: usize = 8;
+
+/// Plans every certificate of `certs`. Large configurations are planned on every core: each
+/// certificate's observation is independent (a few `stat` calls, or reading its file), and the
+/// results keep the order of `certs`.
+pub fn plan<'c>(input: &PlanInput<'_>, certs: &[&'c CertificateConfig]) -> Vec<Planned<'c>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_PLAN_THREADS);
+    if certs.len() < PARALLEL_PLAN || threads < 2 {
+        return certs.iter().map(|c| plan_one(input, c)).collect();
+    }
+    let chunk = certs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = certs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|c| plan_one(input, c)).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| {
+                // A planning thread cannot fail short of a bug; its panic is passed on.
+                p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    })
+}
+
+/// Plans one certificate.
+pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Planned<'c> {
+    let obs = input.store.observe(
+        &cert.name,
+        input.issuer,
+        input.state.observed.get(&cert.name),
+    );
+    let mut moment = Moment::new(
+        input.now,
+        rotation::jitter_fraction(&input.config.host, &cert.name),
+    );
+    moment.force = input.force;
+    let decision = rotation::decide(&cert.desired(), &obs.observed, &moment);
+    let targets = cert
+        .targets
+        .iter()
+        .map(|t| match &obs.version {
+            Some(v) if matches!(obs.observed, Observed::Present(_)) => {
+                layout::freshness(t, v, input.state.mark(t))
+            }
+            _ => Freshness::Stale("no certificate in the store".to_owned()),
+        })
+        .collect();
+    Planned {
+        cert,
+        version: obs.version,
+        current: obs.certificate,
+        decision,
+        targets,
+        fresh: obs.fresh,
+    }
+}

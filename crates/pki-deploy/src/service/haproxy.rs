@@ -1,0 +1,236 @@
+//! HAProxy: leaf, chain and key in one PEM file (no blank line: it ends a runtime API
+//! payload), at the exact `crt` path of haproxy.cfg. A new version is loaded through the
+//! runtime API on the admin `socket` (`set ssl cert` + `commit ssl cert`, `abort ssl cert` on any
+//! error): the certificate changes in memory without a reload, and the file on disk, written
+//! first, is what a later reload or restart reads. Without a socket, or when the runtime API
+//! refuses, the `test_command` and `reload_command` run instead (the test only then: the
+//! runtime API checks the payload itself).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use crate::error::{Error, Result};
+use crate::exec::CommandSpec;
+
+/// How long one exchange on the admin socket may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HAProxy target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Haproxy {
+    /// The combined PEM, as `crt` names it in haproxy.cfg.
+    pub pem: PathBuf,
+    /// How the new certificate is loaded.
+    pub load: Load,
+    /// Checks the configuration before a reload (`haproxy -c -f …`).
+    pub test_command: Option<CommandSpec>,
+}
+
+/// How HAProxy loads a new certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Load {
+    /// The runtime API only.
+    Socket(PathBuf),
+    /// A reload only.
+    Reload(CommandSpec),
+    /// The runtime API, with a reload when it refuses.
+    SocketOrReload(PathBuf, CommandSpec),
+}
+
+/// The keys of an HAProxy target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    pem: Option<String>,
+    socket: Option<String>,
+    reload_command: Option<RawCommand>,
+    test_command: Option<RawCommand>,
+}
+
+impl Kind for Haproxy {
+    const NAMES: &'static [&'static str] = &["haproxy"];
+    type Raw = Raw;
+
+    fn from_raw(raw: Raw, paths: &Paths<'_>) -> std::result::Result<Self, Invalid> {
+        let socket = raw.socket.as_deref().map(|s| paths.path(s));
+        let reload = command("reload_command", raw.reload_command)?;
+        let load = match (socket, reload) {
+            (Some(s), Some(r)) => Load::SocketOrReload(s, r),
+            (Some(s), None) => Load::Socket(s),
+            (None, Some(r)) => Load::Reload(r),
+            (None, None) => {
+                return Err(Invalid::new(
+                    "socket",
+                    "give the admin socket (runtime API), a reload_command, or both",
+                ));
+            }
+        };
+        Ok(Self {
+            pem: paths.required("pem", raw.pem)?,
+            load,
+            test_command: command("test_command", raw.test_command)?,
+        })
+    }
+}
+
+impl Ops for Haproxy {
+    fn files(&self) -> Vec<OutputFile> {
+        vec![OutputFile::new(&self.pem, Content::Combined)]
+    }
+
+    fn load<'a>(&'a self, step: &'a Step<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let (socket, reload) = match &self.load {
+                Load::Socket(s) => (Some(s), None),
+                Load::Reload(r) => (None, Some(r)),
+                Load::SocketOrReload(s, r) => (Some(s), Some(r)),
+            };
+            let hot = match socket {
+                Some(socket) => Some(self.hot_update_from(step, socket).await),
+                None => None,
+            };
+            match (hot, reload) {
+                (Some(Ok(())), _) => Ok(()),
+                (Some(Err(e)), None) => Err(e),
+                // No runtime API, or it refused: a reload reads the new file from disk.
+                (_, Some(reload)) => {
+                    if let Some(test) = &self.test_command {
+                        step.run(test).await?;
+                    }
+                    step.run(reload).await
+                }
+                (None, None) => Ok(()),
+            }
+        })
+    }
+}
+
+impl Haproxy {
+    /// Hands the combined PEM of the version being loaded to the runtime API.
+    async fn hot_update_from(&self, step: &Step<'_>, socket: &Path) -> Result<()> {
+        let file = step.version.join(super::layout::basename(&self.pem));
+        let bytes = zeroize::Zeroizing::new(pki::fsio::read_limited(&file, pki::fsio::MAX_PEM_INPUT)?);
+        let pem = std::str::from_utf8(&bytes).map_err(|_| Error::ServiceRefused {
+            service: "HAProxy".to_owned(),
+            reply: format!("{} is not text", file.display()),
+        })?;
+        hot_update(socket, &self.pem, pem).await
+    }
+}
+
+/// Sends one command and returns HAProxy's whole answer (it closes the connection after
+/// answering).
+fn send(socket: &Path, command: &str) -> std::io::Result<String> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.write_all(command.as_bytes())?;
+    let mut answer = String::new();
+    stream.take(1 << 20).read_to_string(&mut answer)?;
+    Ok(answer.trim().to_owned())
+}
+
+fn refused(socket: &Path, reply: &str) -> Error {
+    Error::ServiceRefused {
+        service: format!("HAProxy runtime API {}", socket.display()),
+        reply: reply.lines().collect::<Vec<_>>().join(" | "),
+    }
+}
+
+/// Replaces the certificate HAProxy loaded from `crt_path` (exactly as written in its config)
+/// with `pem` (leaf, chain and key).
+pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()> {
+    let socket: PathBuf = socket.to_path_buf();
+    let path = crt_path.display().to_string();
+    // A blank line ends a payload; the bundle has none, but be certain.
+    let payload: String = pem
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let io_err = |e: std::io::Error| Error::Socket {
+            service: "the HAProxy runtime API",
+            socket: socket.clone(),
+            source: e,
+        };
+        // A run killed between `set` and `commit` leaves a transaction open, and HAProxy
+        // allows only one: clear it first ("No ongoing transaction" is the usual answer).
+        let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+        let set_command = format!("set ssl cert {path} <<\n{payload}\n");
+        let commit_command = format!("commit ssl cert {path}\n");
+        // The open transaction may be another certificate's, left by a run killed mid-update
+        // of another target (HAProxy names it when we set or commit): abort that one and try
+        // once more.
+        let mut retried = false;
+        loop {
+            let set = send(&socket, &set_command).map_err(io_err)?;
+            if let Some(other) = other_transaction(&set).filter(|_| !retried) {
+                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                retried = true;
+                continue;
+            }
+            if !set.contains("Transaction created") && !set.contains("Transaction updated") {
+                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                let hint = if set.contains("not referenced by the configuration") {
+                    " (the pem path must be the crt path exactly as in haproxy.cfg)"
+                } else {
+                    ""
+                };
+                return Err(refused(&socket, &format!("{set}{hint}")));
+            }
+            let commit = send(&socket, &commit_command).map_err(io_err)?;
+            if let Some(other) = other_transaction(&commit).filter(|_| !retried) {
+                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                retried = true;
+                continue;
+            }
+            if !commit.contains("Success!") {
+                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                return Err(refused(&socket, &commit));
+            }
+            break;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Task {
+        what: "HAProxy runtime API",
+        reason: e.to_string(),
+    })?
+}
+
+/// The path of the transaction HAProxy says is open, from "The ongoing transaction is about
+/// '<path>' but you are trying to set '<ours>'".
+fn other_transaction(reply: &str) -> Option<&str> {
+    let rest = reply.split("transaction is about '").nth(1)?;
+    let end = rest.find('\'')?;
+    Some(&rest[..end]).filter(|p| !p.is_empty() && !p.contains('\n'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_of_another_open_transaction_is_found() {
+        assert_eq!(
+            other_transaction(
+                "The ongoing transaction is about '/etc/haproxy/a.pem' but you are trying to \
+                 set '/etc/haproxy/b.pem'"
+            ),
+            Some("/etc/haproxy/a.pem")
+        );
+        assert_eq!(
+            other_transaction("Transaction created for certificate x!"),
+            None
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Redis: full chain, key (read by the redis user, so group-readable by default) and
+//! optionally the CA for client certificates. `CONFIG SET tls-cert-file … tls-key-file …` over
+//! the unix `socket` (with AUTH from `password_file`) makes Redis (7.0.1+) read the files again;
+//! on any error it keeps the old TLS context and answers `-ERR`, which redis-cli would report
+//! with exit status 0, so the reply is read here.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pki::SecretString;
+use serde::Deserialize;
+
+use super::tls_files::{TlsFiles, tls_files};
+use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture};
+use crate::error::{Error, Result};
+
+/// How long one exchange on the socket may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Redis target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Redis {
+    /// The files.
+    pub files: TlsFiles,
+    /// The unix socket where CONFIG SET is sent.
+    pub socket: PathBuf,
+    /// A file holding the password for AUTH (mode 0600).
+    pub password_file: Option<PathBuf>,
+}
+
+/// The keys of a Redis target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    socket: Option<String>,
+    password_file: Option<String>,
+}
+
+impl Kind for Redis {
+    const NAMES: &'static [&'static str] = &["redis"];
+    type Raw = Raw;
+
+    fn from_raw(raw: Raw, paths: &Paths<'_>) -> std::result::Result<Self, Invalid> {
+        let socket = raw.socket.as_deref().map(|s| paths.path(s)).ok_or_else(|| {
+            Invalid::new("socket", "required: the unix socket where CONFIG SET is sent")
+        })?;
+        Ok(Self {
+            files: tls_files(paths, &raw.cert, &raw.key, &raw.ca)?,
+            socket,
+            password_file: raw.password_file.as_deref().map(|p| paths.path(p)),
+        })
+    }
+}
+
+impl Ops for Redis {
+    fn files(&self) -> Vec<OutputFile> {
+        self.files.files()
+    }
+
+    fn reads_key_as(&self) -> Option<&'static str> {
+        Some("Redis")
+    }
+
+    fn default_key_mode(&self, _owner: u32) -> u32 {
+        0o640
+    }
+
+    fn load<'a>(&'a self, _step: &'a Step<'a>) -> StepFuture<'a> {
+        Box::pin(async move {
+            let password = self
+                .password_file
+                .as_deref()
+                .map(pki::fsio::read_secret_file)
+                .transpose()?;
+            reload(&self.socket, password, &self.files).await
+        })
+    }
+}
+
+/// A RESP array of bulk strings.
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads one reply line: `+OK`, `-ERR …`, or anything else (an error for our purpose).
+fn reply(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
+
+/// Tells Redis to load the certificate files again.
+async fn reload(socket: &Path, password: Option<SecretString>, files: &TlsFiles) -> Result<()> {
+    let socket: PathBuf = socket.to_path_buf();
+    let mut args = vec![
+        "CONFIG".to_owned(),
+        "SET".to_owned(),
+        "tls-cert-file".to_owned(),
+        files.cert.display().to_string(),
+        "tls-key-file".to_owned(),
+        files.key.display().to_string(),
+    ];
+    if let Some(ca) = &files.ca {
+        args.push("tls-ca-cert-file".to_owned());
+        args.push(ca.display().to_string());
+    }
+    tokio::task::spawn_blocking(move || {
+        let io_err = |e: std::io::Error| Error::Socket {
+            service: "Redis",
+            socket: socket.clone(),
+            source: e,
+        };
+        let refused = |r: String| Error::ServiceRefused {
+            service: format!("Redis {}", socket.display()),
+            reply: r,
+        };
+        let stream = UnixStream::connect(&socket).map_err(io_err)?;
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
+        stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
+        let mut writer = stream.try_clone().map_err(io_err)?;
+        let mut reader = BufReader::new(stream);
+        if let Some(p) = &password {
+            let mut auth = zeroize::Zeroizing::new(encode(&["AUTH", p.expose()]));
+            writer.write_all(&auth).map_err(io_err)?;
+            zeroize::Zeroize::zeroize(&mut *auth);
+            let r = reply(&mut reader).map_err(io_err)?;
+            if r != "+OK" {
+                // Never echo what was sent; Redis's answer carries no secret.
+                return Err(refused(format!("AUTH: {r}")));
+            }
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        writer.write_all(&encode(&refs)).map_err(io_err)?;
+        let r = reply(&mut reader).map_err(io_err)?;
+        if r == "+OK" { Ok(()) } else { Err(refused(r)) }
+    })
+    .await
+    .map_err(|e| Error::Task {
+        what: "Redis CONFIG SET",
+        reason: e.to_string(),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resp_encoding() {
+        assert_eq!(encode(&["PING"]), b"*1\r\n$4\r\nPING\r\n");
+        // Lengths are bytes, not characters; empty and spaced arguments stay one argument.
+        assert_eq!(
+            encode(&["CONFIG", "SET", "tls-cert-file", "/etc/rédis/a b.crt", ""]),
+            b"*5\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$13\r\ntls-cert-file\r\n$19\r\n/etc/r\xc3\xa9dis/a b.crt\r\n$0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn replies_are_one_line() {
+        let mut r = std::io::Cursor::new(b"-ERR no\r\n+OK\r\n".to_vec());
+        assert_eq!(reply(&mut r).unwrap(), "-ERR no");
+        assert_eq!(reply(&mut r).unwrap(), "+OK");
+    }
+}
