@@ -68,9 +68,9 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Runs `spec` with `env` added to a minimal environment; succeeds on exit status 0 within
-/// `timeout`. The child is killed if the time runs out.
-pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) -> Result<String> {
+/// The process for `spec`: no shell unless it is a shell line, and a known environment (ours
+/// may hold VAULT_TOKEN or a passphrase) with `env` added.
+fn command(spec: &CommandSpec, env: &[(&str, String)]) -> Command {
     let mut cmd = match spec {
         CommandSpec::Argv { program, args } => {
             let mut c = Command::new(program);
@@ -83,7 +83,6 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
             c
         }
     };
-    // Hooks get a known environment, not ours (which may hold VAULT_TOKEN or a passphrase).
     cmd.env_clear()
         .env(
             "PATH",
@@ -100,38 +99,46 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd
+}
+
+/// Reads a pipe to its end into `into`, keeping at most [`OUTPUT_LIMIT`] bytes: output past the
+/// limit is read and dropped, so the child never stalls on a full pipe.
+fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    pipe: Option<R>,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(mut p) = pipe else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match p.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Ok(mut kept) = into.lock()
+                        && kept.len() < OUTPUT_LIMIT
+                    {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Runs `spec` with `env` added to a minimal environment; succeeds on exit status 0 within
+/// `timeout`. The child is killed if the time runs out.
+pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) -> Result<String> {
     let failed = |outcome: CommandOutcome, output: String| Error::Command {
         command: spec.display(),
         outcome,
         output,
     };
-    let mut child = cmd
+    let mut child = command(spec, env)
         .spawn()
         .map_err(|e| failed(CommandOutcome::NotStarted(e.kind()), String::new()))?;
-    // Both pipes are read at once, by tasks of their own (a child filling one while we wait on
-    // the other would block forever); output past the limit is read and discarded so the child
-    // never stalls.
-    fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-        pipe: Option<R>,
-        into: Arc<Mutex<Vec<u8>>>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let Some(mut p) = pipe else { return };
-            let mut buf = [0u8; 4096];
-            loop {
-                match p.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Ok(mut kept) = into.lock()
-                            && kept.len() < OUTPUT_LIMIT
-                        {
-                            kept.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                }
-            }
-        })
-    }
+    // Both pipes are read at once, by tasks of their own: a child filling one while we wait on
+    // the other would block forever.
     let output = Arc::new(Mutex::new(Vec::new()));
     let readers = [
         drain(child.stdout.take(), output.clone()),
@@ -153,15 +160,14 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
         }
     }
     let output = output.lock().map(|o| o.clone()).unwrap_or_default();
-    let outcome = outcome.map(|status| (output, status));
     match outcome {
         Err(_) => {
             let _ = child.kill().await;
             Err(failed(CommandOutcome::TimedOut(timeout), String::new()))
         }
-        Ok((output, Err(e))) => Err(failed(CommandOutcome::WaitFailed(e.kind()), tail(&output))),
-        Ok((output, Ok(status))) if status.success() => Ok(tail(&output)),
-        Ok((output, Ok(status))) => {
+        Ok(Err(e)) => Err(failed(CommandOutcome::WaitFailed(e.kind()), tail(&output))),
+        Ok(Ok(status)) if status.success() => Ok(tail(&output)),
+        Ok(Ok(status)) => {
             let how = match status.code() {
                 Some(code) => CommandOutcome::Exited(code),
                 None => CommandOutcome::Killed,

@@ -72,22 +72,22 @@ pub(crate) fn run(a: InspectArgs, format: Format) -> Result<u8> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn print_cert(r: &CertReport<'_>) {
-    let c = r.certificate;
-    let names: Vec<String> = c
-        .subject_alt_names
+/// Names as one line, `-` when there are none.
+fn names_line(names: &[pki::SubjectName]) -> String {
+    if names.is_empty() {
+        return "-".to_owned();
+    }
+    names
         .iter()
         .map(ToString::to_string)
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_cert(r: &CertReport<'_>) {
+    let c = r.certificate;
     println!("subject:      {}", c.subject);
-    println!(
-        "names:        {}",
-        if names.is_empty() {
-            "-".to_owned()
-        } else {
-            names.join(", ")
-        }
-    );
+    println!("names:        {}", names_line(&c.subject_alt_names));
     println!("issuer:       {}", c.issuer);
     println!("serial:       {}", c.serial);
     println!("not before:   {}", output::time(c.not_before));
@@ -129,14 +129,7 @@ fn inspect_csr(text: &[u8], origin: &str, format: Format) -> Result<u8> {
     } else {
         println!("CSR, signature verified");
         println!("common name:  {}", csr.common_name().unwrap_or("-"));
-        println!(
-            "names:        {}",
-            if names.is_empty() {
-                "-".to_owned()
-            } else {
-                names.join(", ")
-            }
-        );
+        println!("names:        {}", names_line(csr.names()));
         println!("key:          {}", csr.key_algorithm());
     }
     Ok(0)

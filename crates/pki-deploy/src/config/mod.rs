@@ -248,15 +248,10 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         Some(b) => backend(doc.of("backend.".into(), b, "backend")?)?,
         None => return Err(doc.error("backend", "required")),
     };
-    let defaults: RawDefaults = match doc.take("defaults") {
-        Some(d) => doc
-            .of("defaults.".into(), d, "defaults")?
-            .read("[defaults]")?,
+    let defaults = match doc.take("defaults") {
+        Some(d) => RawDefaults::read(doc.of("defaults.".into(), d, "defaults")?)?,
         None => RawDefaults::default(),
     };
-    if defaults.renew_at.is_some() && defaults.renew_before.is_some() {
-        return Err(doc.error("defaults", "give renew_at or renew_before, not both"));
-    }
     let report = match doc.take("report") {
         Some(r) => report::read(doc.of("report.".into(), r, "report")?)?,
         None => ReportConfig::default(),
@@ -391,10 +386,10 @@ fn backend(mut table: Table<'_>) -> Result<Backend> {
     }
 }
 
-/// `[defaults]`: what applies to every certificate that does not set its own.
+/// What a certificate asks for besides its names, in `[[certificate]]` and in `[defaults]`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawDefaults {
+pub(crate) struct RawPolicy {
     profile: Option<Profile>,
     key: Option<KeyAlgorithm>,
     #[serde(default, deserialize_with = "de_opt_duration")]
@@ -405,29 +400,63 @@ pub(crate) struct RawDefaults {
     renew_before: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_percent")]
     jitter: Option<f64>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+}
+
+/// `[defaults]`: what applies to every certificate that does not set its own, and to every
+/// target.
+#[derive(Default)]
+pub(crate) struct RawDefaults {
+    policy: RawPolicy,
     pub(crate) probe_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
     pub(crate) command_timeout: Option<Duration>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCertificate {
+impl RawDefaults {
+    /// Reads `[defaults]`.
+    fn read(mut table: Table<'_>) -> Result<Self> {
+        let mut timeout = |key: &str| -> Result<Option<Duration>> {
+            match table.take_as::<String>(key)? {
+                Some(t) => Ok(Some(duration::parse(&t).map_err(|e| table.error(key, e))?)),
+                None => Ok(None),
+            }
+        };
+        let probe_timeout = timeout("probe_timeout")?;
+        let command_timeout = timeout("command_timeout")?;
+        let policy: RawPolicy = table.read("[defaults]")?;
+        if policy.renew_at.is_some() && policy.renew_before.is_some() {
+            return Err(table.error("renew_before", "give renew_at or renew_before, not both"));
+        }
+        Ok(Self {
+            policy,
+            probe_timeout,
+            command_timeout,
+        })
+    }
+}
+
+/// The names of a `[[certificate]]`, read before its policy.
+struct RawNames {
     name: String,
     common_name: String,
-    #[serde(default)]
     sans: Vec<SubjectName>,
-    profile: Option<Profile>,
-    key: Option<KeyAlgorithm>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    ttl: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_percent")]
-    renew_at: Option<f64>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    renew_before: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_percent")]
-    jitter: Option<f64>,
+}
+
+impl RawNames {
+    fn read(table: &mut Table<'_>) -> Result<Self> {
+        let mut required = |key: &str| -> Result<String> {
+            table
+                .take_as(key)?
+                .ok_or_else(|| table.error(key, "required"))
+        };
+        let name = required("name")?;
+        let common_name = required("common_name")?;
+        let sans = table.take_as("sans")?.unwrap_or_default();
+        Ok(Self {
+            name,
+            common_name,
+            sans,
+        })
+    }
 }
 
 fn certificate(
@@ -436,20 +465,22 @@ fn certificate(
     facts: &Facts,
 ) -> Result<CertificateConfig> {
     let targets = table.take_tables("target", |_| String::new())?;
-    let raw: RawCertificate = table.read("[[certificate]]")?;
-    let name = pki::name::file_component(&raw.name)
+    let names = RawNames::read(&mut table)?;
+    let raw: RawPolicy = table.read("[[certificate]]")?;
+    let name = pki::name::file_component(&names.name)
         .map_err(|e| table.error("name", e))?
         .to_owned();
     let table = table.rescoped(format!("certificate {name:?}: "));
-    let profile = raw.profile.or(defaults.profile).unwrap_or_default();
-    let ttl = raw.ttl.or(defaults.ttl).unwrap_or(DEFAULT_TTL);
-    let request = CertificateRequest::new(&raw.common_name, raw.sans.iter().cloned(), profile, ttl)
+    let policy = &defaults.policy;
+    let profile = raw.profile.or(policy.profile).unwrap_or_default();
+    let ttl = raw.ttl.or(policy.ttl).unwrap_or(DEFAULT_TTL);
+    let request = CertificateRequest::new(&names.common_name, names.sans, profile, ttl)
         .map_err(|e| table.error("common_name/sans", e))?;
-    let renew_at = renewal(&table, &raw, defaults, ttl)?;
-    let jitter = raw.jitter.or(defaults.jitter).unwrap_or(DEFAULT_JITTER);
+    let renew_at = renewal(&table, &raw, policy, ttl)?;
+    let jitter = raw.jitter.or(policy.jitter).unwrap_or(DEFAULT_JITTER);
     check_renewal_point(&table, renew_at, jitter, ttl)?;
     let mut c = CertificateConfig::new(&name, &request)?;
-    c.key_algorithm = raw.key.or(defaults.key).unwrap_or_default();
+    c.key_algorithm = raw.key.or(policy.key).unwrap_or_default();
     c.renew_at = renew_at;
     c.jitter = jitter;
     c.line = table.line();
@@ -465,8 +496,8 @@ fn certificate(
 /// The renewal point: the certificate's `renew_at` or `renew_before`, else the defaults'.
 fn renewal(
     table: &Table<'_>,
-    raw: &RawCertificate,
-    defaults: &RawDefaults,
+    raw: &RawPolicy,
+    defaults: &RawPolicy,
     ttl: Duration,
 ) -> Result<RenewAt> {
     if raw.renew_at.is_some() && raw.renew_before.is_some() {
