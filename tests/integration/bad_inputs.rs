@@ -185,37 +185,28 @@ fn library_ca(dir: &Path, now: time::OffsetDateTime, intermediate: &str) {
 #[test]
 fn expired_and_future_cas_cannot_sign() {
     let tmp = tempfile::tempdir().unwrap();
-    let expired = tmp.path().join("expired");
-    library_ca(&expired, pki::clock::now() - Duration::days(400), "1y");
     let out = tmp.path().join("out");
-    let run = Pki::new([
-        "issue",
-        "x.example.internal",
-        "--ttl",
-        "1d",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ca(&expired)
-    .run()
-    .fails_with(&[1]);
-    assert!(run.stderr.contains("not valid now"), "{run:#?}");
-    assert!(!out.exists());
-    let future = tmp.path().join("future");
-    library_ca(&future, pki::clock::now() + Duration::days(2), "1y");
-    let run = Pki::new([
-        "issue",
-        "x.example.internal",
-        "--ttl",
-        "1d",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ca(&future)
-    .run()
-    .fails_with(&[1]);
-    assert!(run.stderr.contains("not valid now"), "{run:#?}");
-    assert!(!out.exists());
+    // A one-year CA made 400 days ago, and one whose validity starts in two days.
+    for (name, shift) in [
+        ("expired", -Duration::days(400)),
+        ("future", Duration::days(2)),
+    ] {
+        let dir = tmp.path().join(name);
+        library_ca(&dir, pki::clock::now() + shift, "1y");
+        let run = Pki::new([
+            "issue",
+            "x.example.internal",
+            "--ttl",
+            "1d",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ca(&dir)
+        .run()
+        .fails_with(&[1]);
+        assert!(run.stderr.contains("not valid now"), "{run:#?}");
+        assert!(!out.exists());
+    }
 }
 
 #[test]
@@ -255,14 +246,7 @@ fn loose_missing_or_corrupt_ca_keys() {
 #[test]
 fn existing_output_is_not_clobbered() {
     let ca = TestCa::new(&[]);
-    let out = ca.path("svc");
-    ca.pki([
-        "issue",
-        "svc.example.internal",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let out = ca.issue("svc");
     let before = std::fs::read(out.join("cert.pem")).unwrap();
     let run = ca
         .pki([
@@ -314,12 +298,8 @@ fn existing_output_is_not_clobbered() {
 #[test]
 fn key_mismatch_and_legacy_keys_in_inspect() {
     let ca = TestCa::new(&[]);
-    let a = ca.path("a");
-    let b = ca.path("b");
-    ca.pki(["issue", "a.example.internal", "--out", a.to_str().unwrap()])
-        .ok();
-    ca.pki(["issue", "b.example.internal", "--out", b.to_str().unwrap()])
-        .ok();
+    let a = ca.issue("a");
+    let b = ca.issue("b");
     let run = ca.pki([
         "--json",
         "inspect",
@@ -340,10 +320,7 @@ fn key_mismatch_and_legacy_keys_in_inspect() {
     assert!(run.stderr.contains("legacy format"), "{run:#?}");
     // A chain from another CA does not verify.
     let other = TestCa::new(&[]);
-    let o = other.path("o");
-    other
-        .pki(["issue", "o.example.internal", "--out", o.to_str().unwrap()])
-        .ok();
+    let o = other.issue("o");
     let chain = ca.path("other-chain.pem");
     let mut pem = std::fs::read(o.join("chain.pem")).unwrap();
     pem.extend(std::fs::read(o.join("ca.pem")).unwrap());
@@ -362,12 +339,8 @@ fn key_mismatch_and_legacy_keys_in_inspect() {
 #[test]
 fn renew_with_a_mismatched_key_changes_nothing() {
     let ca = TestCa::new(&[]);
-    let a = ca.path("a");
-    let b = ca.path("b");
-    ca.pki(["issue", "a.example.internal", "--out", a.to_str().unwrap()])
-        .ok();
-    ca.pki(["issue", "b.example.internal", "--out", b.to_str().unwrap()])
-        .ok();
+    let a = ca.issue("a");
+    let b = ca.issue("b");
     std::fs::copy(b.join("key.pem"), a.join("key.pem")).unwrap();
     let before = std::fs::read(a.join("cert.pem")).unwrap();
     let run = ca

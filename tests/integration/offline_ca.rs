@@ -10,6 +10,12 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// A test CA made with `extra` init flags, or `None` when openssl, which checks what it
+/// issues, is missing (the test is then skipped, or fails under CI).
+fn openssl_ca(extra: &[&str]) -> Option<TestCa> {
+    require(&["openssl"]).then(|| TestCa::new(extra))
+}
+
 /// openssl's strict verification of `dir/cert.pem` against `ca.pem` with `chain.pem` untrusted.
 fn openssl_verify(dir: &Path, purpose: &str) {
     let run = openssl([
@@ -48,6 +54,17 @@ fn webpki_verify(dir: &Path, profile: Profile, name: &str) {
     let leaf_der = CertificateDer::from(leaf.der().to_vec());
     let ee = webpki::EndEntityCert::try_from(&leaf_der).unwrap();
     let now = UnixTime::now();
+    let verify = |usage| {
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &inter,
+            now,
+            usage,
+            None,
+            None,
+        )
+    };
     let usages = match profile {
         Profile::Server => vec![webpki::KeyUsage::server_auth()],
         Profile::Client => vec![webpki::KeyUsage::client_auth()],
@@ -60,16 +77,7 @@ fn webpki_verify(dir: &Path, profile: Profile, name: &str) {
         other => panic!("no usage to verify {other} for"),
     };
     for usage in usages {
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &inter,
-            now,
-            usage,
-            None,
-            None,
-        )
-        .unwrap_or_else(|e| panic!("webpki rejects {}: {e:?}", dir.display()));
+        verify(usage).unwrap_or_else(|e| panic!("webpki rejects {}: {e:?}", dir.display()));
     }
     if profile.server() {
         ee.verify_is_valid_for_subject_name(&ServerName::try_from(name).unwrap())
@@ -84,27 +92,15 @@ fn webpki_verify(dir: &Path, profile: Profile, name: &str) {
         None
     };
     if let Some(usage) = wrong {
-        assert!(
-            ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &anchors,
-                &inter,
-                now,
-                usage,
-                None,
-                None
-            )
-            .is_err()
-        );
+        assert!(verify(usage).is_err());
     }
 }
 
 #[test]
 fn every_profile_and_key_algorithm_verifies() {
-    if !require(&["openssl"]) {
+    let Some(ca) = openssl_ca(&["--permitted-dns", "example.internal"]) else {
         return;
-    }
-    let ca = TestCa::new(&["--permitted-dns", "example.internal"]);
+    };
     for alg in KeyAlgorithm::ALL {
         for profile in Profile::ALL {
             let name = format!("{}-{}.example.internal", alg.name(), profile.name());
@@ -154,14 +150,7 @@ fn every_ca_algorithm_signs_verifiable_leaves() {
     }
     for alg in KeyAlgorithm::ALL {
         let ca = TestCa::new(&["--key", alg.name()]);
-        let out = ca.path("leaf");
-        ca.pki([
-            "issue",
-            "leaf.example.internal",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .ok();
+        let out = ca.issue("leaf");
         openssl_verify(&out, "sslserver");
         webpki_verify(&out, Profile::Server, "leaf.example.internal");
         // The CA certificates themselves: CA:TRUE critical, pathlen, keyCertSign + cRLSign.
@@ -172,41 +161,22 @@ fn every_ca_algorithm_signs_verifiable_leaves() {
             "-in",
             ca.dir.join("intermediate.pem").to_str().unwrap(),
         ]);
-        assert!(
-            text.stdout.contains("CA:TRUE, pathlen:0"),
-            "{}",
-            text.stdout
-        );
-        assert!(
-            text.stdout.contains("Certificate Sign, CRL Sign"),
-            "{}",
-            text.stdout
-        );
-        assert!(
-            text.stdout.contains("X509v3 Subject Key Identifier"),
-            "{}",
-            text.stdout
-        );
-        assert!(
-            text.stdout.contains("X509v3 Authority Key Identifier"),
-            "{}",
-            text.stdout
-        );
+        for needle in [
+            "CA:TRUE, pathlen:0",
+            "Certificate Sign, CRL Sign",
+            "X509v3 Subject Key Identifier",
+            "X509v3 Authority Key Identifier",
+        ] {
+            assert!(text.stdout.contains(needle), "{}", text.stdout);
+        }
     }
 }
 
 #[test]
 fn revoked_certificate_fails_crl_check_and_another_passes() {
-    if !require(&["openssl"]) {
-        return;
-    }
-    let ca = TestCa::new(&[]);
-    let a = ca.path("a");
-    let b = ca.path("b");
-    ca.pki(["issue", "a.example.internal", "--out", a.to_str().unwrap()])
-        .ok();
-    ca.pki(["issue", "b.example.internal", "--out", b.to_str().unwrap()])
-        .ok();
+    let Some(ca) = openssl_ca(&[]) else { return };
+    let a = ca.issue("a");
+    let b = ca.issue("b");
     ca.pki([
         "revoke",
         a.join("cert.pem").to_str().unwrap(),
@@ -291,23 +261,19 @@ fn encrypted_ca_key_opens_with_openssl_and_refuses_wrong_passphrase() {
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
-        let ok = openssl([
-            "pkey",
-            "-in",
-            path.to_str().unwrap(),
-            "-passin",
-            "pass:s3cret passphrase",
-            "-noout",
-        ]);
+        let pkey = |passin: &str| {
+            openssl([
+                "pkey",
+                "-in",
+                path.to_str().unwrap(),
+                "-passin",
+                passin,
+                "-noout",
+            ])
+        };
+        let ok = pkey("pass:s3cret passphrase");
         assert_eq!(ok.code, 0, "{ok:#?}");
-        let bad = openssl([
-            "pkey",
-            "-in",
-            path.to_str().unwrap(),
-            "-passin",
-            "pass:wrong",
-            "-noout",
-        ]);
+        let bad = pkey("pass:wrong");
         assert_ne!(bad.code, 0);
         // Scrypt with AES-256-CBC.
         let asn1 = openssl(["asn1parse", "-in", path.to_str().unwrap()]);
@@ -319,51 +285,31 @@ fn encrypted_ca_key_opens_with_openssl_and_refuses_wrong_passphrase() {
     }
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
+    let issue = |cn: &str, out: &Path| {
+        pki_tests::Pki::new(["issue", cn, "--out", out.to_str().unwrap()]).ca(&dir)
+    };
     // Issuing works with the passphrase from the environment...
     let out = tmp.path().join("leaf");
-    pki_tests::Pki::new([
-        "issue",
-        "x.example.internal",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .ca(&dir)
-    .env("PKI_CA_PASSPHRASE", "s3cret passphrase")
-    .run()
-    .ok();
+    issue("x.example.internal", &out)
+        .env("PKI_CA_PASSPHRASE", "s3cret passphrase")
+        .run()
+        .ok();
     // ...and fails cleanly with a wrong one, writing nothing.
     let out2 = tmp.path().join("leaf2");
-    let run = pki_tests::Pki::new([
-        "issue",
-        "y.example.internal",
-        "--out",
-        out2.to_str().unwrap(),
-    ])
-    .ca(&dir)
-    .env("PKI_CA_PASSPHRASE", "wrong")
-    .run()
-    .fails_with(&[1]);
+    let run = issue("y.example.internal", &out2)
+        .env("PKI_CA_PASSPHRASE", "wrong")
+        .run()
+        .fails_with(&[1]);
     assert!(run.stderr.contains("wrong passphrase"), "{run:#?}");
     assert!(!out2.exists());
     // Without any passphrase and no terminal: a clear error.
-    let run = pki_tests::Pki::new([
-        "issue",
-        "y.example.internal",
-        "--out",
-        out2.to_str().unwrap(),
-    ])
-    .ca(&dir)
-    .run()
-    .fails_with(&[1, 2]);
+    let run = issue("y.example.internal", &out2).run().fails_with(&[1, 2]);
     assert!(run.stderr.contains("PKI_CA_PASSPHRASE"), "{run:#?}");
 }
 
 #[test]
 fn renew_keeps_names_and_profile_and_rekeys_unless_asked() {
-    if !require(&["openssl"]) {
-        return;
-    }
-    let ca = TestCa::new(&[]);
+    let Some(ca) = openssl_ca(&[]) else { return };
     let dir = ca.path("svc");
     ca.pki([
         "issue",
@@ -428,10 +374,7 @@ fn renew_keeps_names_and_profile_and_rekeys_unless_asked() {
 
 #[test]
 fn csr_is_signed_with_its_key_and_names_only() {
-    if !require(&["openssl"]) {
-        return;
-    }
-    let ca = TestCa::new(&[]);
+    let Some(ca) = openssl_ca(&[]) else { return };
     let out = ca.path("csr-out");
     let run = ca
         .pki([

@@ -102,6 +102,43 @@ impl Rig {
         }
         Certificate::from_pem(&full, "bootstrap").unwrap()
     }
+
+    /// A service running on a bootstrap certificate for localhost: the certificate and key are
+    /// written as `cert` and `key` in a short temporary directory, then `start` gets the
+    /// directory and both paths. Returns the server and the two paths.
+    pub(crate) fn service(
+        &self,
+        cert: &str,
+        key: &str,
+        start: impl FnOnce(tempfile::TempDir, &Path, &Path) -> Server,
+    ) -> (Server, PathBuf, PathBuf) {
+        let dir = servers::short_tempdir();
+        let (cert, key) = (dir.path().join(cert), dir.path().join(key));
+        self.bootstrap("localhost", Some(&cert), Some(&key), None);
+        (start(dir, &cert, &key), cert, key)
+    }
+
+    /// HAProxy on a bootstrap `site.pem` for localhost (its default certificate), plus a
+    /// `NAME.pem` for `NAME.example.internal` on the same bind for each of `others` (read them
+    /// with [`Server::path`]). Returns the server and the path of `site.pem`.
+    pub(crate) fn haproxy(&self, others: &[&str]) -> (Server, PathBuf) {
+        let dir = servers::short_tempdir();
+        let pem = dir.path().join("site.pem");
+        self.bootstrap("localhost", None, None, Some(&pem));
+        let mut pems = vec![pem.clone()];
+        for name in others {
+            let other = dir.path().join(format!("{name}.pem"));
+            self.bootstrap(
+                &format!("{name}.example.internal"),
+                None,
+                None,
+                Some(&other),
+            );
+            pems.push(other);
+        }
+        let pems: Vec<&Path> = pems.iter().map(PathBuf::as_path).collect();
+        (servers::haproxy_with(dir, &pems), pem)
+    }
 }
 
 /// The serial a service presents, read with `openssl s_client`.
@@ -141,6 +178,56 @@ fn chown_postgres(path: &Path) {
 fn cert_section(name: &str, target: &str) -> String {
     format!(
         "[[certificate]]\nname = \"{name}\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\n[[certificate.target]]\n{target}\n"
+    )
+}
+
+/// A target's probe: a TLS connection to 127.0.0.1:`port`, with the default timeout or
+/// `timeout`.
+fn probe(port: u16, timeout: Option<&str>) -> String {
+    match timeout {
+        Some(t) => format!("probe = {{ address = \"127.0.0.1:{port}\", timeout = \"{t}\" }}"),
+        None => format!("probe = {{ address = \"127.0.0.1:{port}\" }}"),
+    }
+}
+
+/// The first lines of a target that writes a certificate and a key file: its type and paths.
+fn cert_key(kind: &str, cert: &Path, key: &Path) -> String {
+    format!(
+        "type = \"{kind}\"\ncert = \"{}\"\nkey = \"{}\"",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// An HAProxy target: `pem` on disk, swapped through the admin `socket`, probed on `port`.
+fn haproxy_target(pem: &Path, socket: &Path, port: u16, timeout: Option<&str>) -> String {
+    format!(
+        "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\n{}",
+        pem.display(),
+        socket.display(),
+        probe(port, timeout)
+    )
+}
+
+/// A Redis target for the server `r`, updated through its unix socket.
+fn redis_target(r: &Server, cert: &Path, key: &Path, timeout: Option<&str>) -> String {
+    format!(
+        "{}\ngroup = \"root\"\nsocket = \"{}\"\n{}",
+        cert_key("redis", cert, key),
+        r.path("redis.sock").display(),
+        probe(r.port, timeout)
+    )
+}
+
+/// The `test_command` and `reload_command` lines for the nginx `ngx` (its prefix and config).
+fn nginx_commands(ngx: &Server) -> (String, String) {
+    let conf = ngx.path("nginx.conf");
+    let (d, c) = (ngx.dir.path().display(), conf.display());
+    (
+        format!("test_command = [\"nginx\", \"-q\", \"-t\", \"-p\", \"{d}\", \"-c\", \"{c}\"]"),
+        format!(
+            "reload_command = [\"nginx\", \"-p\", \"{d}\", \"-c\", \"{c}\", \"-s\", \"reload\"]"
+        ),
     )
 }
 
@@ -200,19 +287,11 @@ fn haproxy_hot_swap_keeps_the_process_and_open_connections() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let pem = dir.path().join("site.pem");
-    rig.bootstrap("localhost", None, None, Some(&pem));
-    let mut hap = servers::haproxy(dir, &pem);
+    let (mut hap, pem) = rig.haproxy(&[]);
     let pid = hap.pid();
     rig.config(&cert_section(
         "hap",
-        &format!(
-            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
-            pem.display(),
-            hap.path("admin.sock").display(),
-            hap.port
-        ),
+        &haproxy_target(&pem, &hap.path("admin.sock"), hap.port, None),
     ));
     rig.rotate(&[]).ok();
     let first = rig.current("hap").info().serial.clone();
@@ -242,21 +321,14 @@ fn nginx_first_deployment_and_forced_rotation() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    let ngx = servers::nginx(dir, &cert, &key);
-    let conf = ngx.path("nginx.conf");
+    let (ngx, cert, key) = rig.service("site.crt", "site.key", servers::nginx);
+    let (test, reload) = nginx_commands(&ngx);
     rig.config(&cert_section(
         "web",
         &format!(
-            "type = \"nginx\"\ncert = \"{}\"\nkey = \"{}\"\ntest_command = [\"nginx\", \"-q\", \"-t\", \"-p\", \"{d}\", \"-c\", \"{c}\"]\n\
-             reload_command = [\"nginx\", \"-p\", \"{d}\", \"-c\", \"{c}\", \"-s\", \"reload\"]\nprobe = {{ address = \"127.0.0.1:{}\" }}",
-            cert.display(),
-            key.display(),
-            ngx.port,
-            d = ngx.dir.path().display(),
-            c = conf.display()
+            "{}\n{test}\n{reload}\n{}",
+            cert_key("nginx", &cert, &key),
+            probe(ngx.port, None)
         ),
     ));
     first_then_forced(&rig, "web", ngx.port, None);
@@ -268,19 +340,15 @@ fn mariadb_flush_ssl() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    let db = servers::mariadb(dir, &cert, &key);
+    let (db, cert, key) = rig.service("server.crt", "server.key", servers::mariadb);
     rig.config(&cert_section(
         "db",
         &format!(
-            "type = \"mariadb\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\n\
-             reload_command = [\"mariadb\", \"--defaults-file={}\", \"-e\", \"FLUSH SSL\"]\nprobe = {{ address = \"127.0.0.1:{}\" }}",
-            cert.display(),
-            key.display(),
+            "{}\ngroup = \"root\"\n\
+             reload_command = [\"mariadb\", \"--defaults-file={}\", \"-e\", \"FLUSH SSL\"]\n{}",
+            cert_key("mariadb", &cert, &key),
             db.path("my.cnf").display(),
-            db.port
+            probe(db.port, None)
         ),
     ));
     first_then_forced(&rig, "db", db.port, Some("mysql"));
@@ -295,23 +363,20 @@ fn postgres_reload_with_the_key_rules() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    chown_postgres(&key);
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let pg = servers::postgres(dir, &cert, &key);
+    let (pg, cert, key) = rig.service("server.crt", "server.key", |dir, cert, key| {
+        chown_postgres(key);
+        std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        servers::postgres(dir, cert, key)
+    });
     rig.config(&cert_section(
         "pg",
         &format!(
-            "type = \"postgres\"\ncert = \"{}\"\nkey = \"{}\"\nowner = \"postgres\"\n\
-             reload_command = [\"psql\", \"-h\", \"{}\", \"-p\", \"{}\", \"-U\", \"postgres\", \"-Atc\", \"SELECT pg_reload_conf()\"]\n\
-             probe = {{ address = \"127.0.0.1:{}\" }}",
-            cert.display(),
-            key.display(),
+            "{}\nowner = \"postgres\"\n\
+             reload_command = [\"psql\", \"-h\", \"{}\", \"-p\", \"{}\", \"-U\", \"postgres\", \"-Atc\", \"SELECT pg_reload_conf()\"]\n{}",
+            cert_key("postgres", &cert, &key),
             pg.path("sock").display(),
             pg.port,
-            pg.port
+            probe(pg.port, None)
         ),
     ));
     first_then_forced(&rig, "pg", pg.port, Some("postgres"));
@@ -335,20 +400,8 @@ fn redis_config_set() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    let r = servers::redis(dir, &cert, &key);
-    rig.config(&cert_section(
-        "cache",
-        &format!(
-            "type = \"redis\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
-            cert.display(),
-            key.display(),
-            r.path("redis.sock").display(),
-            r.port
-        ),
-    ));
+    let (r, cert, key) = rig.service("redis.crt", "redis.key", servers::redis);
+    rig.config(&cert_section("cache", &redis_target(&r, &cert, &key, None)));
     first_then_forced(&rig, "cache", r.port, None);
 }
 
@@ -361,18 +414,8 @@ fn redis_refusal_rolls_back_and_keeps_the_password_out() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    let r = servers::redis(dir, &cert, &key);
-    let target = format!(
-        "type = \"redis\"\ncert = \"{}\"\nkey = \"{}\"\ngroup = \"root\"\nsocket = \"{}\"\n\
-         probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}",
-        cert.display(),
-        key.display(),
-        r.path("redis.sock").display(),
-        r.port
-    );
+    let (r, cert, key) = rig.service("redis.crt", "redis.key", servers::redis);
+    let target = redis_target(&r, &cert, &key, Some("2s"));
     rig.config(&cert_section("cache", &target));
     rig.rotate(&[]).ok();
     let good = rig.current("cache").info().serial.clone();
@@ -407,11 +450,8 @@ fn haproxy_clears_a_stale_transaction_of_another_certificate() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (pem, other) = (dir.path().join("site.pem"), dir.path().join("other.pem"));
-    rig.bootstrap("localhost", None, None, Some(&pem));
-    rig.bootstrap("other.example.internal", None, None, Some(&other));
-    let hap = servers::haproxy_with(dir, &[&pem, &other]);
+    let (hap, pem) = rig.haproxy(&["other"]);
+    let other = hap.path("other.pem");
     let sock = hap.path("admin.sock");
     let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let payload = String::from_utf8(std::fs::read(&other).unwrap()).unwrap();
@@ -421,12 +461,7 @@ fn haproxy_clears_a_stale_transaction_of_another_certificate() {
     assert!(answer.contains("Transaction created"), "{answer}");
     rig.config(&cert_section(
         "hap",
-        &format!(
-            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\nprobe = {{ address = \"127.0.0.1:{}\" }}",
-            pem.display(),
-            sock.display(),
-            hap.port
-        ),
+        &haproxy_target(&pem, &sock, hap.port, None),
     ));
     rig.rotate(&[]).ok();
     assert_eq!(served(hap.port, None), rig.current("hap").info().serial);
@@ -441,18 +476,12 @@ fn haproxy_failed_load_rolls_back_files_and_keeps_serving() {
         return;
     }
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let pem = dir.path().join("site.pem");
-    rig.bootstrap("localhost", None, None, Some(&pem));
-    let mut hap = servers::haproxy(dir, &pem);
+    let (mut hap, pem) = rig.haproxy(&[]);
     let pid = hap.pid();
     let target = |socket: &Path, extra: &str| {
         format!(
-            "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\n\
-             probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}\n{extra}",
-            pem.display(),
-            socket.display(),
-            hap.port
+            "{}\n{extra}",
+            haproxy_target(&pem, socket, hap.port, Some("2s"))
         )
     };
     rig.config(&cert_section("hap", &target(&hap.path("admin.sock"), "")));
@@ -483,28 +512,10 @@ fn haproxy_failed_load_rolls_back_files_and_keeps_serving() {
 /// roll back, keep the old certificate served, and report the failure in the textfile.
 fn nginx_failure(target_extra: &str, mutate: impl FnOnce(&Server), expect_in_error: &str) {
     let rig = Rig::new();
-    let dir = servers::short_tempdir();
-    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
-    rig.bootstrap("localhost", Some(&cert), Some(&key), None);
-    let ngx = servers::nginx(dir, &cert, &key);
-    let conf = ngx.path("nginx.conf");
-    let d = ngx.dir.path().display().to_string();
-    let c = conf.display().to_string();
-    let test =
-        format!("test_command = [\"nginx\", \"-q\", \"-t\", \"-p\", \"{d}\", \"-c\", \"{c}\"]");
-    let reload = format!(
-        "reload_command = [\"nginx\", \"-p\", \"{d}\", \"-c\", \"{c}\", \"-s\", \"reload\"]"
-    );
+    let (ngx, cert, key) = rig.service("site.crt", "site.key", servers::nginx);
+    let (test, reload) = nginx_commands(&ngx);
     let body = |extra: &str| {
-        let mut lines = vec![
-            "type = \"nginx\"".to_owned(),
-            format!("cert = \"{}\"", cert.display()),
-            format!("key = \"{}\"", key.display()),
-            format!(
-                "probe = {{ address = \"127.0.0.1:{}\", timeout = \"2s\" }}",
-                ngx.port
-            ),
-        ];
+        let mut lines = vec![cert_key("nginx", &cert, &key), probe(ngx.port, Some("2s"))];
         if !extra.contains("test_command") {
             lines.push(test.clone());
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pki_tests::bao::{Bao, pki_clean};
-use pki_tests::{TestCa, dir_entries, openssl, require};
+use pki_tests::{Pki, TestCa, dir_entries, openssl, require};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -71,23 +71,10 @@ fn issue_sign_renew_revoke_crl_round_trip() {
     }
     let Some(bao) = Bao::dev() else { return };
     let root = TestCa::new(&["--permitted-dns", "example.internal", "--name", "Test Org"]);
-    let boot = |extra: &[&str]| {
-        let mut args = vec![
-            "vault",
-            "bootstrap",
-            "--role",
-            "services",
-            "--allowed-domains",
-            "example.internal",
-            "--root-ca-dir",
-            s(&root.dir),
-        ];
-        args.extend_from_slice(extra);
-        bao.pki(args).run().ok()
-    };
-    let first = boot(&[]);
+    let boot = || bao.bootstrap_with(&["--root-ca-dir", s(&root.dir)]);
+    let first = boot();
     assert!(first.stdout.contains("Bootstrapped"), "{first:#?}");
-    let again = boot(&[]);
+    let again = boot();
     assert!(
         again.stdout.contains("Nothing changed") && !again.stdout.contains(" changed "),
         "{again:#?}"
@@ -207,33 +194,26 @@ fn issue_sign_renew_revoke_crl_round_trip() {
         "{after} not in {}",
         text.stdout
     );
-    let check = openssl([
-        "verify",
-        "-crl_check",
-        "-CAfile",
-        s(&api.join("ca.pem")),
-        "-untrusted",
-        s(&api.join("chain.pem")),
-        "-CRLfile",
-        s(&crl),
-        s(&api.join("cert.pem")),
-    ]);
+    let crl_check = |cert: &Path| {
+        openssl([
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            s(&api.join("ca.pem")),
+            "-untrusted",
+            s(&api.join("chain.pem")),
+            "-CRLfile",
+            s(&crl),
+            s(cert),
+        ])
+    };
+    let check = crl_check(&api.join("cert.pem"));
     assert_ne!(check.code, 0);
     assert!(
         check.stdout.contains("revoked") || check.stderr.contains("revoked"),
         "{check:#?}"
     );
-    let good = openssl([
-        "verify",
-        "-crl_check",
-        "-CAfile",
-        s(&api.join("ca.pem")),
-        "-untrusted",
-        s(&api.join("chain.pem")),
-        "-CRLfile",
-        s(&crl),
-        s(&signed.join("cert.pem")),
-    ]);
+    let good = crl_check(&signed.join("cert.pem"));
     assert_eq!(good.code, 0, "{good:#?}");
 
     // The inventory as Vault keeps it.
@@ -262,14 +242,7 @@ fn role_refusal_shows_vaults_reason() {
     bao.bootstrap();
     let out = bao.dir.path().join("evil");
     let run = bao
-        .pki([
-            "issue",
-            "evil.other.org",
-            "--role",
-            "services",
-            "--out",
-            s(&out),
-        ])
+        .issue("evil.other.org", "services", &out)
         .run()
         .fails_with(&[1]);
     assert!(run.stderr.contains("not allowed by this role"), "{run:#?}");
@@ -280,14 +253,7 @@ fn role_refusal_shows_vaults_reason() {
     assert!(!out.exists());
     // An unknown role is Vault's 400 too, with its message.
     let run = bao
-        .pki([
-            "issue",
-            "a.example.internal",
-            "--role",
-            "nosuch",
-            "--out",
-            s(&out),
-        ])
+        .issue("a.example.internal", "nosuch", &out)
         .run()
         .fails_with(&[1]);
     assert!(run.stderr.contains("unknown role"), "{run:#?}");
@@ -308,14 +274,7 @@ fn sealed_server_fails_and_writes_nothing() {
     let out = bao.dir.path().join("sealed");
     let start = Instant::now();
     let run = bao
-        .pki([
-            "issue",
-            "a.example.internal",
-            "--role",
-            "services",
-            "--out",
-            s(&out),
-        ])
+        .issue("a.example.internal", "services", &out)
         .run()
         .fails_with(&[1]);
     assert!(run.stderr.contains("sealed"), "{run:#?}");
@@ -510,80 +469,45 @@ fn kv_put_get_cas_and_metadata() {
     assert!(bad.stderr.contains("secret path"), "{bad:#?}");
 }
 
+/// `pki issue a.example.internal --backend vault` with `extra` arguments, from a clean
+/// environment with `HOME` at `home`: what each configuration mistake below is tried on.
+fn vault_issue(home: &Path, extra: &[&str]) -> Pki {
+    let mut args = vec!["issue", "a.example.internal", "--backend", "vault"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", "x"]);
+    pki_clean(args, home)
+}
+
 /// Configuration mistakes are usage errors (exit 2) or refused files, before any request.
 #[test]
 fn configuration_errors() {
     let home = tempfile::tempdir().unwrap();
-    let run = pki_clean(
-        [
-            "issue",
-            "a.example.internal",
-            "--backend",
-            "vault",
-            "--out",
-            "x",
-        ],
-        home.path(),
-    )
-    .run()
-    .fails_with(&[2]);
+    let run = vault_issue(home.path(), &[]).run().fails_with(&[2]);
     assert!(run.stderr.contains("VAULT_ADDR"), "{run:#?}");
-    let run = pki_clean(
-        [
-            "issue",
-            "a.example.internal",
-            "--backend",
-            "vault",
-            "--out",
-            "x",
-        ],
-        home.path(),
-    )
-    .env("VAULT_ADDR", "http://127.0.0.1:1")
-    .run()
-    .fails_with(&[2]);
+    let run = vault_issue(home.path(), &[])
+        .env("VAULT_ADDR", "http://127.0.0.1:1")
+        .run()
+        .fails_with(&[2]);
     assert!(run.stderr.contains("VAULT_TOKEN"), "{run:#?}");
     // A token file others can read is refused, and the token is never echoed.
     let token = home.path().join("token");
     std::fs::write(&token, "s.supersecret\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let run = pki_clean(
-        [
-            "issue",
-            "a.example.internal",
-            "--backend",
-            "vault",
-            "--out",
-            "x",
-        ],
-        home.path(),
-    )
-    .env("VAULT_ADDR", "http://127.0.0.1:1")
-    .env("PKI_VAULT_TOKEN_FILE", &token)
-    .run()
-    .fails_with(&[1]);
+    let run = vault_issue(home.path(), &[])
+        .env("VAULT_ADDR", "http://127.0.0.1:1")
+        .env("PKI_VAULT_TOKEN_FILE", &token)
+        .run()
+        .fails_with(&[1]);
     assert!(run.stderr.contains("chmod 600"), "{run:#?}");
     assert!(!run.stderr.contains("supersecret"));
     // Unreachable: the address is named, after bounded retries.
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let run = pki_clean(
-        [
-            "issue",
-            "a.example.internal",
-            "--backend",
-            "vault",
-            "--role",
-            "r",
-            "--out",
-            "x",
-        ],
-        home.path(),
-    )
-    .env("VAULT_ADDR", "http://127.0.0.1:1")
-    .env("PKI_VAULT_TOKEN_FILE", &token)
-    .env("VAULT_MAX_RETRIES", "1")
-    .run()
-    .fails_with(&[1]);
+    let run = vault_issue(home.path(), &["--role", "r"])
+        .env("VAULT_ADDR", "http://127.0.0.1:1")
+        .env("PKI_VAULT_TOKEN_FILE", &token)
+        .env("VAULT_MAX_RETRIES", "1")
+        .run()
+        .fails_with(&[1]);
     assert!(
         run.stderr
             .contains("cannot connect to Vault at http://127.0.0.1:1"),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pki_tests::bao::pki_clean;
-use pki_tests::{Pki, dir_entries};
+use pki_tests::{Pki, Run, dir_entries};
 
 /// What the fake answers.
 enum Answer {
@@ -139,12 +139,9 @@ fn serve(
     let _ = stream.write_all(response.as_bytes());
 }
 
-const KV_ANSWER: &str = r#"{"data":{"data":{"password":"pw-from-fake"},"metadata":{"version":7,"created_time":"2026-01-01T00:00:00Z"}},"warnings":null}"#;
-
-#[test]
-fn garbage_json_is_a_clear_error_and_nothing_is_written() {
-    let fake =
-        Fake::start(|_, _| Answer::Json(200, "<html><body>proxy error</body></html>".into()));
+/// `pki issue a.example.internal --role web` against `fake`, which must fail with exit 1 and
+/// leave no `--out` directory; returns the run for the test's own checks of the message.
+fn failed_issue(fake: &Fake) -> Run {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("out");
     let run = fake
@@ -161,12 +158,22 @@ fn garbage_json_is_a_clear_error_and_nothing_is_written() {
         )
         .run()
         .fails_with(&[1]);
+    assert!(!out.exists());
+    run
+}
+
+const KV_ANSWER: &str = r#"{"data":{"data":{"password":"pw-from-fake"},"metadata":{"version":7,"created_time":"2026-01-01T00:00:00Z"}},"warnings":null}"#;
+
+#[test]
+fn garbage_json_is_a_clear_error_and_nothing_is_written() {
+    let fake =
+        Fake::start(|_, _| Answer::Json(200, "<html><body>proxy error</body></html>".into()));
+    let run = failed_issue(&fake);
     assert!(run.stderr.contains("not JSON"), "{run:#?}");
     assert!(
         run.stderr.contains(&fake.addr) && run.stderr.contains("pki/sign/web"),
         "{run:#?}"
     );
-    assert!(!out.exists());
     assert!(!run.stderr.contains("fake-token"));
 }
 
@@ -178,24 +185,8 @@ fn truncated_json_is_a_clear_error_and_nothing_is_written() {
             r#"{"data":{"certificate":"-----BEGIN CERTIFICATE-----\nMIIB"#.into(),
         )
     });
-    let home = tempfile::tempdir().unwrap();
-    let out = home.path().join("out");
-    let run = fake
-        .pki(
-            [
-                "issue",
-                "a.example.internal",
-                "--role",
-                "web",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            home.path(),
-        )
-        .run()
-        .fails_with(&[1]);
+    let run = failed_issue(&fake);
     assert!(run.stderr.contains("truncated"), "{run:#?}");
-    assert!(!out.exists());
 }
 
 #[test]

@@ -26,48 +26,27 @@ fn tls_trust_is_the_configured_ca_only() {
     assert!(bao.addr.starts_with("https://"));
     bao.bootstrap();
     let work = tempfile::tempdir().unwrap();
-    bao.pki([
-        "issue",
-        "a.example.internal",
-        "--role",
-        "services",
-        "--out",
-        s(&work.path().join("a")),
-    ])
-    .run()
-    .ok();
+    bao.issue("a.example.internal", "services", &work.path().join("a"))
+        .run()
+        .ok();
 
     // VAULT_CAPATH: a directory holding the CA works the same.
     let capath = work.path().join("cas");
     std::fs::create_dir(&capath).unwrap();
     std::fs::copy(bao.ca_file.as_ref().unwrap(), capath.join("vault-ca.pem")).unwrap();
     std::fs::write(capath.join("README"), "not a certificate\n").unwrap();
-    bao.pki([
-        "issue",
-        "b.example.internal",
-        "--role",
-        "services",
-        "--out",
-        s(&work.path().join("b")),
-    ])
-    .env("VAULT_CACERT", "")
-    .env("VAULT_CAPATH", &capath)
-    .run()
-    .ok();
+    bao.issue("b.example.internal", "services", &work.path().join("b"))
+        .env("VAULT_CACERT", "")
+        .env("VAULT_CAPATH", &capath)
+        .run()
+        .ok();
 
     // Another CA's root: the handshake fails, the address is named, nothing is written.
     let other = TestCa::new(&[]);
     let out = work.path().join("c");
     let start = Instant::now();
     let run = bao
-        .pki([
-            "issue",
-            "c.example.internal",
-            "--role",
-            "services",
-            "--out",
-            s(&out),
-        ])
+        .issue("c.example.internal", "services", &out)
         .env("VAULT_CACERT", other.dir.join("root.pem"))
         .run()
         .fails_with(&[1]);
@@ -89,14 +68,7 @@ fn tls_trust_is_the_configured_ca_only() {
     // The system roots do not know our CA either: a configured CA replaces them, and without
     // one the private CA is not trusted.
     let run = bao
-        .pki([
-            "issue",
-            "c.example.internal",
-            "--role",
-            "services",
-            "--out",
-            s(&out),
-        ])
+        .issue("c.example.internal", "services", &out)
         .env("VAULT_CACERT", "")
         .run()
         .fails_with(&[1, 2]);
@@ -170,14 +142,7 @@ fn approle_login_relogin_after_revocation_and_wrong_secret() {
     // The CLI logs in with AppRole (no token in the environment at all).
     let out = work.path().join("approle");
     let run = bao
-        .pki([
-            "issue",
-            "app.example.internal",
-            "--role",
-            "services",
-            "--out",
-            s(&out),
-        ])
+        .issue("app.example.internal", "services", &out)
         .env("VAULT_TOKEN", "")
         .env("PKI_VAULT_ROLE_ID_FILE", &role_file)
         .env("PKI_VAULT_SECRET_ID_FILE", &secret_file)
@@ -189,14 +154,7 @@ fn approle_login_relogin_after_revocation_and_wrong_secret() {
     let wrong = work.path().join("wrong_secret");
     write_secret(&wrong, "00000000-0000-0000-0000-000000000000\n");
     let run = bao
-        .pki([
-            "issue",
-            "x.example.internal",
-            "--role",
-            "services",
-            "--out",
-            s(&work.path().join("x")),
-        ])
+        .issue("x.example.internal", "services", &work.path().join("x"))
         .env("VAULT_TOKEN", "")
         .env("PKI_VAULT_ROLE_ID_FILE", &role_file)
         .env("PKI_VAULT_SECRET_ID_FILE", &wrong)

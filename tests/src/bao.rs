@@ -105,30 +105,21 @@ impl Bao {
         let token = "root-test-token".to_owned();
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new("bao")
-                .args([
-                    "server",
-                    "-dev",
-                    &format!("-dev-root-token-id={token}"),
-                    &format!("-dev-listen-address=127.0.0.1:{port}"),
-                ])
-                // The dev server writes the root token to ~/.vault-token: keep it in the temp dir.
-                .env("HOME", dir.path())
-                .env("BAO_LOG_LEVEL", "warn")
-                .stdin(Stdio::null())
-                .stdout(log(dir.path(), "bao.out"))
-                .stderr(log(dir.path(), "bao.err"))
-                .spawn()
-                .expect("start bao");
-            let mut bao = Self {
-                child: Some(child),
-                addr: format!("http://127.0.0.1:{port}"),
-                token: token.clone(),
+            let mut cmd = Command::new("bao");
+            cmd.args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={token}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env("BAO_LOG_LEVEL", "warn");
+            let mut bao = Self::spawn(
+                cmd,
                 dir,
-                ca_file: None,
-                tls_ca: None,
-                unseal_key: None,
-            };
+                format!("http://127.0.0.1:{port}"),
+                token.clone(),
+                None,
+            );
             if bao.wait_healthy(Duration::from_secs(30)) {
                 return Some(bao);
             }
@@ -137,6 +128,34 @@ impl Bao {
             dir = bao.take_dir();
         }
         panic!("bao server -dev did not become healthy");
+    }
+
+    /// Starts `cmd` (a `bao server`) with `dir` as its HOME, where the dev server writes
+    /// `~/.vault-token`, and its output in `dir/bao.out` and `dir/bao.err`; `addr` is where it
+    /// is to listen, `ca_file` what trusts its TLS listener.
+    fn spawn(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        addr: String,
+        token: String,
+        ca_file: Option<PathBuf>,
+    ) -> Self {
+        let child = cmd
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log(dir.path(), "bao.out"))
+            .stderr(log(dir.path(), "bao.err"))
+            .spawn()
+            .expect("start bao");
+        Self {
+            child: Some(child),
+            addr,
+            token,
+            dir,
+            ca_file,
+            tls_ca: None,
+            unseal_key: None,
+        }
     }
 
     fn take_dir(&mut self) -> tempfile::TempDir {
@@ -185,25 +204,17 @@ impl Bao {
                 ),
             )
             .unwrap();
-            let child = Command::new("bao")
-                .args(["server", &format!("-config={}", config.display())])
-                .env("HOME", dir.path())
-                .stdin(Stdio::null())
-                .stdout(log(dir.path(), "bao.out"))
-                .stderr(log(dir.path(), "bao.err"))
-                .spawn()
-                .expect("start bao");
-            let mut bao = Self {
-                child: Some(child),
-                addr: format!("https://127.0.0.1:{port}"),
-                token: String::new(),
+            let mut cmd = Command::new("bao");
+            cmd.args(["server", &format!("-config={}", config.display())]);
+            let mut bao = Self::spawn(
+                cmd,
                 dir,
-                ca_file: Some(ca_file.clone()),
-                tls_ca: None,
-                unseal_key: None,
-            };
+                format!("https://127.0.0.1:{port}"),
+                String::new(),
+                Some(ca_file.clone()),
+            );
             // Uninitialised servers answer /sys/health with 501: wait for any answer.
-            if bao.wait_answering(Duration::from_secs(30)) {
+            if bao.wait_health(Duration::from_secs(30), Result::is_ok) {
                 bao.init_and_unseal();
                 bao.tls_ca = Some(tls_ca);
                 return Some(bao);
@@ -250,19 +261,24 @@ impl Bao {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    fn wait_answering(&mut self, limit: Duration) -> bool {
+    /// Polls `/v1/sys/health` until `done` accepts the outcome; false once `limit` has passed
+    /// or the process has exited.
+    fn wait_health(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&std::io::Result<(u16, String)>) -> bool,
+    ) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit && self.alive() {
-            if http(
+            let outcome = http(
                 &self.addr,
                 self.ca_file.as_deref(),
                 "GET",
                 "/v1/sys/health",
                 None,
                 None,
-            )
-            .is_ok()
-            {
+            );
+            if done(&outcome) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -272,21 +288,7 @@ impl Bao {
 
     /// Polls `/v1/sys/health` until it answers 200 (active, unsealed).
     pub fn wait_healthy(&mut self, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit && self.alive() {
-            if let Ok((200, _)) = http(
-                &self.addr,
-                self.ca_file.as_deref(),
-                "GET",
-                "/v1/sys/health",
-                None,
-                None,
-            ) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        self.wait_health(limit, |outcome| matches!(outcome, Ok((200, _))))
     }
 
     /// One API request with an optional token; panics on a transport failure.
@@ -353,18 +355,28 @@ impl Bao {
         p
     }
 
+    /// `pki issue CN --role ROLE --out OUT` against this server, as [`Bao::pki`] sets it up.
+    pub fn issue(&self, cn: &str, role: &str, out: &Path) -> Pki {
+        self.pki(["issue", cn, "--role", role, "--out", out.to_str().unwrap()])
+    }
+
     /// `pki vault bootstrap` with a role `services` for `example.internal` (root in Vault).
     pub fn bootstrap(&self) {
-        self.pki([
+        self.bootstrap_with(&[]);
+    }
+
+    /// [`Bao::bootstrap`] with `extra` arguments (another root, say); must succeed.
+    pub fn bootstrap_with(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
             "vault",
             "bootstrap",
             "--role",
             "services",
             "--allowed-domains",
             "example.internal",
-        ])
-        .run()
-        .ok();
+        ];
+        args.extend_from_slice(extra);
+        self.pki(args).run().ok()
     }
 
     /// Kills the server and waits for it.

@@ -225,6 +225,20 @@ impl TestCa {
     {
         pki_in(&self.dir, args)
     }
+
+    /// Issues `NAME.example.internal` into the directory `NAME` next to the CA (it must
+    /// succeed) and returns that directory.
+    pub fn issue(&self, name: &str) -> PathBuf {
+        let out = self.path(name);
+        self.pki([
+            "issue",
+            &format!("{name}.example.internal"),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        out
+    }
 }
 
 /// Names of the files in a directory (sorted), to check that nothing partial was left.
