@@ -117,6 +117,29 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// Another run has held the lock for longer than any run may take: it hangs.
+    #[error(
+        "the lock {} has been held by process {pid} since {}: that run is stuck (kill it, or \
+         find what it waits for); this run does nothing",
+        path.display(),
+        pki::error::Rfc3339(*since)
+    )]
+    LockStuck {
+        /// The lock file.
+        path: PathBuf,
+        /// The process that took it.
+        pid: u32,
+        /// When.
+        since: time::OffsetDateTime,
+    },
+
+    /// The run did not finish within its time limit (`run_timeout`).
+    #[error("the run did not finish within {}; it was stopped", pki::duration::format(*limit))]
+    Watchdog {
+        /// The limit.
+        limit: time::Duration,
+    },
+
     /// An error from the core library.
     #[error(transparent)]
     Pki(#[from] pki::Error),
@@ -192,6 +215,13 @@ pub enum Error {
         path: PathBuf,
         /// What makes it unsafe.
         reason: Unsafe,
+    },
+
+    /// A store opened for reading (a dry run) was asked to write.
+    #[error("the store {} was opened for reading only", path.display())]
+    StoreReadOnly {
+        /// The store.
+        path: PathBuf,
     },
 
     /// A certificate was due but the run has no authority to issue it (a dry run that would

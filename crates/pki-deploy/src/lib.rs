@@ -45,6 +45,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+mod deadline;
 pub mod error;
 pub mod exec;
 pub mod log;

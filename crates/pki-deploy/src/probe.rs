@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use pki::Certificate;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,6 +17,7 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Found, Result};
 
 /// The protocol a probe speaks before TLS.
@@ -172,13 +173,18 @@ impl ServerCertVerifier for Capture {
     }
 }
 
-/// One probe: connect, switch to TLS as the protocol wants, handshake, return what was served.
-pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
+/// Longest one handshake may take within a probe's time (a service that is reloading may take a
+/// moment to answer; one that stalls must not use up the probe's whole time on one attempt).
+const HANDSHAKE_LIMIT: StdDuration = StdDuration::from_secs(5);
+
+/// One probe: connect, switch to TLS as the protocol wants, handshake, return what was served;
+/// over by `deadline` whatever the peer does.
+async fn once_by(probe: &ProbeConfig, server_name: &str, deadline: Deadline) -> Result<Served> {
     let address = probe.address.clone();
     let sni = server_name.to_owned();
     let protocol = probe.protocol;
-    let limit = StdDuration::from_secs(5);
-    tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, limit))
+    let deadline = deadline.min(Deadline::after(HANDSHAKE_LIMIT));
+    tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, deadline))
         .await
         .map_err(|e| Error::Task {
             what: "probe",
@@ -188,6 +194,15 @@ pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
             address: probe.address.clone(),
             reason,
         })
+}
+
+/// One probe, within the probe's timeout.
+pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
+    once_by(probe, server_name, Deadline::after(limit_of(probe))).await
+}
+
+fn limit_of(probe: &ProbeConfig) -> StdDuration {
+    StdDuration::try_from(probe.timeout).unwrap_or(StdDuration::ZERO)
 }
 
 /// Consecutive probes that must see the expected certificate: right after a reload, nginx's
@@ -202,12 +217,12 @@ pub async fn expect(
     server_name: &str,
     expected: &Certificate,
 ) -> Result<Served> {
-    let deadline = Instant::now()
-        + StdDuration::from_millis(u64::try_from(probe.timeout.whole_milliseconds()).unwrap_or(0));
+    // One deadline for the whole probe: no attempt, however slow its peer, runs past it.
+    let deadline = Deadline::after(limit_of(probe));
     let mut in_a_row = 0;
     let mut last: std::result::Result<Served, Error>;
     loop {
-        last = once(probe, server_name).await;
+        last = once_by(probe, server_name, deadline).await;
         match &last {
             Ok(s) if s.leaf.der() == expected.der() => {
                 in_a_row += 1;
@@ -217,7 +232,7 @@ pub async fn expect(
             }
             _ => in_a_row = 0,
         }
-        if Instant::now() >= deadline {
+        if deadline.passed() {
             break;
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
@@ -238,7 +253,7 @@ fn handshake(
     address: &str,
     sni: &str,
     protocol: ProbeProtocol,
-    limit: StdDuration,
+    deadline: Deadline,
 ) -> std::result::Result<Served, String> {
     let addrs: Vec<_> = address
         .to_socket_addrs()
@@ -247,7 +262,8 @@ fn handshake(
     let mut sock = None;
     let mut last_err = String::from("no address");
     for a in addrs {
-        match TcpStream::connect_timeout(&a, limit) {
+        let left = deadline.remaining().map_err(|e| e.to_string())?;
+        match TcpStream::connect_timeout(&a, left) {
             Ok(s) => {
                 sock = Some(s);
                 break;
@@ -255,11 +271,7 @@ fn handshake(
             Err(e) => last_err = format!("cannot connect: {e}"),
         }
     }
-    let mut sock = sock.ok_or(last_err)?;
-    sock.set_read_timeout(Some(limit))
-        .map_err(|e| e.to_string())?;
-    sock.set_write_timeout(Some(limit))
-        .map_err(|e| e.to_string())?;
+    let mut sock = Bounded::new(sock.ok_or(last_err)?, deadline);
     match protocol {
         ProbeProtocol::Tls => {}
         ProbeProtocol::Postgres => postgres_ssl_request(&mut sock)?,
@@ -312,7 +324,7 @@ fn handshake(
 }
 
 /// PostgreSQL: SSLRequest (length 8, code 80877103); the server answers `S` to go on with TLS.
-fn postgres_ssl_request(sock: &mut TcpStream) -> std::result::Result<(), String> {
+fn postgres_ssl_request(sock: &mut (impl Read + Write)) -> std::result::Result<(), String> {
     sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
         .map_err(|e| format!("cannot send SSLRequest: {e}"))?;
     let mut answer = [0u8; 1];
@@ -332,7 +344,7 @@ const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 
 /// MySQL/MariaDB: read the server's greeting, check it offers TLS, answer with the 32-byte
 /// SSL request packet (what `openssl s_client -starttls mysql` sends).
-fn mysql_ssl_request(sock: &mut TcpStream) -> std::result::Result<(), String> {
+fn mysql_ssl_request(sock: &mut (impl Read + Write)) -> std::result::Result<(), String> {
     let mut header = [0u8; 4];
     sock.read_exact(&mut header)
         .map_err(|e| format!("no greeting from the server: {e}"))?;
@@ -443,7 +455,7 @@ mod tests {
                 &address,
                 "svc.internal",
                 ProbeProtocol::Tls,
-                StdDuration::from_secs(5),
+                Deadline::after(StdDuration::from_secs(5)),
             )
             .unwrap();
             assert_eq!(served.leaf.der(), cert.der().as_ref());
@@ -460,10 +472,53 @@ mod tests {
                 &address,
                 "svc.internal",
                 ProbeProtocol::Tls,
-                StdDuration::from_secs(5),
+                Deadline::after(StdDuration::from_secs(5)),
             )
             .unwrap_err();
             assert!(err.contains("proved it holds the key"), "{err}");
         }
+    }
+
+    /// A peer that starts a TLS record of 16 KiB and then sends one byte every 300 ms.
+    fn trickling_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut sock) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut hello = [0u8; 512];
+                    let _ = sock.read(&mut hello);
+                    let _ = sock.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+                    while sock.write_all(&[0x02]).is_ok() {
+                        std::thread::sleep(StdDuration::from_millis(300));
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn finding_3_a_trickling_peer_cannot_hold_a_probe_past_its_timeout() {
+        let address = trickling_server();
+        let mut probe = ProbeConfig::new(&address, ProbeProtocol::Tls);
+        probe.timeout = time::Duration::seconds(1);
+        let (cert, _) = leaf();
+        let expected = Certificate::from_der(cert.der().to_vec(), "leaf").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = rt
+            .block_on(expect(&probe, "svc.internal", &expected))
+            .unwrap_err();
+        assert!(matches!(e, Error::WrongCertificateServed { .. }), "{e}");
+        assert!(
+            started.elapsed() < StdDuration::from_secs(3),
+            "the probe took {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
-use pki::fsio::{self, FileMode};
+use pki::fsio::{self, Dir, FileMode, Owners};
 use pki::{Certificate, SecretString};
 use time::{Duration, OffsetDateTime};
 
@@ -206,10 +206,22 @@ pub fn textfile(summary: &RunSummary, state: &RunState) -> String {
 /// Writes the textfile atomically (node_exporter must never read half a file), world-readable
 /// so that the exporter's user can read it.
 pub fn write_textfile(path: &Path, summary: &RunSummary, state: &RunState) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fsio::create_dir(dir, 0o755)?;
-    }
-    fsio::write_atomic(path, textfile(summary, state).as_bytes(), FileMode::PUBLIC)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(report_err(
+            &path.display().to_string(),
+            "not a file path".to_owned(),
+        ));
+    };
+    // The exporter's directory is walked to like every directory the hook writes into.
+    let dir = Dir::create(dir, 0o755, Owners::running())?;
+    let mut staged = dir.stage(
+        &name.to_string_lossy(),
+        textfile(summary, state).as_bytes(),
+        FileMode::PUBLIC,
+    )?;
+    staged.sync()?;
+    staged.commit()?;
+    dir.sync()?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pki::error::IoOp;
-use pki::fsio::{self, FileMode};
+use pki::fsio::{self, Dir, FileMode, Owners};
 use pki::rotation::Current;
 use serde::{Deserialize, Serialize};
 
@@ -205,8 +205,8 @@ impl RunState {
     /// caller should say so.
     pub fn load(state_dir: &Path) -> (Self, Option<String>) {
         let file = path(state_dir);
-        let bytes = match fsio::read_limited(&file, MAX_STATE) {
-            Ok(b) => b,
+        let bytes = match fsio::read_private(&file, MAX_STATE) {
+            Ok((b, _)) => b,
             Err(pki::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return (Self::default(), None);
             }
@@ -226,7 +226,11 @@ impl RunState {
         // Compact: with ten thousand certificates the state runs to megabytes.
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Error::io(IoOp::Write, path(state_dir))(std::io::Error::other(e)))?;
-        fsio::write_atomic(&path(state_dir), &bytes, FileMode::PRIVATE)?;
+        let dir = Dir::create(state_dir, 0o700, Owners::running())?;
+        let mut staged = dir.stage(FILE, &bytes, FileMode::PRIVATE)?;
+        staged.sync()?;
+        staged.commit()?;
+        dir.sync()?;
         Ok(())
     }
 }

@@ -16,15 +16,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use pki::fsio::{Durability, FileMode, StagedFile};
+use pki::fsio::dir::Kind;
+use pki::fsio::{Dir, Durability, FileMode, Owners};
 use pki::pemfile::{self, label};
 use pki::rotation::{Checked, Current, Observed};
 use pki::{Certificate, IssuedCertificate, PrivateKey, fsio};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::CachedCert;
 
 /// Versions kept besides the current one.
@@ -40,6 +42,8 @@ const EXTENSION: &str = ".pem";
 pub struct Store {
     root: PathBuf,
     durability: Durability,
+    /// The checked store directory, once [`Store::create`] opened it (a dry run only reads).
+    dir: Option<Arc<Dir>>,
 }
 
 /// What the store holds for a name: the current version and what the planner needs to know.
@@ -123,6 +127,7 @@ impl Store {
         Self {
             root: state_dir.join(DIR),
             durability: Durability::Immediate,
+            dir: None,
         }
     }
 
@@ -134,12 +139,22 @@ impl Store {
         self
     }
 
-    /// The store of `state_dir`, its directories created (0700: it holds private keys).
+    /// The store of `state_dir`, its directories created (0700: it holds private keys) and
+    /// every directory on the way checked (see [`pki::fsio::Dir`]).
     pub fn create(state_dir: &Path) -> Result<Self> {
-        let store = Self::open(state_dir);
-        fsio::create_dir(state_dir, 0o700)?;
-        fsio::create_dir(&store.root, 0o700)?;
+        let mut store = Self::open(state_dir);
+        let state = Dir::create(state_dir, 0o700, Owners::running())?;
+        state.chmod(0o700)?;
+        store.dir = Some(Arc::new(state.create_sub(DIR, 0o700)?));
         Ok(store)
+    }
+
+    /// The checked directory of a managed name, created when missing.
+    fn name_dir(&self, name: &str) -> Result<Dir> {
+        let root = self.dir.as_ref().ok_or_else(|| Error::StoreReadOnly {
+            path: self.root.clone(),
+        })?;
+        Ok(root.create_sub(name, 0o700)?)
     }
 
     /// The store's root directory (for syncing a deferred batch).
@@ -203,8 +218,8 @@ impl Store {
             fresh: None,
         };
         let origin = path.display().to_string();
-        let text = match fsio::read_limited(&path, fsio::MAX_PEM_INPUT) {
-            Ok(t) => Zeroizing::new(t),
+        let text = match fsio::read_private(&path, fsio::MAX_PEM_INPUT) {
+            Ok((t, _)) => t,
             Err(e) => return unusable(e.to_string()),
         };
         // One pass over the file: the leaf is the first certificate, the key the only key.
@@ -245,7 +260,7 @@ impl Store {
     /// The leaf of a version (for reports when the plan used cached facts).
     pub fn certificate(&self, name: &str, id: &str) -> Result<Certificate> {
         let path = self.version_file(name, id);
-        let text = Zeroizing::new(fsio::read_limited(&path, fsio::MAX_PEM_INPUT)?);
+        let (text, _) = fsio::read_private(&path, fsio::MAX_PEM_INPUT)?;
         Ok(Certificate::from_pem(&text, &path.display().to_string())?)
     }
 
@@ -257,29 +272,36 @@ impl Store {
         issued: &IssuedCertificate,
         at: OffsetDateTime,
     ) -> Result<String> {
-        let base = self.dir(name);
-        fsio::create_dir(&base, 0o700)?;
+        let dir = self.name_dir(name)?;
         let mut id = version_id(&issued.certificate, at);
         let mut n = 1;
-        while self.version_file(name, &id).exists() {
+        while dir.entry(&format!("{id}{EXTENSION}"))?.is_some() {
             n += 1;
             id = format!("{}.{n}", version_id(&issued.certificate, at));
         }
         let content = render(issued)?;
-        let staged = StagedFile::create(
-            &self.version_file(name, &id),
+        let mut staged = dir.stage(
+            &format!("{id}{EXTENSION}"),
             content.as_bytes(),
             FileMode::PRIVATE,
         )?;
-        fsio::commit_all_with(vec![staged], self.durability)?;
+        if self.durability == Durability::Immediate {
+            staged.sync()?;
+        }
+        staged.commit()?;
+        if self.durability == Durability::Immediate {
+            dir.sync()?;
+        }
         Ok(id)
     }
 
     /// Makes `id` the current version (one atomic rename).
     pub fn switch(&self, name: &str, id: &str) -> Result<()> {
-        let base = self.dir(name);
-        fsio::replace_symlink(&base.join(CURRENT), Path::new(&format!("{id}{EXTENSION}")))?;
-        fsio::sync_dir_with(&base, self.durability)?;
+        let dir = self.name_dir(name)?;
+        dir.replace_symlink(CURRENT, Path::new(&format!("{id}{EXTENSION}")))?;
+        if self.durability == Durability::Immediate {
+            dir.sync()?;
+        }
         Ok(())
     }
 
@@ -287,7 +309,7 @@ impl Store {
     pub fn load(&self, name: &str, id: &str) -> Result<IssuedCertificate> {
         let path = self.version_file(name, id);
         let origin = path.display().to_string();
-        let text = Zeroizing::new(fsio::read_limited(&path, fsio::MAX_PEM_INPUT)?);
+        let (text, _) = fsio::read_private(&path, fsio::MAX_PEM_INPUT)?;
         let mut certs = Certificate::all_from_pem(&text, &origin)?.into_iter();
         let certificate = certs.next().ok_or_else(|| pki::Error::Pem {
             origin: origin.clone(),
@@ -313,28 +335,19 @@ impl Store {
     /// Removes versions older than the current one and the [`KEEP_PREVIOUS`] before it, any
     /// newer one a killed run wrote but never switched to, and temporary files.
     pub fn prune(&self, name: &str) -> Result<()> {
-        let base = self.dir(name);
-        fsio::remove_stale_temps(&base)?;
+        let dir = self.name_dir(name)?;
+        dir.remove_stale_temps()?;
         let Some(current) = self.current(name) else {
             return Ok(());
         };
-        let versions: Vec<String> = match fs::read_dir(&base) {
-            Ok(entries) => entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(EXTENSION))
-                        .map(str::to_owned)
-                })
-                .filter(|n| !n.starts_with('.'))
-                .collect(),
-            Err(_) => return Ok(()),
-        };
+        let versions: Vec<String> = dir
+            .entries()?
+            .into_iter()
+            .filter(|(n, k)| *k == Kind::File && !n.starts_with('.'))
+            .filter_map(|(n, _)| n.strip_suffix(EXTENSION).map(str::to_owned))
+            .collect();
         for old in &expired(versions, &current, &[]) {
-            let path = self.version_file(name, old);
-            fs::remove_file(&path).map_err(crate::Error::io(pki::error::IoOp::Remove, &path))?;
+            dir.remove_file(&format!("{old}{EXTENSION}"))?;
         }
         Ok(())
     }

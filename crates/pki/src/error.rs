@@ -55,6 +55,51 @@ impl fmt::Display for IoOp {
     }
 }
 
+/// Whether a path was to be read or written when it was found unsafe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Reading.
+    Read,
+    /// Writing into it.
+    Write,
+}
+
+/// Why a path is not safe to use: another user could redirect or replace what is read or
+/// written there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unsafe {
+    /// It is a symbolic link.
+    Symlink,
+    /// It is not a directory.
+    NotADirectory,
+    /// It is not a regular file (a FIFO, a device, a socket, a directory).
+    NotARegularFile,
+    /// Another user owns it.
+    Owner(u32),
+    /// Group or others may write to it (mode bits).
+    Writable(u32),
+}
+
+impl fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Symlink => f.write_str("it is a symbolic link"),
+            Self::NotADirectory => f.write_str("it is not a directory"),
+            Self::NotARegularFile => f.write_str("it is not a regular file"),
+            Self::Owner(uid) => write!(
+                f,
+                "it belongs to uid {uid}, who could redirect or replace it; keep it owned by \
+                 root (or the user running pki)"
+            ),
+            Self::Writable(mode) => {
+                write!(f, "its mode {mode:04o} lets other users write to it")
+            }
+        }
+    }
+}
+
 /// Why a private key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +141,17 @@ pub enum Error {
         /// The system error.
         #[source]
         source: io::Error,
+    },
+
+    /// A path another user could redirect or replace.
+    #[error("refusing to {} {}: {reason}", match access { Access::Read => "read", Access::Write => "write into" }, path.display())]
+    UnsafePath {
+        /// The path at fault (the component that failed the check).
+        path: PathBuf,
+        /// What was to be done.
+        access: Access,
+        /// What makes it unsafe.
+        reason: Unsafe,
     },
 
     /// An input file exceeds the size limit.

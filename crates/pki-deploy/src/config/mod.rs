@@ -31,6 +31,9 @@ use doc::{Source, Table};
 pub use pki::request::DEFAULT_TTL;
 pub use pki::rotation::DEFAULT_JITTER;
 
+/// How long a run may take unless configured otherwise.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::hours(1);
+
 /// The earliest renewal point allowed once jitter is taken off, as a fraction of the lifetime.
 const MIN_RENEW_POINT: f64 = 0.1;
 /// Largest config file read (ten thousand certificates take about 1.5 MiB).
@@ -46,6 +49,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// This host's name, the seed of the renewal jitter.
     pub host: String,
+    /// The longest a run may take before its watchdog stops it; a lock held twice as long is
+    /// reported as stuck.
+    pub run_timeout: Duration,
     /// Where certificates are signed.
     pub backend: Backend,
     /// Reports.
@@ -62,6 +68,7 @@ impl Config {
             file: PathBuf::new(),
             state_dir,
             host: host.to_owned(),
+            run_timeout: DEFAULT_RUN_TIMEOUT,
             backend,
             report: ReportConfig::default(),
             certificates: Vec::new(),
@@ -220,12 +227,12 @@ impl Facts {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config> {
-    let bytes = pki::fsio::read_limited(path, MAX_CONFIG).map_err(|e| Error::Config {
+    let (bytes, _) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
         file: path.to_path_buf(),
         line: None,
         message: format!("cannot read the config file: {e}"),
     })?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::Config {
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| Error::Config {
         file: path.to_path_buf(),
         line: None,
         message: "the config file is not UTF-8 text".to_owned(),
@@ -265,6 +272,7 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         file: path.to_path_buf(),
         state_dir: src.path(&top.state_dir),
         host: top.host.unwrap_or_else(|| facts.host.clone()),
+        run_timeout: top.run_timeout.unwrap_or(DEFAULT_RUN_TIMEOUT),
         backend,
         report,
         certificates,
@@ -309,6 +317,8 @@ fn certificates_of(
 struct RawTop {
     state_dir: String,
     host: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    run_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]

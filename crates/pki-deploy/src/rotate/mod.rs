@@ -9,13 +9,14 @@ pub mod phases;
 pub mod plan;
 pub mod summary;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pki::error::IoOp;
-use pki::{SecretString, clock, fsio};
+use pki::fsio::{Dir, Owners};
+use pki::{SecretString, clock};
 use time::OffsetDateTime;
 
 use crate::config::{CertificateConfig, Config};
@@ -57,26 +58,45 @@ impl Options {
 }
 
 /// The run lock: a non-blocking exclusive `flock` on `<state_dir>/lock`, released when dropped
-/// or when the process dies (even by SIGKILL).
+/// or when the process dies (even by SIGKILL). The file says which process took it and when.
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
 }
 
-/// Takes the lock, or fails at once with [`Error::LockHeld`].
-pub fn lock(state_dir: &Path) -> Result<Lock> {
-    fsio::create_dir(state_dir, 0o700)?;
+/// Takes the lock, or fails at once: [`Error::LockHeld`] while another run holds it, or
+/// [`Error::LockStuck`] when that run has held it for longer than `stuck_after` (a run that
+/// hangs past its watchdog must not keep every later run quietly doing nothing).
+pub fn lock(state_dir: &Path, stuck_after: time::Duration) -> Result<Lock> {
+    let dir = Dir::create(state_dir, 0o700, Owners::running())?;
     let path = state_dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(Error::io(IoOp::Create, &path))?;
+    let mut file = dir.open_file("lock", 0o600)?;
     match file.try_lock() {
-        Ok(()) => Ok(Lock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::LockHeld { path }),
+        Ok(()) => {
+            // Who holds it, for the run that finds it held.
+            let holder = format!("{} {}\n", std::process::id(), clock::now().unix_timestamp());
+            let written = file
+                .set_len(0)
+                .and_then(|()| file.write_all(holder.as_bytes()));
+            written.map_err(Error::io(IoOp::Write, &path))?;
+            Ok(Lock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.take(256).read_to_string(&mut text);
+            let mut words = text.split_whitespace();
+            let pid = words.next().and_then(|w| w.parse::<u32>().ok());
+            let since = words
+                .next()
+                .and_then(|w| w.parse::<i64>().ok())
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+            match (pid, since) {
+                (Some(pid), Some(since)) if clock::now() - since > stuck_after => {
+                    Err(Error::LockStuck { path, pid, since })
+                }
+                _ => Err(Error::LockHeld { path }),
+            }
+        }
         Err(std::fs::TryLockError::Error(source)) => Err(Error::io(IoOp::Lock, path)(source)),
     }
 }
@@ -156,9 +176,29 @@ pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     let _lock = if opts.dry_run {
         None
     } else {
-        Some(lock(&config.state_dir)?)
+        match lock(&config.state_dir, config.run_timeout * 2) {
+            Ok(lock) => Some(lock),
+            Err(e @ Error::LockStuck { .. }) => {
+                // Not this run's failure to hide: monitoring hears of it every time.
+                let e = Arc::new(e);
+                run.stopped(&certs, &e).await;
+                return Err(Arc::try_unwrap(e).unwrap_or_else(|e| Error::Task {
+                    what: "the lock",
+                    reason: e.to_string(),
+                }));
+            }
+            Err(e) => return Err(e),
+        }
     };
-    match run.locked(&certs).await {
+    let limit =
+        std::time::Duration::try_from(config.run_timeout).unwrap_or(std::time::Duration::MAX);
+    let outcome = match tokio::time::timeout(limit, run.locked(&certs)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::Watchdog {
+            limit: config.run_timeout,
+        }),
+    };
+    match outcome {
         Err(e) if !opts.dry_run => {
             let e = Arc::new(e);
             run.stopped(&certs, &e).await;
@@ -179,9 +219,11 @@ fn open_store(config: &Config, opts: &Options) -> Result<Store> {
     }
     let store = Store::create(&config.state_dir)?;
     // Leftovers of a run killed mid-write (the state file, the metrics file).
-    fsio::remove_stale_temps(&config.state_dir)?;
-    if let Some(dir) = config.report.textfile.as_deref().and_then(Path::parent) {
-        fsio::remove_stale_temps(dir)?;
+    Dir::open(&config.state_dir, Owners::running())?.remove_stale_temps()?;
+    if let Some(dir) = config.report.textfile.as_deref().and_then(Path::parent)
+        && dir.is_dir()
+    {
+        Dir::open(dir, Owners::running())?.remove_stale_temps()?;
     }
     Ok(store)
 }

@@ -12,12 +12,11 @@ use std::fmt;
 use pki::fsio::Durability;
 use pki::{Certificate, IssuedCertificate};
 
-use super::layout;
+use super::layout::{self, TargetDirs};
 use super::{Step, TargetConfig};
 use crate::config::CertificateConfig;
 use crate::error::{Error, Result};
 use crate::probe::{self, Served};
-use crate::store::{CURRENT, link_name};
 
 /// A version written into a target's directory, not yet switched in.
 #[derive(Debug, Clone)]
@@ -143,11 +142,10 @@ pub fn prepare(
         verified,
         durability,
     } = *how;
-    layout::check_dirs(target)?;
+    let dirs = TargetDirs::open(target)?;
     let id = layout::version_id(target, store_version);
-    let versions = layout::versions_dir(target);
-    let had_current = link_name(&versions.join(CURRENT)).is_some();
-    let in_place = layout::adopt(target, durability)?;
+    let had_current = dirs.current().is_some();
+    let in_place = layout::adopt(target, &dirs, durability)?;
     let adopted = !had_current && in_place.is_some();
     // Roll back to what was last proven served; a version switched to by a run that was
     // killed before verifying it is not a safe place to return to. Without any record (a
@@ -155,8 +153,8 @@ pub fn prepare(
     let previous = verified
         .map(str::to_owned)
         .or(in_place)
-        .filter(|p| *p != id && versions.join(p).is_dir());
-    layout::stage(target, &id, layout::render(target, material)?, durability)?;
+        .filter(|p| *p != id && dirs.version(p).is_ok());
+    layout::stage(&dirs, &id, layout::render(target, material)?, durability)?;
     Ok(Prepared {
         id,
         previous,
@@ -175,16 +173,29 @@ pub async fn activate(
     material: &IssuedCertificate,
 ) -> Outcome {
     let env = hook_env(cert, target, material);
+    let opened = TargetDirs::open(target).and_then(|d| {
+        let version = d.version(&prepared.id)?;
+        Ok((d, version))
+    });
+    let (dirs, version) = match opened {
+        Ok(o) => o,
+        Err(error) => {
+            return Outcome::Failed {
+                error,
+                rollback: None,
+            };
+        }
+    };
     let step = Step {
         target,
-        version: layout::version_dir(target, &prepared.id),
+        version: &version,
         env: &env,
     };
     // Whether the service was asked to load the new files: a rollback then asks it to load
     // the previous ones; a failure before that needs only the files switched back.
     let mut reached = Reached::Switched;
     let attempt = async {
-        layout::switch(target, &prepared.id, prepared.durability)?;
+        layout::switch(target, &dirs, &prepared.id, prepared.durability)?;
         target.ops().check(&step).await?;
         reached = Reached::Loading;
         target.ops().load(&step).await?;
@@ -202,14 +213,14 @@ pub async fn activate(
             },
         },
         Err(error) => {
+            let back = Back {
+                cert,
+                target,
+                dirs: &dirs,
+                env: &env,
+            };
             let rollback = match &prepared.previous {
-                Some(previous) => {
-                    let back = Step {
-                        version: layout::version_dir(target, previous),
-                        ..step
-                    };
-                    Some(roll_back(cert, &back, previous, reached).await)
-                }
+                Some(previous) => Some(back.to(previous, reached).await),
                 None => None,
             };
             Outcome::Failed { error, rollback }
@@ -217,30 +228,41 @@ pub async fn activate(
     }
 }
 
-/// Switches back to `previous`, makes the service load it again if it was asked to load the
-/// new version, and proves the previous certificate is served.
-async fn roll_back(
-    cert: &CertificateConfig,
-    step: &Step<'_>,
-    previous: &str,
-    reached: Reached,
-) -> Result<Restored> {
-    let target = step.target;
-    layout::switch(target, previous, Durability::Immediate)?;
-    let reload = match reached {
-        Reached::Loading => target.ops().load(step).await,
-        Reached::Switched => Ok(()),
-    };
-    let leaf = layout::version_leaf(target, previous);
-    // The probe decides: a reload command that fails again (it failed once already) does not
-    // matter if the service still serves the previous certificate.
-    match (prove(cert, target, leaf.as_ref()).await?, reload) {
-        (Some(served), reload) => Ok(Restored::Served {
-            served: Box::new(served),
-            reload_error: reload.err().map(Box::new),
-        }),
-        (None, Ok(())) => Ok(Restored::Files),
-        (None, Err(e)) => Err(e),
+/// What a rollback works with.
+struct Back<'a> {
+    cert: &'a CertificateConfig,
+    target: &'a TargetConfig,
+    dirs: &'a TargetDirs,
+    env: &'a [(&'static str, String)],
+}
+
+impl Back<'_> {
+    /// Switches back to `previous`, makes the service load it again if it was asked to load
+    /// the new version, and proves the previous certificate is served.
+    async fn to(&self, previous: &str, reached: Reached) -> Result<Restored> {
+        let target = self.target;
+        let version = self.dirs.version(previous)?;
+        layout::switch(target, self.dirs, previous, Durability::Immediate)?;
+        let step = Step {
+            target,
+            version: &version,
+            env: self.env,
+        };
+        let reload = match reached {
+            Reached::Loading => target.ops().load(&step).await,
+            Reached::Switched => Ok(()),
+        };
+        let leaf = layout::version_leaf(target, &version);
+        // The probe decides: a reload command that fails again (it failed once already) does
+        // not matter if the service still serves the previous certificate.
+        match (prove(self.cert, target, leaf.as_ref()).await?, reload) {
+            (Some(served), reload) => Ok(Restored::Served {
+                served: Box::new(served),
+                reload_error: reload.err().map(Box::new),
+            }),
+            (None, Ok(())) => Ok(Restored::Files),
+            (None, Err(e)) => Err(e),
+        }
     }
 }
 

@@ -14,11 +14,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Result};
 use crate::exec::CommandSpec;
 
-/// How long one exchange on the admin socket may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole update on the admin socket may take (a handful of commands).
+const UPDATE_LIMIT: Duration = Duration::from_secs(30);
+/// Largest answer read from the admin socket.
+const MAX_ANSWER: u64 = 1 << 20;
 
 /// An HAProxy target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +118,9 @@ impl Ops for Haproxy {
 impl Haproxy {
     /// Hands the combined PEM of the version being loaded to the runtime API.
     async fn hot_update_from(&self, step: &Step<'_>, socket: &Path) -> Result<()> {
-        let file = step.version.join(super::layout::basename(&self.pem));
-        let bytes = zeroize::Zeroizing::new(pki::fsio::read_limited(&file, pki::fsio::MAX_PEM_INPUT)?);
+        let name = super::layout::basename(&self.pem);
+        let file = step.version.path().join(&name);
+        let (bytes, _) = step.version.read_file(&name, pki::fsio::MAX_PEM_INPUT)?;
         let pem = std::str::from_utf8(&bytes).map_err(|_| Error::ServiceRefused {
             service: "HAProxy".to_owned(),
             reply: format!("{} is not text", file.display()),
@@ -126,14 +130,12 @@ impl Haproxy {
 }
 
 /// Sends one command and returns HAProxy's whole answer (it closes the connection after
-/// answering).
-fn send(socket: &Path, command: &str) -> std::io::Result<String> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
+/// answering), by `deadline` and at most [`MAX_ANSWER`] bytes of it.
+fn send(socket: &Path, command: &str, deadline: Deadline) -> std::io::Result<String> {
+    let mut stream = Bounded::new(UnixStream::connect(socket)?, deadline);
     stream.write_all(command.as_bytes())?;
     let mut answer = String::new();
-    stream.take(1 << 20).read_to_string(&mut answer)?;
+    stream.take(MAX_ANSWER).read_to_string(&mut answer)?;
     Ok(answer.trim().to_owned())
 }
 
@@ -155,7 +157,9 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
         .filter(|l| !l.trim().is_empty())
         .map(|l| format!("{l}\n"))
         .collect();
+    let deadline = Deadline::after(UPDATE_LIMIT);
     tokio::task::spawn_blocking(move || {
+        let send = |command: &str| send(&socket, command, deadline);
         let io_err = |e: std::io::Error| Error::Socket {
             service: "the HAProxy runtime API",
             socket: socket.clone(),
@@ -163,7 +167,7 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
         };
         // A run killed between `set` and `commit` leaves a transaction open, and HAProxy
         // allows only one: clear it first ("No ongoing transaction" is the usual answer).
-        let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+        let _ = send(&format!("abort ssl cert {path}\n"));
         let set_command = format!("set ssl cert {path} <<\n{payload}\n");
         let commit_command = format!("commit ssl cert {path}\n");
         // The open transaction may be another certificate's, left by a run killed mid-update
@@ -171,14 +175,14 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
         // once more.
         let mut retried = false;
         loop {
-            let set = send(&socket, &set_command).map_err(io_err)?;
+            let set = send(&set_command).map_err(io_err)?;
             if let Some(other) = other_transaction(&set).filter(|_| !retried) {
-                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                let _ = send(&format!("abort ssl cert {other}\n"));
                 retried = true;
                 continue;
             }
             if !set.contains("Transaction created") && !set.contains("Transaction updated") {
-                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                let _ = send(&format!("abort ssl cert {path}\n"));
                 let hint = if set.contains("not referenced by the configuration") {
                     " (the pem path must be the crt path exactly as in haproxy.cfg)"
                 } else {
@@ -186,14 +190,14 @@ pub async fn hot_update(socket: &Path, crt_path: &Path, pem: &str) -> Result<()>
                 };
                 return Err(refused(&socket, &format!("{set}{hint}")));
             }
-            let commit = send(&socket, &commit_command).map_err(io_err)?;
+            let commit = send(&commit_command).map_err(io_err)?;
             if let Some(other) = other_transaction(&commit).filter(|_| !retried) {
-                let _ = send(&socket, &format!("abort ssl cert {other}\n"));
+                let _ = send(&format!("abort ssl cert {other}\n"));
                 retried = true;
                 continue;
             }
             if !commit.contains("Success!") {
-                let _ = send(&socket, &format!("abort ssl cert {path}\n"));
+                let _ = send(&format!("abort ssl cert {path}\n"));
                 return Err(refused(&socket, &commit));
             }
             break;

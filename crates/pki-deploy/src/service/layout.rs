@@ -12,20 +12,27 @@
 //! Switching `current` is one rename, so cert and key always change together, and the previous
 //! version is one rename away for rollback. Files that were in place before the first
 //! deployment are kept as an `adopted` version, so even that deployment can be rolled back.
+//!
+//! Every change goes through [`TargetDirs`]: the directory of each file and the versioned
+//! directory, each walked to from `/` without following a link and checked (see
+//! [`pki::fsio::Dir`]), then written relative to its descriptor. Planning only reads (a few
+//! `stat` calls by path); nothing is written by path. Each version directory carries a marker,
+//! and pruning removes only marked versions.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use pki::error::IoOp;
-use pki::fsio::{self, Durability, FileMode, StagedFile};
+use pki::fsio::{Dir, Durability, FileMode, Owners};
 use pki::{Certificate, IssuedCertificate};
 use zeroize::Zeroizing;
 
 use super::TargetConfig;
-use crate::error::{Error, Result, Unsafe};
+use crate::error::Result;
 use crate::state::{Stamp, TargetMark};
 use crate::store::{CURRENT, link_name};
+
+/// The file in every version directory that says it is ours: pruning removes nothing else.
+const MARKER: &str = ".pki-version";
 
 /// Version id given to files found in place before the first deployment.
 pub const ADOPTED: &str = "adopted";
@@ -72,48 +79,71 @@ pub fn dir_stamps(target: &TargetConfig) -> Option<Vec<Stamp>> {
     ])
 }
 
-/// Refuses a target whose versioned directory another user could redirect: `.pki` and the
-/// target's directory in it must be real directories of ours that no one else can write, and
-/// so must the directory holding them (whoever can rename entries there can swap `.pki` for a
-/// link to anywhere, and root would write keys there).
-pub(crate) fn check_dirs(target: &TargetConfig) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let versions = versions_dir(target);
-    let pki_dir = versions.parent().unwrap_or(Path::new("."));
-    let holder = pki_dir.parent().unwrap_or(Path::new("/"));
-    let me = nix::unistd::geteuid().as_raw();
-    let unsafe_dir = |path: &Path, reason| Error::UnsafeDirectory {
-        path: path.to_path_buf(),
-        reason,
-    };
-    for (dir, follow) in [
-        (holder, true),
-        (pki_dir, false),
-        (versions.as_path(), false),
-    ] {
-        let meta = if follow {
-            fs::metadata(dir)
-        } else {
-            fs::symlink_metadata(dir)
-        };
-        let Ok(meta) = meta else {
-            continue; // created by us, below a directory that passed
-        };
-        if meta.file_type().is_symlink() {
-            return Err(unsafe_dir(dir, Unsafe::Symlink));
+/// The checked directories of a target: the one holding each of its files, and its versions.
+#[derive(Debug)]
+pub(crate) struct TargetDirs {
+    /// The directory of each file, in the order of [`TargetConfig::files`].
+    parents: Vec<(PathBuf, usize)>,
+    opened: Vec<Dir>,
+    /// `.pki/<first file's name>`.
+    pub(crate) versions: Dir,
+}
+
+impl TargetDirs {
+    /// Opens (and creates when missing) every directory the target writes into, refusing any
+    /// that another user could redirect. Service users must be able to reach their files:
+    /// directories made here are 0755 (files keep their own, private modes).
+    pub(crate) fn open(target: &TargetConfig) -> Result<Self> {
+        let owners = Owners::running();
+        let mut parents = Vec::new();
+        let mut opened: Vec<Dir> = Vec::new();
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for f in target.files() {
+            let parent = f.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let index = match paths.iter().position(|p| *p == parent) {
+                Some(i) => i,
+                None => {
+                    opened.push(Dir::create(&parent, 0o755, owners)?);
+                    paths.push(parent.clone());
+                    paths.len() - 1
+                }
+            };
+            parents.push((parent, index));
         }
-        if !meta.is_dir() {
-            return Err(unsafe_dir(dir, Unsafe::NotADirectory));
-        }
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(unsafe_dir(dir, Unsafe::Owner(meta.uid())));
-        }
-        // Sticky directories (/tmp) still let others create the name first.
-        if meta.mode() & 0o022 != 0 {
-            return Err(unsafe_dir(dir, Unsafe::Writable(meta.mode() & 0o7777)));
-        }
+        let holder = opened
+            .first()
+            .ok_or_else(|| pki::Error::InvalidRequest("a target needs at least one file"))?;
+        let first = target
+            .files()
+            .first()
+            .map(|f| basename(&f.path))
+            .unwrap_or_default();
+        let versions = holder
+            .create_sub(".pki", 0o755)?
+            .create_sub(&first, 0o755)?;
+        Ok(Self {
+            parents,
+            opened,
+            versions,
+        })
     }
-    Ok(())
+
+    /// The directory of the target's `i`th file.
+    fn parent(&self, i: usize) -> &Dir {
+        &self.opened[self.parents[i].1]
+    }
+
+    /// A version directory, checked.
+    pub(crate) fn version(&self, id: &str) -> Result<Dir> {
+        Ok(self.versions.sub(id)?)
+    }
+
+    /// The version `current` points at.
+    pub(crate) fn current(&self) -> Option<String> {
+        self.versions
+            .read_link(CURRENT)
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    }
 }
 
 /// The file name of a path, as text.
@@ -248,80 +278,85 @@ pub(crate) fn render(target: &TargetConfig, material: &IssuedCertificate) -> Res
 /// directory of that id is the leftover of an interrupted run, possibly never flushed to disk,
 /// and is written again.
 pub(crate) fn stage(
-    target: &TargetConfig,
+    dirs: &TargetDirs,
     id: &str,
     files: Vec<Rendered>,
     durability: Durability,
 ) -> Result<()> {
-    let versions = versions_dir(target);
-    let final_dir = versions.join(id);
-    if final_dir.is_dir() {
-        if link_name(&versions.join(CURRENT)).as_deref() == Some(id) {
+    let versions = &dirs.versions;
+    if versions.entry(id)?.is_some() {
+        if dirs.current().as_deref() == Some(id) {
             return Ok(());
         }
-        fs::remove_dir_all(&final_dir).map_err(Error::io(IoOp::Remove, &final_dir))?;
+        versions.remove_tree(id)?;
     }
-    // Service users must be able to traverse to their files: directories are 0755, files keep
-    // their own (private) modes.
-    fsio::create_dir(&versions, 0o755)?;
-    let staging = fsio::temp_path(&versions, id);
-    fsio::create_dir(&staging, 0o755)?;
-    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
-        .map_err(Error::io(IoOp::Chmod, &staging))?;
-    let written = (|| {
-        let staged = files
-            .iter()
-            .map(|f| StagedFile::create(&staging.join(&f.name), &f.bytes, f.mode))
-            .collect::<pki::Result<Vec<_>>>()?;
-        fsio::commit_all_with(staged, durability)?;
-        fs::rename(&staging, &final_dir).map_err(Error::io(IoOp::Rename, &final_dir))?;
-        fsio::sync_dir_with(&versions, durability)?;
+    let temp = format!("{}{id}.{}", pki::fsio::TEMP_PREFIX, std::process::id());
+    versions.remove_tree(&temp)?;
+    let staging = versions.create_sub(&temp, 0o755)?;
+    let written = (|| -> Result<()> {
+        let marker = format!("pki version {id}\n");
+        let mut all = Vec::with_capacity(files.len() + 1);
+        for f in &files {
+            all.push(staging.stage(&f.name, &f.bytes, f.mode)?);
+        }
+        all.push(staging.stage(MARKER, marker.as_bytes(), FileMode::PUBLIC)?);
+        for mut f in all {
+            if durability == Durability::Immediate {
+                f.sync()?;
+            }
+            f.commit()?;
+        }
+        if durability == Durability::Immediate {
+            staging.sync()?;
+        }
+        versions.rename(&temp, id)?;
+        if durability == Durability::Immediate {
+            versions.sync()?;
+        }
         Ok(())
     })();
     if written.is_err() {
-        let _ = fs::remove_dir_all(&staging);
+        let _ = versions.remove_tree(&temp);
     }
     written
 }
 
 /// Files found where the target writes, from before the first deployment, become the version
-/// [`ADOPTED`], so that the first deployment can be rolled back to them. Returns the version in
-/// place afterwards, if any.
-pub(crate) fn adopt(target: &TargetConfig, durability: Durability) -> Result<Option<String>> {
-    let versions = versions_dir(target);
-    if let Some(current) = link_name(&versions.join(CURRENT)) {
+/// [`ADOPTED`], so that the first deployment can be rolled back to them. Each is read once,
+/// through its directory's descriptor, only if it is a regular file (never through a link,
+/// never a FIFO or a device). Returns the version in place afterwards, if any.
+pub(crate) fn adopt(
+    target: &TargetConfig,
+    dirs: &TargetDirs,
+    durability: Durability,
+) -> Result<Option<String>> {
+    if let Some(current) = dirs.current() {
         return Ok(Some(current));
     }
-    let existing: Vec<_> = target
-        .files()
-        .iter()
-        .filter(|f| fs::symlink_metadata(&f.path).is_ok_and(|m| m.is_file()))
-        .collect();
-    if existing.len() != target.files().len() {
-        // Nothing (or only part) to fall back to: a first deployment with nothing to restore.
-        return Ok(None);
-    }
     let mut files = Vec::new();
-    for f in existing {
-        use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(&f.path).map_err(Error::io(IoOp::Read, &f.path))?;
-        let bytes = Zeroizing::new(fsio::read_limited(&f.path, MAX_ADOPTED)?);
+    for (i, f) in target.files().iter().enumerate() {
+        let name = basename(&f.path);
+        let parent = dirs.parent(i);
+        // Nothing (or only part) to fall back to: a first deployment with nothing to restore.
+        if parent
+            .entry(&name)?
+            .is_none_or(|e| e.kind != pki::fsio::dir::Kind::File)
+        {
+            return Ok(None);
+        }
+        let (bytes, entry) = parent.read_file(&name, MAX_ADOPTED)?;
         files.push(Rendered {
-            name: basename(&f.path),
+            name,
             bytes,
-            mode: FileMode::owned(
-                meta.permissions().mode() & 0o7777,
-                Some(meta.uid()),
-                Some(meta.gid()),
-            ),
+            mode: FileMode::owned(entry.mode, Some(entry.uid), Some(entry.gid)),
         });
     }
-    stage(target, ADOPTED, files, durability)?;
+    stage(dirs, ADOPTED, files, durability)?;
     if durability == Durability::Deferred {
         // The adopted copies must be on disk before the paths become links to them.
-        fsio::sync_filesystems(std::slice::from_ref(&versions))?;
+        dirs.versions.sync_filesystem()?;
     }
-    switch(target, ADOPTED, durability)?;
+    switch(target, dirs, ADOPTED, durability)?;
     Ok(Some(ADOPTED.to_owned()))
 }
 
@@ -329,79 +364,84 @@ pub(crate) fn adopt(target: &TargetConfig, durability: Durability) -> Result<Opt
 const MAX_ADOPTED: u64 = 64 << 20;
 
 /// Points `current` at `id` and makes every configured path the managed symlink.
-pub(crate) fn switch(target: &TargetConfig, id: &str, durability: Durability) -> Result<()> {
-    let versions = versions_dir(target);
-    fsio::replace_symlink(&versions.join(CURRENT), Path::new(id))?;
-    fsio::sync_dir_with(&versions, durability)?;
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for f in target.files() {
+pub(crate) fn switch(
+    target: &TargetConfig,
+    dirs: &TargetDirs,
+    id: &str,
+    durability: Durability,
+) -> Result<()> {
+    dirs.versions.replace_symlink(CURRENT, Path::new(id))?;
+    if durability == Durability::Immediate {
+        dirs.versions.sync()?;
+    }
+    let mut changed: Vec<usize> = Vec::new();
+    for (i, f) in target.files().iter().enumerate() {
         let want = link_target(target, &f.path);
-        if fs::read_link(&f.path).ok().as_deref() != Some(want.as_path()) {
-            if let Some(parent) = f.path.parent() {
-                fsio::create_dir(parent, 0o755)?;
-                if !dirs.iter().any(|d| d == parent) {
-                    dirs.push(parent.to_path_buf());
-                }
+        let name = basename(&f.path);
+        let parent = dirs.parent(i);
+        if parent.read_link(&name).as_deref() != Some(want.as_path()) {
+            parent.replace_symlink(&name, &want)?;
+            let index = dirs.parents[i].1;
+            if !changed.contains(&index) {
+                changed.push(index);
             }
-            fsio::replace_symlink(&f.path, &want)?;
         }
     }
-    for d in dirs {
-        fsio::sync_dir_with(&d, durability)?;
+    if durability == Durability::Immediate {
+        for i in changed {
+            dirs.opened[i].sync()?;
+        }
     }
     Ok(())
 }
 
-/// Removes old versions (keeping current, `verified` and a few before) and temporary files.
+/// Removes old versions (keeping current, `verified` and a few before; only directories that
+/// carry the marker) and temporary files a killed run left.
 pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
-    let versions = versions_dir(target);
-    if !versions.is_dir() {
+    if !versions_dir(target).is_dir() {
         return Ok(());
     }
-    check_dirs(target)?;
-    fsio::remove_stale_temps(&versions)?;
-    for f in target.files() {
-        if let Some(parent) = f.path.parent() {
-            fsio::remove_stale_temps(parent)?;
-        }
+    let dirs = TargetDirs::open(target)?;
+    dirs.versions.remove_stale_temps()?;
+    for d in &dirs.opened {
+        d.remove_stale_temps()?;
     }
-    let Some(current) = link_name(&versions.join(CURRENT)) else {
+    let Some(current) = dirs.current() else {
         return Ok(());
     };
-    let all: Vec<String> = match fs::read_dir(&versions) {
-        Ok(entries) => entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect(),
-        Err(_) => return Ok(()),
-    };
+    let all: Vec<String> = dirs
+        .versions
+        .entries()?
+        .into_iter()
+        .filter(|(n, k)| *k == pki::fsio::dir::Kind::Dir && !n.starts_with('.'))
+        .map(|(n, _)| n)
+        .collect();
     let pinned: Vec<&str> = verified.into_iter().collect();
     for v in crate::store::expired(all, &current, &pinned) {
-        let path = versions.join(v);
-        fs::remove_dir_all(&path).map_err(Error::io(IoOp::Remove, &path))?;
+        let marked = dirs
+            .versions
+            .sub(&v)
+            .ok()
+            .and_then(|d| d.entry(MARKER).ok().flatten())
+            .is_some();
+        if marked {
+            dirs.versions.remove_tree(&v)?;
+        }
     }
     Ok(())
-}
-
-/// The directory of a version.
-pub(crate) fn version_dir(target: &TargetConfig, id: &str) -> PathBuf {
-    versions_dir(target).join(id)
 }
 
 /// The certificate a version of a target holds (for probing after a rollback).
-pub(crate) fn version_leaf(target: &TargetConfig, id: &str) -> Option<Certificate> {
-    let dir = version_dir(target, id);
+pub(crate) fn version_leaf(target: &TargetConfig, version: &Dir) -> Option<Certificate> {
     target
         .files()
         .iter()
         .filter(|f| f.content.has_leaf())
         .find_map(|f| {
-            let p = dir.join(basename(&f.path));
-            fsio::read_limited(&p, fsio::MAX_PEM_INPUT)
-                .ok()
-                .and_then(|t| Certificate::from_pem(&t, "deployed").ok())
+            let (bytes, _) = version
+                .read_file(&basename(&f.path), pki::fsio::MAX_PEM_INPUT)
+                .ok()?;
+            Certificate::from_pem(&bytes, "deployed").ok()
         })
 }
 

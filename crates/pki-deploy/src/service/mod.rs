@@ -301,7 +301,7 @@ pub(crate) struct Step<'a> {
     /// The target.
     pub target: &'a TargetConfig,
     /// The version directory whose files the configured paths now point into.
-    pub version: PathBuf,
+    pub version: &'a pki::fsio::Dir,
     /// `PKI_*` variables for commands.
     pub env: &'a [(&'static str, String)],
 }

@@ -4,7 +4,7 @@
 //! on any error it keeps the old TLS context and answers `-ERR`, which redis-cli would report
 //! with exit status 0, so the reply is read here.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,10 +14,13 @@ use serde::Deserialize;
 
 use super::tls_files::{TlsFiles, tls_files};
 use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture};
+use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Result};
 
-/// How long one exchange on the socket may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the whole exchange on the socket (AUTH, CONFIG SET) may take.
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(10);
+/// Longest reply line read: Redis answers `+OK` or a one-line error.
+const MAX_REPLY: u64 = 64 * 1024;
 
 /// A Redis target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +97,17 @@ fn encode(args: &[&str]) -> Vec<u8> {
     out
 }
 
-/// Reads one reply line: `+OK`, `-ERR …`, or anything else (an error for our purpose).
+/// Reads one reply line: `+OK`, `-ERR …`, or anything else (an error for our purpose). A line
+/// longer than [`MAX_REPLY`], or cut short, is refused: the peer is not talking Redis.
 fn reply(reader: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    reader.take(MAX_REPLY).read_line(&mut line)?;
+    if !line.ends_with("\r\n") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no complete reply line within {MAX_REPLY} bytes"),
+        ));
+    }
     Ok(line.trim_end().to_owned())
 }
 
@@ -126,11 +136,10 @@ async fn reload(socket: &Path, password: Option<SecretString>, files: &TlsFiles)
             service: format!("Redis {}", socket.display()),
             reply: r,
         };
+        let deadline = Deadline::after(EXCHANGE_LIMIT);
         let stream = UnixStream::connect(&socket).map_err(io_err)?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
-        let mut writer = stream.try_clone().map_err(io_err)?;
-        let mut reader = BufReader::new(stream);
+        let mut writer = Bounded::new(stream.try_clone().map_err(io_err)?, deadline);
+        let mut reader = BufReader::new(Bounded::new(stream, deadline));
         if let Some(p) = &password {
             let mut auth = zeroize::Zeroizing::new(encode(&["AUTH", p.expose()]));
             writer.write_all(&auth).map_err(io_err)?;
@@ -172,5 +181,16 @@ mod tests {
         let mut r = std::io::Cursor::new(b"-ERR no\r\n+OK\r\n".to_vec());
         assert_eq!(reply(&mut r).unwrap(), "-ERR no");
         assert_eq!(reply(&mut r).unwrap(), "+OK");
+    }
+
+    #[test]
+    fn finding_4_an_endless_reply_is_cut_at_its_bound() {
+        // What a hostile socket owner sends: letters without end, never a line break.
+        let endless = std::io::repeat(b'A');
+        let mut reader = BufReader::new(endless);
+        let e = reply(&mut reader).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let mut cut = std::io::Cursor::new(b"+OK".to_vec());
+        assert!(reply(&mut cut).is_err());
     }
 }

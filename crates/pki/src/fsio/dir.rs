@@ -1,0 +1,700 @@
+//! Directories reached without following a symbolic link, and the file operations done
+//! relative to them.
+//!
+//! A root process that writes keys into directories other users can touch must not be
+//! redirected: a link planted in the path, or a directory swapped for one between a check and
+//! its use, would make it write, chmod or delete anywhere. [`Dir::open`] walks a path from `/`
+//! one component at a time (`openat` with `O_NOFOLLOW | O_DIRECTORY`) and checks each one the
+//! way OpenSSH's StrictModes does: a directory owned by root or the running user, that no one
+//! else may write to. The one exception is a root-owned sticky directory such as `/tmp`, whose
+//! other users cannot rename or remove what is not theirs; the next component must then be
+//! ours. The directory reached must not be writable by anyone else at all. Every later
+//! operation (create, rename, link, unlink, read, list, chmod) is relative to the descriptor
+//! kept, so swapping a path component afterwards changes nothing.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use zeroize::Zeroizing;
+
+use super::{FileMode, TEMP_PREFIX, random_suffix};
+use crate::error::{Access, Error, IoOp, Result, Unsafe};
+
+/// Who may own the directories on a checked path besides root: the running user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Owners {
+    /// The uid besides root.
+    pub uid: u32,
+}
+
+impl Owners {
+    /// Root and the user this process runs as.
+    pub fn running() -> Self {
+        Self {
+            uid: rustix::process::geteuid().as_raw(),
+        }
+    }
+
+    /// Whether `uid` may own a directory (or a file) we trust.
+    pub fn allows(self, uid: u32) -> bool {
+        uid == 0 || uid == self.uid
+    }
+}
+
+/// What a directory entry is, without following it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (FIFO, socket, device).
+    Other,
+}
+
+impl Kind {
+    fn of(t: FileType) -> Self {
+        match t {
+            FileType::RegularFile => Self::File,
+            FileType::Directory => Self::Dir,
+            FileType::Symlink => Self::Symlink,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// What `stat` says of an entry, without following it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits (with set-id and sticky).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Change time, seconds and nanoseconds.
+    pub ctime: (i64, i64),
+}
+
+/// What a `stat` says, as an [`Entry`].
+pub(crate) fn entry_of_stat(st: &rfs::Stat) -> Entry {
+    Entry::of(st)
+}
+
+impl Entry {
+    fn of(st: &rfs::Stat) -> Self {
+        Self {
+            kind: Kind::of(FileType::from_raw_mode(st.st_mode)),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            ino: st.st_ino,
+            ctime: (st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+        }
+    }
+}
+
+/// Where a directory stands on a checked path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// On the way: it may be a root-owned sticky directory such as `/tmp`.
+    Passed,
+    /// The directory worked in: no one else may write to it.
+    Worked,
+}
+
+/// An open directory whose path from `/` was checked.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+    owners: Owners,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+fn unsafe_at(path: &Path, access: Access, reason: Unsafe) -> Error {
+    Error::UnsafePath {
+        path: path.to_path_buf(),
+        access,
+        reason,
+    }
+}
+
+fn io_at(op: IoOp, path: &Path) -> impl FnOnce(Errno) -> Error + '_ {
+    move |e| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source: io::Error::from(e),
+    }
+}
+
+/// A file name as the kernel takes it: one component, no slash, not `.` or `..`.
+fn component(name: &str) -> Result<&str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(Error::Io {
+            op: IoOp::Create,
+            path: PathBuf::from(name),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+        });
+    }
+    Ok(name)
+}
+
+/// `path` made absolute against the working directory, without `.` and `..` (lexically: the
+/// walk never goes through a link, so there is no link for `..` to leave).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::Io {
+                op: IoOp::Read,
+                path: PathBuf::from("."),
+                source: e,
+            })?
+            .join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+impl Dir {
+    /// Opens `path`, checking every directory from `/` (see the module documentation).
+    pub fn open(path: &Path, owners: Owners) -> Result<Self> {
+        Self::walk(path, owners, None)
+    }
+
+    /// Opens `path` like [`Dir::open`], creating what is missing with `mode` (set with
+    /// `fchmod`, whatever the umask).
+    pub fn create(path: &Path, mode: u32, owners: Owners) -> Result<Self> {
+        Self::walk(path, owners, Some(mode))
+    }
+
+    fn walk(path: &Path, owners: Owners, create: Option<u32>) -> Result<Self> {
+        let path = absolute(path)?;
+        let access = if create.is_some() {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let root = Path::new("/");
+        let fd = rfs::open(root, DIR_FLAGS, Mode::empty()).map_err(io_at(IoOp::Read, root))?;
+        let mut dir = Self {
+            fd,
+            path: PathBuf::from("/"),
+            owners,
+        };
+        let names: Vec<OsString> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                _ => None,
+            })
+            .collect();
+        let place = |last: usize| {
+            if last == 0 {
+                Place::Worked
+            } else {
+                Place::Passed
+            }
+        };
+        dir.check(access, place(names.len()))?;
+        for (i, name) in names.iter().enumerate() {
+            dir = dir.step(name, create, access)?;
+            dir.check(access, place(names.len() - i - 1))?;
+        }
+        Ok(dir)
+    }
+
+    /// One step down, creating the directory when asked and missing.
+    fn step(&self, name: &OsString, create: Option<u32>, access: Access) -> Result<Self> {
+        let path = self.path.join(name);
+        let opened = match rfs::openat(&self.fd, name.as_os_str(), DIR_FLAGS, Mode::empty()) {
+            Err(Errno::NOENT) if create.is_some() => {
+                let mode = create.unwrap_or(0o700);
+                match rfs::mkdirat(&self.fd, name.as_os_str(), Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io_at(IoOp::CreateDir, &path)(e)),
+                }
+                let fd = rfs::openat(&self.fd, name.as_os_str(), DIR_FLAGS, Mode::empty());
+                if let Ok(fd) = &fd {
+                    rfs::fchmod(fd, Mode::from_raw_mode(mode))
+                        .map_err(io_at(IoOp::Chmod, &path))?;
+                }
+                fd
+            }
+            other => other,
+        };
+        let fd = opened.map_err(|e| match e {
+            // With O_DIRECTORY, a link is "not a directory": say which it is.
+            Errno::LOOP | Errno::NOTDIR => {
+                let link = rfs::statat(&self.fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+                let reason = if link {
+                    Unsafe::Symlink
+                } else {
+                    Unsafe::NotADirectory
+                };
+                unsafe_at(&path, access, reason)
+            }
+            e => io_at(IoOp::Read, &path)(e),
+        })?;
+        Ok(Self {
+            fd,
+            path,
+            owners: self.owners,
+        })
+    }
+
+    /// The StrictModes rule for one component.
+    fn check(&self, access: Access, place: Place) -> Result<()> {
+        let st = rfs::fstat(&self.fd).map_err(io_at(IoOp::Read, &self.path))?;
+        let mode = st.st_mode & 0o7777;
+        if !self.owners.allows(st.st_uid) {
+            return Err(unsafe_at(&self.path, access, Unsafe::Owner(st.st_uid)));
+        }
+        let shared = mode & 0o022 != 0;
+        let sticky_root = mode & 0o1000 != 0 && st.st_uid == 0;
+        if shared && (place == Place::Worked || !sticky_root) {
+            return Err(unsafe_at(&self.path, access, Unsafe::Writable(mode)));
+        }
+        Ok(())
+    }
+
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A subdirectory, checked like every component.
+    pub fn sub(&self, name: &str) -> Result<Self> {
+        let sub = self.step(&OsString::from(component(name)?), None, Access::Read)?;
+        sub.check(Access::Read, Place::Worked)?;
+        Ok(sub)
+    }
+
+    /// A subdirectory, created with `mode` when missing; its mode is set to `mode` either way.
+    pub fn create_sub(&self, name: &str, mode: u32) -> Result<Self> {
+        let sub = self.step(&OsString::from(component(name)?), Some(mode), Access::Write)?;
+        rfs::fchmod(&sub.fd, Mode::from_raw_mode(mode)).map_err(io_at(IoOp::Chmod, &sub.path))?;
+        sub.check(Access::Write, Place::Worked)?;
+        Ok(sub)
+    }
+
+    /// Sets the directory's own mode.
+    pub fn chmod(&self, mode: u32) -> Result<()> {
+        rfs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(io_at(IoOp::Chmod, &self.path))
+    }
+
+    /// What `name` is, without following it; `None` when it does not exist.
+    pub fn entry(&self, name: &str) -> Result<Option<Entry>> {
+        match rfs::statat(&self.fd, component(name)?, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry::of(&st))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(io_at(IoOp::Read, &self.path.join(name))(e)),
+        }
+    }
+
+    /// The target of the symbolic link `name`; `None` when it is absent or not a link.
+    pub fn read_link(&self, name: &str) -> Option<PathBuf> {
+        let target = rfs::readlinkat(&self.fd, component(name).ok()?, Vec::new()).ok()?;
+        Some(PathBuf::from(OsString::from_vec(target.into_bytes())))
+    }
+
+    /// The entries of the directory, `.` and `..` left out.
+    pub fn entries(&self) -> Result<Vec<(String, Kind)>> {
+        let mut reader = rfs::Dir::read_from(&self.fd).map_err(io_at(IoOp::Read, &self.path))?;
+        let mut out = Vec::new();
+        while let Some(entry) = reader.read() {
+            let entry = entry.map_err(io_at(IoOp::Read, &self.path))?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            out.push((
+                String::from_utf8_lossy(name).into_owned(),
+                Kind::of(entry.file_type()),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Reads the regular file `name` (never through a link, never blocking on a FIFO or a
+    /// device), at most `limit` bytes.
+    pub fn read_file(&self, name: &str, limit: u64) -> Result<(Zeroizing<Vec<u8>>, Entry)> {
+        let path = self.path.join(name);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd =
+            rfs::openat(&self.fd, component(name)?, flags, Mode::empty()).map_err(|e| match e {
+                Errno::LOOP => unsafe_at(&path, Access::Read, Unsafe::Symlink),
+                e => io_at(IoOp::Read, &path)(e),
+            })?;
+        super::read::read_fd(fd, &path, limit)
+    }
+
+    /// Opens the regular file `name` for reading and writing, creating it (with `mode`) when
+    /// missing; never through a link. For lock files.
+    pub fn open_file(&self, name: &str, mode: u32) -> Result<std::fs::File> {
+        let path = self.path.join(name);
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.fd, component(name)?, flags, Mode::from_raw_mode(mode))
+            .map_err(|e| match e {
+                Errno::LOOP => unsafe_at(&path, Access::Write, Unsafe::Symlink),
+                e => io_at(IoOp::Create, &path)(e),
+            })?;
+        let st = rfs::fstat(&fd).map_err(io_at(IoOp::Read, &path))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(unsafe_at(&path, Access::Write, Unsafe::NotARegularFile));
+        }
+        if !self.owners.allows(st.st_uid) {
+            return Err(unsafe_at(&path, Access::Write, Unsafe::Owner(st.st_uid)));
+        }
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Writes `contents` under a fresh temporary name in this directory, with its final mode
+    /// and owner; [`Staged::commit`] renames it to `name`.
+    pub fn stage(&self, name: &str, contents: &[u8], mode: FileMode) -> Result<Staged<'_>> {
+        let temp = format!(
+            "{TEMP_PREFIX}{}.{}.{}",
+            component(name)?,
+            std::process::id(),
+            random_suffix()
+        );
+        let temp_path = self.path.join(&temp);
+        // Created owner-only: a key is readable by no one else, not even for a moment.
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.fd, temp.as_str(), flags, Mode::from_raw_mode(0o600))
+            .map_err(io_at(IoOp::Create, &temp_path))?;
+        let mut staged = Staged {
+            dir: self,
+            temp,
+            name: name.to_owned(),
+            file: Some(std::fs::File::from(fd)),
+            committed: false,
+        };
+        staged.fill(contents, mode)?;
+        Ok(staged)
+    }
+
+    /// Makes `name` a symbolic link to `target`, atomically (a new link under a temporary name
+    /// renamed over it).
+    pub fn replace_symlink(&self, name: &str, target: &Path) -> Result<()> {
+        let temp = format!(
+            "{TEMP_PREFIX}{}.{}.{}",
+            component(name)?,
+            std::process::id(),
+            random_suffix()
+        );
+        let temp_path = self.path.join(&temp);
+        rfs::symlinkat(target.as_os_str(), &self.fd, temp.as_str())
+            .map_err(io_at(IoOp::Create, &temp_path))?;
+        if let Err(e) = rfs::renameat(&self.fd, temp.as_str(), &self.fd, name) {
+            let _ = rfs::unlinkat(&self.fd, temp.as_str(), AtFlags::empty());
+            return Err(io_at(IoOp::Rename, &self.path.join(name))(e));
+        }
+        Ok(())
+    }
+
+    /// Renames `from` to `to` within this directory.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        rfs::renameat(&self.fd, component(from)?, &self.fd, component(to)?)
+            .map_err(io_at(IoOp::Rename, &self.path.join(to)))
+    }
+
+    /// Removes the file or link `name` (absent is fine).
+    pub fn remove_file(&self, name: &str) -> Result<()> {
+        match rfs::unlinkat(&self.fd, component(name)?, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_at(IoOp::Remove, &self.path.join(name))(e)),
+        }
+    }
+
+    /// Removes the directory `name` and everything in it, never following a link: a link is
+    /// removed, not what it points to (absent is fine).
+    pub fn remove_tree(&self, name: &str) -> Result<()> {
+        let sub = match rfs::openat(&self.fd, component(name)?, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Self {
+                fd,
+                path: self.path.join(name),
+                owners: self.owners,
+            },
+            Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::LOOP | Errno::NOTDIR) => return self.remove_file(name),
+            Err(e) => return Err(io_at(IoOp::Remove, &self.path.join(name))(e)),
+        };
+        for (entry, kind) in sub.entries()? {
+            match kind {
+                Kind::Dir => sub.remove_tree(&entry)?,
+                _ => sub.remove_file(&entry)?,
+            }
+        }
+        match rfs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_at(IoOp::Remove, &sub.path)(e)),
+        }
+    }
+
+    /// Flushes the directory's entries (renames, new names) to disk.
+    pub fn sync(&self) -> Result<()> {
+        rfs::fsync(&self.fd).map_err(io_at(IoOp::Sync, &self.path))
+    }
+
+    /// Flushes the whole file system the directory is on (`syncfs(2)`).
+    pub fn sync_filesystem(&self) -> Result<()> {
+        rfs::syncfs(&self.fd).map_err(io_at(IoOp::Sync, &self.path))
+    }
+
+    /// Removes temporary entries a killed writer left here (see [`super::remove_stale_temps`]).
+    pub fn remove_stale_temps(&self) -> Result<usize> {
+        let mut removed = 0;
+        for (name, kind) in self.entries()? {
+            let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+                continue;
+            };
+            if super::writer_alive(rest) {
+                continue;
+            }
+            match kind {
+                Kind::Dir => self.remove_tree(&name)?,
+                _ => self.remove_file(&name)?,
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// A file written in full under a temporary name in a [`Dir`], waiting to be renamed into
+/// place. Dropping it uncommitted removes the temporary file.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    dir: &'a Dir,
+    temp: String,
+    name: String,
+    file: Option<std::fs::File>,
+    committed: bool,
+}
+
+impl Staged<'_> {
+    fn fill(&mut self, contents: &[u8], mode: FileMode) -> Result<()> {
+        let path = self.dir.path.join(&self.temp);
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        if mode.uid.is_some() || mode.gid.is_some() {
+            rfs::fchown(
+                &*file,
+                mode.uid.map(rustix::fs::Uid::from_raw),
+                mode.gid.map(rustix::fs::Gid::from_raw),
+            )
+            .map_err(io_at(IoOp::Chown, &path))?;
+        }
+        // After the owner: the umask may have removed bits the file needs.
+        rfs::fchmod(&*file, Mode::from_raw_mode(mode.mode)).map_err(io_at(IoOp::Chmod, &path))?;
+        file.write_all(contents).map_err(|e| Error::Io {
+            op: IoOp::Write,
+            path,
+            source: e,
+        })
+    }
+
+    /// Flushes the data to disk now (a deferred batch calls `syncfs` instead).
+    pub fn sync(&mut self) -> Result<()> {
+        match &self.file {
+            Some(f) => f.sync_all().map_err(|e| Error::Io {
+                op: IoOp::Sync,
+                path: self.dir.path.join(&self.temp),
+                source: e,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Renames the file into place (the caller syncs the directory).
+    pub fn commit(mut self) -> Result<()> {
+        self.file = None;
+        self.dir.rename(&self.temp, &self.name)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.dir.remove_file(&self.temp);
+        }
+    }
+}
+
+/// Reads from a descriptor to its end (helper for tests of what was written).
+#[cfg(test)]
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = io::Read::read_to_end(&mut f, &mut v);
+    v
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures written directly
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_link_anywhere_on_the_path_is_refused() {
+        let tmp = private_dir();
+        std::fs::create_dir(tmp.path().join("real")).unwrap();
+        symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        let e = Dir::open(&tmp.path().join("link/x"), Owners::running()).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnsafePath { reason: Unsafe::Symlink, path, .. } if path.ends_with("link")),
+            "{e}"
+        );
+        assert!(Dir::open(&tmp.path().join("real"), Owners::running()).is_ok());
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused_unless_sticky_above_ours() {
+        let tmp = private_dir();
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Dir::create(&shared.join("mine"), 0o755, Owners::running()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsafePath {
+                    reason: Unsafe::Writable(0o777),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // /tmp itself (root-owned, sticky) is a fine place to pass through when we are root.
+        if rustix::process::geteuid().is_root() {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            assert!(Dir::create(&shared.join("mine"), 0o755, Owners::running()).is_ok());
+            assert!(
+                Dir::open(&shared, Owners::running()).is_err(),
+                "worked in itself"
+            );
+        }
+    }
+
+    #[test]
+    fn created_directories_get_their_mode_whatever_the_umask() {
+        let tmp = private_dir();
+        let d = Dir::create(&tmp.path().join("a/b"), 0o755, Owners::running()).unwrap();
+        for p in [tmp.path().join("a"), tmp.path().join("a/b")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{}", p.display());
+        }
+        let sub = d.create_sub("c", 0o700).unwrap();
+        assert!(sub.path().ends_with("a/b/c"));
+    }
+
+    #[test]
+    fn files_are_staged_renamed_and_removed_relative_to_the_directory() {
+        let tmp = private_dir();
+        let d = Dir::create(&tmp.path().join("w"), 0o755, Owners::running()).unwrap();
+        d.stage("key.pem", b"secret", FileMode::PRIVATE)
+            .unwrap()
+            .commit()
+            .unwrap();
+        let meta = std::fs::metadata(tmp.path().join("w/key.pem")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let f = std::fs::File::open(tmp.path().join("w/key.pem")).unwrap();
+        assert_eq!(read_all(f), b"secret");
+        drop(d.stage("dropped", b"x", FileMode::PUBLIC).unwrap());
+        let names: Vec<_> = d.entries().unwrap().into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["key.pem"]);
+        d.replace_symlink("link", Path::new("key.pem")).unwrap();
+        assert_eq!(d.read_link("link").unwrap(), Path::new("key.pem"));
+        assert_eq!(d.entry("link").unwrap().unwrap().kind, Kind::Symlink);
+    }
+
+    #[test]
+    fn a_tree_is_removed_without_following_its_links() {
+        let tmp = private_dir();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"x").unwrap();
+        let d = Dir::create(&tmp.path().join("w"), 0o755, Owners::running()).unwrap();
+        std::fs::create_dir_all(tmp.path().join("w/v/deeper")).unwrap();
+        symlink(&outside, tmp.path().join("w/v/deeper/out")).unwrap();
+        d.remove_tree("v").unwrap();
+        assert!(d.entry("v").unwrap().is_none());
+        assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_not_waited_for() {
+        let tmp = private_dir();
+        let d = Dir::open(tmp.path(), Owners::running()).unwrap();
+        rustix::fs::mknodat(&d.fd, "fifo", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let e = d.read_file("fifo", 100).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsafePath {
+                    reason: Unsafe::NotARegularFile,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        symlink("/etc/passwd", tmp.path().join("link")).unwrap();
+        let e = d.read_file("link", 100_000).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnsafePath {
+                    reason: Unsafe::Symlink,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
