@@ -69,9 +69,36 @@ impl Stamp {
 /// change; nothing depends on them being hard to forge, since whoever can forge them can
 /// write the files themselves).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut h = Fnv::default();
+    h.write(bytes);
+    h.0
+}
+
+/// FNV-1a fed piece by piece, with a separator after each piece so that pieces cannot run
+/// into each other.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv(pub(crate) u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    /// Adds bytes.
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    }
+
+    /// Adds one piece and a separator.
+    pub(crate) fn piece(&mut self, bytes: &[u8]) -> &mut Self {
+        self.write(bytes);
+        self.write(&[0xff]);
+        self
+    }
 }
 
 /// A short identity of an issuer certificate for the cache: the first 128 bits of its SHA-256
@@ -114,8 +141,7 @@ pub struct CachedCert {
     /// deleted since is read again.
     #[serde(default)]
     pub file: Option<Stamp>,
-    /// What the planner needs (kept flat in the file, as it always was).
-    #[serde(flatten)]
+    /// What the planner needs.
     pub facts: Current,
 }
 
@@ -147,9 +173,11 @@ pub struct RunState {
     /// again.
     #[serde(default)]
     pub verified: BTreeMap<String, TargetMark>,
-    /// By certificate name: facts about its current store version.
+    /// By certificate name: facts about its current store version. (Files written before
+    /// this layout kept them flat under `observed`, which is ignored: the cache is read again
+    /// from the store once.)
     #[serde(default)]
-    pub observed: BTreeMap<String, CachedCert>,
+    pub cache: BTreeMap<String, CachedCert>,
 }
 
 impl RunState {
@@ -160,14 +188,13 @@ impl RunState {
 
     /// The full record of what `target` was proven to serve.
     pub fn mark(&self, target: &TargetConfig) -> Option<&TargetMark> {
-        self.verified
-            .get(&layout::versions_dir(target).display().to_string())
+        self.verified.get(target.key())
     }
 
     /// Records what `target` was proven to serve, with its directories' stamps as they are now.
     pub fn set_verified(&mut self, target: &TargetConfig, version: &str) {
         self.verified.insert(
-            layout::versions_dir(target).display().to_string(),
+            target.key().to_owned(),
             TargetMark {
                 version: version.to_owned(),
                 dirs: layout::dir_stamps(target),
@@ -177,17 +204,13 @@ impl RunState {
 
     /// Forgets what `target` was proven to serve: its next run checks and deploys it again.
     pub fn clear_verified(&mut self, target: &TargetConfig) {
-        self.verified
-            .remove(&layout::versions_dir(target).display().to_string());
+        self.verified.remove(target.key());
     }
 
     /// Takes new stamps for a target whose mark still holds (after pruning changed its
     /// directories).
     pub fn restamp(&mut self, target: &TargetConfig) {
-        if let Some(mark) = self
-            .verified
-            .get_mut(&layout::versions_dir(target).display().to_string())
-        {
+        if let Some(mark) = self.verified.get_mut(target.key()) {
             mark.dirs = layout::dir_stamps(target);
         }
     }

@@ -95,8 +95,8 @@ impl Source {
 
 /// One entry's positions: its key and its value.
 #[derive(Debug)]
-struct Position {
-    key: String,
+struct Position<'i> {
+    key: std::borrow::Cow<'i, str>,
     key_span: Range<usize>,
     value_span: Range<usize>,
 }
@@ -110,7 +110,7 @@ pub(crate) struct Table<'i> {
     scope: String,
     span: Range<usize>,
     entries: DeTable<'i>,
-    positions: Vec<Position>,
+    positions: Vec<Position<'i>>,
 }
 
 impl<'i> Table<'i> {
@@ -123,7 +123,7 @@ impl<'i> Table<'i> {
         let positions = entries
             .iter()
             .map(|(k, v)| Position {
-                key: k.get_ref().to_string(),
+                key: k.get_ref().clone(),
                 key_span: k.span(),
                 value_span: v.span(),
             })

@@ -295,7 +295,7 @@ impl Run<'_> {
         }
         for p in &planned {
             if let Some(fresh) = &p.fresh {
-                state.observed.insert(p.cert.name.clone(), fresh.clone());
+                state.cache.insert(p.cert.name.clone(), fresh.clone());
             }
         }
         let mut work: Vec<Work<'_>> = planned.into_iter().map(Work::from_plan).collect();

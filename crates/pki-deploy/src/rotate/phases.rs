@@ -317,7 +317,7 @@ pub(crate) async fn activate_targets(
         .iter()
         .flat_map(|w| &w.targets)
         .filter(|t| t.prepared.is_some())
-        .map(|t| layout::versions_dir(t.target))
+        .map(|t| layout::versions_dir(t.target).to_path_buf())
         .collect();
     let written = batch.flush(&dirs);
     for w in work.iter_mut() {

@@ -88,11 +88,9 @@ pub fn plan<'c>(input: &PlanInput<'_>, certs: &[&'c CertificateConfig]) -> Vec<P
 
 /// Plans one certificate.
 pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Planned<'c> {
-    let obs = input.store.observe(
-        &cert.name,
-        input.issuer,
-        input.state.observed.get(&cert.name),
-    );
+    let obs = input
+        .store
+        .observe(&cert.name, input.issuer, input.state.cache.get(&cert.name));
     let mut moment = Moment::new(
         input.now,
         rotation::jitter_fraction(&input.config.host, &cert.name),

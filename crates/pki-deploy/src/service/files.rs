@@ -76,20 +76,20 @@ impl Raw {
     }
 
     /// The file keys chosen: `files`, else those given a path, else the standard five.
-    fn selected(&self) -> Result<Vec<String>, Invalid> {
+    fn selected(&self) -> Result<Vec<&str>, Invalid> {
         match &self.files {
             Some(list) if list.is_empty() => {
                 Err(Invalid::new("files", "an empty list: name at least one file"))
             }
-            Some(list) => Ok(list.clone()),
+            Some(list) => Ok(list.iter().map(String::as_str).collect()),
             None => {
-                let explicit: Vec<String> = CHOICES
+                let explicit: Vec<&str> = CHOICES
                     .iter()
                     .filter(|c| self.given(c.0).is_some())
-                    .map(|c| c.0.to_owned())
+                    .map(|c| c.0)
                     .collect();
                 Ok(if explicit.is_empty() {
-                    DEFAULT_SET.iter().map(|s| (*s).to_owned()).collect()
+                    DEFAULT_SET.to_vec()
                 } else {
                     explicit
                 })
@@ -112,7 +112,7 @@ impl Kind for Files {
                     format!("unknown file {key:?} (cert, key, chain, fullchain, ca, combined)"),
                 ));
             };
-            let path = match (raw.given(&key), &dir) {
+            let path = match (raw.given(key), &dir) {
                 (Some(p), Some(d)) if !Path::new(p).is_absolute() => d.join(p),
                 (Some(p), _) => paths.path(p),
                 (None, Some(d)) => d.join(default),

@@ -38,35 +38,53 @@ const MARKER: &str = ".pki-version";
 pub const ADOPTED: &str = "adopted";
 
 /// The versioned directory of a target (beside its first file).
-pub fn versions_dir(target: &TargetConfig) -> PathBuf {
-    let Some(first) = target.files().first().map(|f| f.path.as_path()) else {
+pub fn versions_dir(target: &TargetConfig) -> &Path {
+    target.versions_dir()
+}
+
+/// The versioned directory for a list of files: `.pki/<name>` beside the first.
+pub(crate) fn versions_dir_of(files: &[super::OutputFile]) -> PathBuf {
+    let Some(first) = files.first().map(|f| f.path.as_path()) else {
         return PathBuf::from(".pki");
     };
     let dir = first.parent().unwrap_or(Path::new("/"));
     dir.join(".pki").join(basename(first))
 }
 
-/// A target's version of a store version: the store id and a digest of how the target renders
-/// it (service, paths, contents, modes, owners, and what the service adds). A changed target
-/// configuration is a new version, written beside the one in service instead of over it.
-pub fn version_id(target: &TargetConfig, store_version: &str) -> String {
-    let settings = target.settings();
-    let mut described = format!(
-        "{}|{:o}|{:o}|{:?}|{:?}|{}",
-        target.service().name(),
-        target.key_mode(),
-        settings.cert_mode,
-        settings.uid,
-        settings.gid,
-        target.ops().describe()
-    );
-    for f in target.files() {
-        described.push_str(&format!("|{}={:?}", f.path.display(), f.content));
+/// A digest of how a target renders a store version: service, modes, owners, what the service
+/// adds (a keystore's alias), and every path with its content. A changed target configuration
+/// is a new version, written beside the one in service instead of over it.
+pub(crate) fn settings_digest(
+    service: &super::Service,
+    settings: &super::Settings,
+    key_mode: u32,
+    files: &[super::OutputFile],
+) -> u32 {
+    use std::os::unix::ffi::OsStrExt;
+    let id = |v: Option<u32>| {
+        v.map_or([0xff; 5], |n| {
+            let b = n.to_le_bytes();
+            [1, b[0], b[1], b[2], b[3]]
+        })
+    };
+    let mut h = crate::state::Fnv::default();
+    h.piece(service.name().as_bytes())
+        .piece(&key_mode.to_le_bytes())
+        .piece(&settings.cert_mode.to_le_bytes())
+        .piece(&id(settings.uid))
+        .piece(&id(settings.gid))
+        .piece(service.ops().describe().as_bytes());
+    for f in files {
+        h.piece(f.path.as_os_str().as_bytes())
+            .piece(&[f.content as u8]);
     }
-    format!(
-        "{store_version}-{:08x}",
-        crate::state::fnv1a(described.as_bytes()) as u32
-    )
+    h.0 as u32
+}
+
+/// A target's version of a store version: the store id and the digest of the target's
+/// settings.
+pub fn version_id(target: &TargetConfig, store_version: &str) -> String {
+    format!("{store_version}-{:08x}", target.digest())
 }
 
 /// The stamps a verification mark keeps: the directory holding the target's files (its links)

@@ -162,6 +162,11 @@ pub struct TargetConfig {
     settings: Settings,
     key_mode: u32,
     files: Vec<OutputFile>,
+    /// `.pki/<first file's name>` beside the first file, as a path and as text (the run
+    /// state's key for the target).
+    versions: (PathBuf, String),
+    /// A digest of everything that shapes the rendered files (see [`layout::version_id`]).
+    digest: u32,
     /// The config line of its table (0 for a target built in code).
     pub line: usize,
 }
@@ -220,13 +225,33 @@ impl TargetConfig {
                  (probe = { address = \"127.0.0.1:443\" })",
             ));
         }
+        let versions = layout::versions_dir_of(&files);
+        let digest = layout::settings_digest(&service, &settings, key_mode, &files);
+        let key = versions.display().to_string();
         Ok(Self {
             service,
             settings,
             key_mode,
             files,
+            versions: (versions, key),
+            digest,
             line: 0,
         })
+    }
+
+    /// The directory beside the first file that holds the target's versions.
+    pub fn versions_dir(&self) -> &Path {
+        &self.versions.0
+    }
+
+    /// The target's identity in the run state (its versions directory, as text).
+    pub fn key(&self) -> &str {
+        &self.versions.1
+    }
+
+    /// A digest of the settings that shape its files.
+    pub(crate) fn digest(&self) -> u32 {
+        self.digest
     }
 
     /// The service.
