@@ -234,7 +234,7 @@ pub fn freshness(
     if mark.filter(|m| m.version == want).is_none() {
         return Freshness::Stale("deployed but not verified (interrupted run?)".to_owned());
     }
-    links_intact(target, &versions, &want)
+    links_intact(target, versions, &want)
 }
 
 /// The version directory holds every file and every configured path is the managed link.
