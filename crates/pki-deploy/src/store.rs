@@ -1,18 +1,20 @@
 //! The versioned store: every issued certificate of a managed name, each version one file
-//! holding the leaf, its chain, the root and the key, and a `current` symlink switched
-//! atomically, so a reader never sees a new certificate with an old key. Previous versions stay
-//! for rollback and audit.
+//! holding the leaf, its chain, the root and the key, and `current`, a second name (a hard
+//! link) of the version in service, switched atomically, so a reader never sees a new
+//! certificate with an old key. Previous versions stay for rollback and audit.
 //!
 //! ```text
 //! <state_dir>/certs/<name>/
 //!     20261125T031415.207Z-3e25501c.pem    leaf, intermediates, root, PKCS#8 key (mode 0600)
 //!     20261126T031415.362Z-9a0b1c2d.pem
-//!     current -> 20261126T031415.362Z-9a0b1c2d.pem
+//!     current                              the same file as 20261126T031415.362Z-9a0b1c2d.pem
 //! ```
 //!
-//! One file per version keeps a run over thousands of certificates light on the file system
-//! (a version is one inode, not a directory of five). Services never read the store: targets
-//! render what each service expects.
+//! One file per version keeps a run over thousands of certificates light on the file system:
+//! a new version rewrites the file of the oldest version beyond those kept, and `current` is
+//! a link to an existing inode, so a rotation in steady state allocates and frees no inodes.
+//! (An older release's `current` symlink is replaced by the next switch.) Services never read
+//! the store: targets render what each service expects.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -167,10 +169,27 @@ impl Store {
         self.root.join(name)
     }
 
-    /// The current version id of a name.
+    /// The current version id of a name: the version file `current` is another name of.
     pub fn current(&self, name: &str) -> Option<String> {
-        link_name(&self.dir(name).join(CURRENT))
-            .map(|n| n.strip_suffix(EXTENSION).map_or(n.clone(), str::to_owned))
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
+        let dir = self.dir(name);
+        let here = dir.join(CURRENT);
+        let meta = fs::symlink_metadata(&here).ok()?;
+        let id = |n: String| n.strip_suffix(EXTENSION).map(str::to_owned);
+        if meta.is_symlink() {
+            return link_name(&here).and_then(id);
+        }
+        fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .as_encoded_bytes()
+                    .ends_with(EXTENSION.as_bytes())
+            })
+            .find(|e| e.ino() == meta.ino())
+            .and_then(|e| id(e.file_name().to_string_lossy().into_owned()))
+            .filter(|v| !v.starts_with('.'))
     }
 
     /// The file of a version.
@@ -280,25 +299,42 @@ impl Store {
             id = format!("{}.{n}", version_id(&issued.certificate, at));
         }
         let content = render(issued)?;
-        let mut staged = dir.stage(
-            &format!("{id}{EXTENSION}"),
-            content.as_bytes(),
-            FileMode::PRIVATE,
-        )?;
-        if self.durability == Durability::Immediate {
-            staged.sync()?;
+        let file = format!("{id}{EXTENSION}");
+        let temp = fsio::temp_name(&file);
+        if let Some(old) = self.reusable(name, &dir, &id)? {
+            dir.rename(&format!("{old}{EXTENSION}"), &temp)?;
         }
-        staged.commit()?;
-        if self.durability == Durability::Immediate {
-            dir.sync()?;
+        let written = (|| -> Result<()> {
+            let f = dir.rewrite(&temp, content.as_bytes(), FileMode::PRIVATE)?;
+            if self.durability == Durability::Immediate {
+                f.sync()?;
+            }
+            dir.rename(&temp, &file)?;
+            if self.durability == Durability::Immediate {
+                dir.sync()?;
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = dir.remove_file(&temp);
         }
-        Ok(id)
+        written.map(|()| id)
+    }
+
+    /// The oldest version file that will be pruned once `id` is current: [`Store::add`]
+    /// rewrites it rather than making a new one.
+    fn reusable(&self, name: &str, dir: &Dir, id: &str) -> Result<Option<String>> {
+        let current = self.current(name);
+        let pinned: Vec<&str> = current.as_deref().into_iter().collect();
+        let mut all = versions_in(dir)?;
+        all.push(id.to_owned());
+        Ok(expired(all, id, &pinned).into_iter().next())
     }
 
     /// Makes `id` the current version (one atomic rename).
     pub fn switch(&self, name: &str, id: &str) -> Result<()> {
         let dir = self.name_dir(name)?;
-        dir.replace_symlink(CURRENT, Path::new(&format!("{id}{EXTENSION}")))?;
+        dir.link_over(&format!("{id}{EXTENSION}"), CURRENT)?;
         if self.durability == Durability::Immediate {
             dir.sync()?;
         }
@@ -340,15 +376,110 @@ impl Store {
         let Some(current) = self.current(name) else {
             return Ok(());
         };
-        let versions: Vec<String> = dir
-            .entries()?
-            .into_iter()
-            .filter(|(n, k)| *k == Kind::File && !n.starts_with('.'))
-            .filter_map(|(n, _)| n.strip_suffix(EXTENSION).map(str::to_owned))
-            .collect();
-        for old in &expired(versions, &current, &[]) {
+        for old in &expired(versions_in(&dir)?, &current, &[]) {
             dir.remove_file(&format!("{old}{EXTENSION}"))?;
         }
         Ok(())
+    }
+}
+
+/// The version ids of the files in a name's directory.
+fn versions_in(dir: &Dir) -> Result<Vec<String>> {
+    Ok(dir
+        .entries()?
+        .into_iter()
+        .filter(|(n, k)| *k == Kind::File && !n.starts_with('.'))
+        .filter_map(|(n, _)| n.strip_suffix(EXTENSION).map(str::to_owned))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use pki::authority::offline::{self, InitOptions, KeyProtection, OfflineCa};
+    use pki::{CertificateRequest, KeyAlgorithm, Profile, clock};
+
+    use super::*;
+
+    fn issue(ca: &OfflineCa) -> IssuedCertificate {
+        let request = CertificateRequest::new(
+            "s.example.internal",
+            [],
+            Profile::Server,
+            time::Duration::days(3),
+        )
+        .unwrap();
+        ca.issue(&request, KeyAlgorithm::EcdsaP256, clock::now())
+            .unwrap()
+    }
+
+    fn private_tmp() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        tmp
+    }
+
+    fn ca(tmp: &Path) -> OfflineCa {
+        let dir = tmp.join("ca");
+        offline::init(&dir, &InitOptions::new(KeyProtection::None), clock::now()).unwrap();
+        let mut ca = OfflineCa::open(&dir).unwrap();
+        ca.unlock_from(&offline::CaKeySource::Nothing).unwrap();
+        ca
+    }
+
+    #[test]
+    fn current_is_a_second_name_and_new_versions_reuse_the_oldest_file() {
+        let tmp = private_tmp();
+        let ca = ca(tmp.path());
+        let store = Store::create(&tmp.path().join("state")).unwrap();
+        let dir = store.dir("s");
+        let mut inodes = Vec::new();
+        for k in 0..6 {
+            let at = clock::now() + time::Duration::seconds(k);
+            let issued = issue(&ca);
+            let id = store.add("s", &issued, at).unwrap();
+            store.switch("s", &id).unwrap();
+            store.prune("s").unwrap();
+            assert_eq!(store.current("s").as_deref(), Some(id.as_str()));
+            let current = fs::symlink_metadata(dir.join(CURRENT)).unwrap();
+            assert!(current.is_file());
+            assert_eq!(
+                current.ino(),
+                fs::metadata(store.version_file("s", &id)).unwrap().ino()
+            );
+            let loaded = store.load("s", &id).unwrap();
+            assert_eq!(
+                loaded.certificate.info().serial,
+                issued.certificate.info().serial
+            );
+            inodes.push(current.ino());
+        }
+        // Three versions kept; from the fourth on, each reuses the file of the oldest.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), KEEP_PREVIOUS + 2);
+        assert_eq!(inodes[3], inodes[0]);
+        assert_eq!(inodes[4], inodes[1]);
+        assert_eq!(inodes[5], inodes[2]);
+    }
+
+    #[test]
+    fn an_older_releases_current_link_is_read_and_replaced() {
+        let tmp = private_tmp();
+        let ca = ca(tmp.path());
+        let store = Store::create(&tmp.path().join("state")).unwrap();
+        let first = store.add("s", &issue(&ca), clock::now()).unwrap();
+        std::os::unix::fs::symlink(format!("{first}{EXTENSION}"), store.dir("s").join(CURRENT))
+            .unwrap();
+        assert_eq!(store.current("s").as_deref(), Some(first.as_str()));
+        let later = clock::now() + time::Duration::seconds(1);
+        let second = store.add("s", &issue(&ca), later).unwrap();
+        store.switch("s", &second).unwrap();
+        assert!(
+            fs::symlink_metadata(store.dir("s").join(CURRENT))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(store.current("s").as_deref(), Some(second.as_str()));
     }
 }

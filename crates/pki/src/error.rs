@@ -396,6 +396,14 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// Certificates were signed but their inventory records were not committed, so they were
+    /// thrown away: nothing that is not recorded leaves the CA.
+    #[error("not issued: recording it in the inventory failed ({reason})")]
+    NotRecorded {
+        /// Why the commit failed.
+        reason: String,
+    },
+
     /// A serial is not in the inventory.
     #[error("no certificate with serial {serial} in the inventory")]
     UnknownSerial {

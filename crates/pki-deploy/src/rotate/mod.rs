@@ -5,6 +5,7 @@
 //! others; a run that stops early (backend unreachable, CA key locked) still reports.
 
 mod backend;
+mod batch;
 pub mod phases;
 pub mod plan;
 pub mod summary;
@@ -24,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::log::{Event, Logger};
 use crate::state::RunState;
 use crate::store::Store;
-use phases::{Batch, Phase, Work};
+use batch::Batch;
+use phases::{Phase, Work};
 use plan::PlanInput;
 pub use summary::{CertAction, CertOutcome, Rollback, RunSummary, TargetAction, TargetResult};
 
@@ -167,6 +169,8 @@ struct Run<'a> {
 /// Runs the hook once. A run that stops early (backend unreachable, CA key locked) still
 /// reports, every certificate failed with the reason, before returning the error.
 pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
+    // Targets side by side share their parents: each is walked to and checked once a run.
+    let _walks = pki::fsio::dir::WalkCache::start();
     let run = Run {
         config,
         opts,
@@ -250,17 +254,21 @@ fn load_state(config: &Config, opts: &Options) -> RunState {
     state
 }
 
-/// The phases from issuing to activation.
+/// The phases from issuing to activation. The authority is closed once everything due is
+/// issued, in a thread: closing the offline CA checkpoints its inventory (a sync of the
+/// database), which need not hold up the targets.
 async fn execute(
     work: &mut [Work<'_>],
-    authority: Option<&pki::Authority>,
+    authority: Option<pki::Authority>,
     state: &mut RunState,
     phase: &Phase<'_>,
 ) {
-    phases::issue_due(work, authority, phase).await;
+    phases::issue_due(work, authority.as_ref(), phase).await;
+    let closing = std::thread::spawn(move || drop(authority));
     phases::publish(work, phase);
     phases::prepare_targets(work, state, phase);
     phases::activate_targets(work, state, phase).await;
+    let _ = closing.join();
 }
 
 impl Run<'_> {
@@ -299,14 +307,14 @@ impl Run<'_> {
             }
         }
         let mut work: Vec<Work<'_>> = planned.into_iter().map(Work::from_plan).collect();
-        let batch = Batch::for_work(&work);
+        let batch = Batch::for_load(work.iter().map(Work::busy).sum());
         let store = store.with_durability(batch.durability);
         let phase = Phase {
             store: &store,
-            batch,
+            batch: &batch,
             log: &opts.log,
         };
-        execute(&mut work, authority.as_ref(), &mut state, &phase).await;
+        execute(&mut work, authority, &mut state, &phase).await;
         let outcomes = phases::finish(work, &mut state, &phase);
         Ok(self
             .conclude(&store, state, self.started.finished(outcomes))

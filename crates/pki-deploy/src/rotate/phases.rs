@@ -8,14 +8,13 @@
 //! Large runs defer every fsync and make each phase durable with one `syncfs` per file system
 //! before the next phase publishes any of it (`Batch`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use pki::fsio::{self, Durability};
 use pki::rotation::Decision;
 use pki::{Authority, Certificate, IssuedCertificate, clock};
 use serde_json::json;
 
+use super::batch::Batch;
 use super::plan::Planned;
 use super::summary::{CertAction, CertOutcome, Rollback, TargetAction, TargetResult};
 use crate::config::CertificateConfig;
@@ -100,7 +99,7 @@ impl<'a> Work<'a> {
     }
 
     /// How many files and directories this certificate will write.
-    fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         if matches!(self.decision, Decision::Issue { .. }) {
             self.targets.len() + 1
         } else {
@@ -112,39 +111,6 @@ impl<'a> Work<'a> {
     }
 }
 
-/// Above this many certificates or targets to handle, a run defers every fsync and makes each
-/// phase durable with one `syncfs` per file system before publishing it.
-const BATCH_THRESHOLD: usize = 8;
-
-/// How a run makes its writes durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Batch {
-    /// Per file, or deferred to a `syncfs` per phase.
-    pub durability: Durability,
-}
-
-impl Batch {
-    /// The policy for this work: deferred when there is much to write.
-    pub(crate) fn for_work(work: &[Work<'_>]) -> Self {
-        let busy: usize = work.iter().map(Work::busy).sum();
-        Self {
-            durability: if busy > BATCH_THRESHOLD {
-                Durability::Deferred
-            } else {
-                Durability::Immediate
-            },
-        }
-    }
-
-    /// Makes a deferred phase durable (nothing to do when every write was synced already).
-    fn flush(&self, paths: &[PathBuf]) -> std::result::Result<(), Arc<Error>> {
-        match self.durability {
-            Durability::Deferred => fsio::sync_filesystems(paths).map_err(|e| Arc::new(e.into())),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// What every phase works with: the store (writing with the batch's durability), the batch
 /// and the log.
 #[derive(Debug, Clone, Copy)]
@@ -152,71 +118,112 @@ pub(crate) struct Phase<'a> {
     /// The store.
     pub store: &'a Store,
     /// How writes are made durable.
-    pub batch: Batch,
+    pub batch: &'a Batch,
     /// Where log lines go.
     pub log: &'a Logger,
 }
 
-/// Issues a certificate for the configured request and adds it to the store (not yet current).
-async fn issue(
-    cert: &CertificateConfig,
-    authority: Option<&Authority>,
-    store: &Store,
-) -> Result<(String, IssuedCertificate)> {
-    let authority = authority.ok_or(Error::NoAuthority)?;
-    let issued = authority
-        .issue(&cert.request, cert.key_algorithm, clock::now())
-        .await?;
-    let id = store.add(&cert.name, &issued, clock::now_precise())?;
-    Ok((id, issued))
-}
-
-/// Phase 1: issues every due certificate and adds it to the store.
+/// Phase 1: issues every due certificate and adds it to the store. Certificates are issued
+/// as batches, one per key algorithm (Vault answers several at once, the offline CA records a
+/// batch in few commits).
 pub(crate) async fn issue_due(
     work: &mut [Work<'_>],
     authority: Option<&Authority>,
     phase: &Phase<'_>,
 ) {
     let log = phase.log;
-    for w in work.iter_mut() {
+    let mut due = Vec::new();
+    for (i, w) in work.iter().enumerate() {
         let Decision::Issue { reason, detail } = &w.decision else {
             continue;
         };
-        let name = w.cert.name.as_str();
         log.info(
             Event::of(
                 "renew",
-                name,
+                &w.cert.name,
                 format!("issuing a new certificate: {reason} ({detail})"),
             )
             .with("reason", json!(reason.name())),
         );
-        match issue(w.cert, authority, phase.store).await {
-            Ok((id, issued)) => {
-                let info = issued.certificate.info();
-                let message = format!(
-                    "issued serial {}, valid until {}",
-                    info.serial,
-                    pki::error::Rfc3339(info.not_after)
-                );
-                log.info(
-                    Event::of("issued", name, message)
-                        .with("serial", json!(info.serial.to_hex()))
-                        .with("version", json!(id)),
-                );
-                for warning in &issued.warnings {
-                    log.warn(Event::of("authority-warning", name, warning.clone()));
-                }
-                w.current = Some(issued.certificate.clone());
-                w.action = CertAction::Issued;
-                w.version = Some(id);
-                w.material = Some(issued);
-                w.issued = true;
+        due.push(i);
+    }
+    let Some(authority) = authority else {
+        for &i in &due {
+            issued(&mut work[i], Err(Error::NoAuthority), phase);
+        }
+        return;
+    };
+    let mut algorithms: Vec<pki::KeyAlgorithm> = Vec::new();
+    for &i in &due {
+        if !algorithms.contains(&work[i].cert.key_algorithm) {
+            algorithms.push(work[i].cert.key_algorithm);
+        }
+    }
+    for algorithm in algorithms {
+        let members: Vec<usize> = due
+            .iter()
+            .copied()
+            .filter(|&i| work[i].cert.key_algorithm == algorithm)
+            .collect();
+        let requests: Vec<_> = members
+            .iter()
+            .map(|&i| work[i].cert.request.clone())
+            .collect();
+        let mut results: Vec<Option<pki::Result<IssuedCertificate>>> =
+            std::iter::repeat_with(|| None)
+                .take(members.len())
+                .collect();
+        let batch = pki::authority::Batch::new(&requests, algorithm);
+        authority
+            .issue_many(&batch, clock::now(), |k, result| {
+                results[k] = Some(result);
+                std::ops::ControlFlow::Continue(())
+            })
+            .await;
+        phase.batch.watch(phase.store.root());
+        for (&i, result) in members.iter().zip(results) {
+            let result = result.unwrap_or(Err(pki::Error::InvalidRequest("not issued")));
+            let stored = result.map_err(Error::from).and_then(|issued| {
+                let id = phase
+                    .store
+                    .add(&work[i].cert.name, &issued, clock::now_precise())?;
+                Ok((id, issued))
+            });
+            issued(&mut work[i], stored, phase);
+            phase.batch.kick();
+        }
+    }
+}
+
+/// Records what issuing one certificate gave.
+fn issued(w: &mut Work<'_>, result: Result<(String, IssuedCertificate)>, phase: &Phase<'_>) {
+    let log = phase.log;
+    let name = w.cert.name.as_str();
+    match result {
+        Ok((id, issued)) => {
+            let info = issued.certificate.info();
+            let message = format!(
+                "issued serial {}, valid until {}",
+                info.serial,
+                pki::error::Rfc3339(info.not_after)
+            );
+            log.info(
+                Event::of("issued", name, message)
+                    .with("serial", json!(info.serial.to_hex()))
+                    .with("version", json!(id)),
+            );
+            for warning in &issued.warnings {
+                log.warn(Event::of("authority-warning", name, warning.clone()));
             }
-            Err(e) => {
-                log.error(Event::of("issue-failed", name, e.to_string()));
-                w.fail(e);
-            }
+            w.current = Some(issued.certificate.clone());
+            w.action = CertAction::Issued;
+            w.version = Some(id);
+            w.material = Some(issued);
+            w.issued = true;
+        }
+        Err(e) => {
+            log.error(Event::of("issue-failed", name, e.to_string()));
+            w.fail(e);
         }
     }
 }
@@ -224,8 +231,7 @@ pub(crate) async fn issue_due(
 /// Phase 2: makes the new versions current in the store, once their files are durable.
 pub(crate) fn publish(work: &mut [Work<'_>], phase: &Phase<'_>) {
     let Phase { store, batch, log } = *phase;
-    let root = [store.root().to_path_buf()];
-    let written = batch.flush(&root);
+    let written = batch.flush();
     for w in work.iter_mut().filter(|w| w.issued && w.error.is_none()) {
         let switched = written.clone().and_then(|()| {
             let id = w.version.as_deref().unwrap_or_default();
@@ -243,9 +249,7 @@ pub(crate) fn publish(work: &mut [Work<'_>], phase: &Phase<'_>) {
             }
         }
     }
-    if let Err(e) = batch.flush(&root) {
-        log.warn(Event::run("sync-failed", e.to_string()));
-    }
+    // The switches become durable with the targets' versions, in one flush before phase 4.
 }
 
 /// Phase 3: writes every target's new version beside the one in service (nothing a service
@@ -285,7 +289,10 @@ pub(crate) fn prepare_targets(work: &mut [Work<'_>], state: &mut RunState, phase
             let mut how = Preparation::new(&version);
             how.verified = state.verified(t.target);
             how.durability = batch.durability;
-            match deploy::prepare(t.target, material, &how) {
+            batch.watch(layout::versions_dir(t.target));
+            let prepared = deploy::prepare(t.target, material, &how);
+            batch.kick();
+            match prepared {
                 Ok(p) => {
                     if p.adopted() {
                         // The files found in place were being served: a rollback returns there.
@@ -313,13 +320,9 @@ pub(crate) async fn activate_targets(
     phase: &Phase<'_>,
 ) {
     let Phase { batch, log, .. } = *phase;
-    let dirs: Vec<PathBuf> = work
-        .iter()
-        .flat_map(|w| &w.targets)
-        .filter(|t| t.prepared.is_some())
-        .map(|t| layout::versions_dir(t.target).to_path_buf())
-        .collect();
-    let written = batch.flush(&dirs);
+    // The new versions and the store's switches (phase 2) are on disk before any service
+    // sees a new file.
+    let written = batch.flush();
     for w in work.iter_mut() {
         let cert = w.cert;
         for t in &mut w.targets {
@@ -345,9 +348,9 @@ pub(crate) async fn activate_targets(
             t.result = Some(activated.record(outcome, state, log));
         }
     }
-    if let Err(e) = batch.flush(&dirs) {
-        log.warn(Event::run("sync-failed", e.to_string()));
-    }
+    // No flush of the switches themselves: each is one atomic rename of a durable version,
+    // and one lost to a power cut is found by the next run (the directories no longer match
+    // the state's stamps) and made again.
 }
 
 /// A target that went through activation.
@@ -422,7 +425,17 @@ pub(crate) fn finish(
             }
             let mut targets = Vec::with_capacity(w.targets.len());
             for t in w.targets {
-                if let Err(e) = layout::prune(t.target, state.verified(t.target)) {
+                // A deployment pruned its target when it succeeded.
+                let deployed = t
+                    .result
+                    .as_ref()
+                    .is_some_and(|r| r.action == TargetAction::Deployed);
+                let pruned = if deployed {
+                    Ok(())
+                } else {
+                    layout::prune(t.target, state.verified(t.target))
+                };
+                if let Err(e) = pruned {
                     let label = t.target.label();
                     log.warn(Event::of("prune-failed", &name, format!("{label}: {e}")));
                 }

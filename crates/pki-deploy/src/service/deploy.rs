@@ -154,7 +154,13 @@ pub fn prepare(
         .map(str::to_owned)
         .or(in_place)
         .filter(|p| *p != id && dirs.version(p).is_ok());
-    layout::stage(&dirs, &id, layout::render(target, material)?, durability)?;
+    let pinned: Vec<&str> = previous.as_deref().into_iter().collect();
+    let version = layout::NewVersion {
+        id: &id,
+        files: layout::render(target, material)?,
+        keep: &pinned,
+    };
+    layout::stage(&dirs, version, durability)?;
     Ok(Prepared {
         id,
         previous,
@@ -173,12 +179,8 @@ pub async fn activate(
     material: &IssuedCertificate,
 ) -> Outcome {
     let env = hook_env(cert, target, material);
-    let opened = TargetDirs::open(target).and_then(|d| {
-        let version = d.version(&prepared.id)?;
-        Ok((d, version))
-    });
-    let (dirs, version) = match opened {
-        Ok(o) => o,
+    let dirs = match TargetDirs::open(target) {
+        Ok(d) => d,
         Err(error) => {
             return Outcome::Failed {
                 error,
@@ -186,16 +188,17 @@ pub async fn activate(
             };
         }
     };
-    let step = Step {
-        target,
-        version: &version,
-        env: &env,
-    };
     // Whether the service was asked to load the new files: a rollback then asks it to load
     // the previous ones; a failure before that needs only the files switched back.
     let mut reached = Reached::Switched;
     let attempt = async {
         layout::switch(target, &dirs, &prepared.id, prepared.durability)?;
+        let version = dirs.version(&prepared.id)?;
+        let step = Step {
+            target,
+            version: &version,
+            env: &env,
+        };
         target.ops().check(&step).await?;
         reached = Reached::Loading;
         target.ops().load(&step).await?;
@@ -203,7 +206,7 @@ pub async fn activate(
     }
     .await;
     match attempt {
-        Ok(served) => match layout::prune(target, Some(&prepared.id)) {
+        Ok(served) => match layout::prune_in(&dirs, Some(&prepared.id)) {
             Ok(()) => Outcome::Deployed {
                 served: served.map(Box::new),
             },
@@ -241,8 +244,8 @@ impl Back<'_> {
     /// the new version, and proves the previous certificate is served.
     async fn to(&self, previous: &str, reached: Reached) -> Result<Restored> {
         let target = self.target;
-        let version = self.dirs.version(previous)?;
         layout::switch(target, self.dirs, previous, Durability::Immediate)?;
+        let version = self.dirs.version(previous)?;
         let step = Step {
             target,
             version: &version,

@@ -4,24 +4,35 @@
 //! ```text
 //! /etc/nginx/ssl/web.crt -> .pki/web.key/current/web.crt
 //! /etc/nginx/ssl/web.key -> .pki/web.key/current/web.key
-//! /etc/nginx/ssl/.pki/web.key/20261125T031415.207Z-3e25501c-5d41c2a0/{web.key,web.crt}
-//! /etc/nginx/ssl/.pki/web.key/current  -> 20261125T031415.207Z-3e25501c-5d41c2a0
+//! /etc/nginx/ssl/.pki/web.key/current/{web.key,web.crt,.pki-version}   the version in service
+//! /etc/nginx/ssl/.pki/web.key/20261125T031415.207Z-3e25501c-5d41c2a0/  the one before it
 //! ```
 //!
-//! A version is named for the store version it renders and a digest of the target's settings.
-//! Switching `current` is one rename, so cert and key always change together, and the previous
-//! version is one rename away for rollback. Files that were in place before the first
-//! deployment are kept as an `adopted` version, so even that deployment can be rolled back.
+//! A version is named for the store version it renders and a digest of the target's settings;
+//! its marker file (`.pki-version`) carries that id, also once it is `current`. Switching is
+//! one `renameat2(RENAME_EXCHANGE)` of the new version's directory with `current`, so cert
+//! and key always change together and no reader finds a file missing; the version that was in
+//! service then takes back its own name, one rename away for rollback. Files that were in
+//! place before the first deployment are kept as an `adopted` version, so even that deployment
+//! can be rolled back. (A layout written by an older release, where `current` is a symlink to
+//! a named version, is switched to this one by its next deployment.)
 //!
-//! Every change goes through [`TargetDirs`]: the directory of each file and the versioned
+//! A new version reuses the directory and files of the oldest version no longer kept,
+//! rewriting them in place: a rotation in steady state allocates and frees no inodes, which
+//! on ext4 without a journal (whose allocator skips recently freed inodes) is most of the
+//! cost of a rotation of many certificates.
+//!
+//! Every change goes through `TargetDirs`: the directory of each file and the versioned
 //! directory, each walked to from `/` without following a link and checked (see
 //! [`pki::fsio::Dir`]), then written relative to its descriptor. Planning only reads (a few
-//! `stat` calls by path); nothing is written by path. Each version directory carries a marker,
-//! and pruning removes only marked versions.
+//! `stat` calls by path); nothing is written by path. Pruning and reuse touch only
+//! directories that carry the marker.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use pki::fsio::dir::Kind;
 use pki::fsio::{Dir, Durability, FileMode, Owners};
 use pki::{Certificate, IssuedCertificate};
 use zeroize::Zeroizing;
@@ -36,6 +47,37 @@ const MARKER: &str = ".pki-version";
 
 /// Version id given to files found in place before the first deployment.
 pub const ADOPTED: &str = "adopted";
+
+/// What a marker file says before the version id.
+const MARKER_PREFIX: &str = "pki version ";
+
+/// The marker file's content for version `id`.
+fn marker_text(id: &str) -> String {
+    format!("{MARKER_PREFIX}{id}\n")
+}
+
+/// The version id a marker file's content names.
+fn marker_id(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let id = text.strip_prefix(MARKER_PREFIX)?.trim_end_matches('\n');
+    (!id.is_empty() && !id.contains(['/', '\n'])).then(|| id.to_owned())
+}
+
+/// The version id in the marker of a version directory.
+fn marked(dir: &Dir) -> Option<String> {
+    let (text, _) = dir.read_file(MARKER, 256).ok()?;
+    marker_id(&text)
+}
+
+/// The id of the version in service in `versions` (by path, for planning): the marker inside
+/// `current`, or the name a `current` link from an older release points at.
+fn current_at(versions: &Path) -> Option<String> {
+    let here = versions.join(CURRENT);
+    if fs::symlink_metadata(&here).ok()?.is_symlink() {
+        return link_name(&here);
+    }
+    marker_id(&pki::fsio::read_limited(&here.join(MARKER), 256).ok()?)
+}
 
 /// The versioned directory of a target (beside its first file).
 pub fn versions_dir(target: &TargetConfig) -> &Path {
@@ -105,6 +147,8 @@ pub(crate) struct TargetDirs {
     opened: Vec<Dir>,
     /// `.pki/<first file's name>`.
     pub(crate) versions: Dir,
+    /// The version in service, as [`TargetDirs::open`] found it and [`switch`] changed it.
+    current: Mutex<Option<String>>,
 }
 
 impl TargetDirs {
@@ -139,10 +183,18 @@ impl TargetDirs {
         let versions = holder
             .create_sub(".pki", 0o755)?
             .create_sub(&first, 0o755)?;
+        let current = match versions.entry(CURRENT)?.map(|e| e.kind) {
+            Some(Kind::Dir) => versions.sub(CURRENT).ok().as_ref().and_then(marked),
+            Some(Kind::Symlink) => versions
+                .read_link(CURRENT)
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())),
+            _ => None,
+        };
         Ok(Self {
             parents,
             opened,
             versions,
+            current: Mutex::new(current),
         })
     }
 
@@ -151,16 +203,72 @@ impl TargetDirs {
         &self.opened[self.parents[i].1]
     }
 
-    /// A version directory, checked.
+    /// A version directory, checked: `current` for the version in service, else the
+    /// directory of that name whose marker says so.
     pub(crate) fn version(&self, id: &str) -> Result<Dir> {
-        Ok(self.versions.sub(id)?)
+        if self.current().as_deref() == Some(id)
+            && self.versions.entry(CURRENT)?.map(|e| e.kind) == Some(Kind::Dir)
+        {
+            return Ok(self.versions.sub(CURRENT)?);
+        }
+        if let Ok(dir) = self.versions.sub(id) {
+            // A version of an older release (no marker) is only taken as the one in service.
+            let legacy = self.current().as_deref() == Some(id);
+            if legacy || marked(&dir).as_deref() == Some(id) {
+                return Ok(dir);
+            }
+        }
+        // A run killed between a switch's exchange and its rename left the version under the
+        // other one's name: its marker finds it.
+        for name in self.named()? {
+            let Ok(dir) = self.versions.sub(&name) else {
+                continue;
+            };
+            if marked(&dir).as_deref() == Some(id) {
+                if self.versions.entry(id)?.is_some() {
+                    // That name holds another misplaced version: they trade places.
+                    self.versions.exchange(&name, id)?;
+                } else {
+                    self.versions.rename(&name, id)?;
+                }
+                return Ok(self.versions.sub(id)?);
+            }
+        }
+        Err(pki::Error::Io {
+            op: pki::error::IoOp::Read,
+            path: self.versions.path().join(id),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no directory is marked as version {id}"),
+            ),
+        }
+        .into())
     }
 
-    /// The version `current` points at.
+    /// The version in service.
     pub(crate) fn current(&self) -> Option<String> {
-        self.versions
-            .read_link(CURRENT)
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_current(&self, id: &str) {
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+    }
+
+    /// The version directories other than `current`, by name.
+    fn named(&self) -> Result<Vec<String>> {
+        Ok(self
+            .versions
+            .entries()?
+            .into_iter()
+            .filter(|(n, k)| *k == Kind::Dir && !n.starts_with('.') && n != CURRENT)
+            .map(|(n, _)| n)
+            .collect())
     }
 }
 
@@ -221,7 +329,7 @@ pub fn freshness(
     {
         return Freshness::InSync;
     }
-    let current = link_name(&versions.join(CURRENT));
+    let current = current_at(versions);
     if current.as_deref() != Some(want.as_str()) {
         return Freshness::Stale(match current {
             None => "never deployed".to_owned(),
@@ -239,8 +347,11 @@ pub fn freshness(
 
 /// The version directory holds every file and every configured path is the managed link.
 fn links_intact(target: &TargetConfig, versions: &Path, want: &str) -> Freshness {
-    // The version directory is written whole before `current` points at it.
-    let dir = versions.join(want);
+    // The version directory is written whole before it becomes `current`.
+    let mut dir = versions.join(CURRENT);
+    if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_symlink()) {
+        dir = versions.join(want);
+    }
     if !dir.is_dir() {
         return Freshness::Stale(format!(
             "version {want} is missing from {}",
@@ -291,40 +402,60 @@ pub(crate) fn render(target: &TargetConfig, material: &IssuedCertificate) -> Res
         .collect()
 }
 
+/// A version for [`stage`] to write.
+pub(crate) struct NewVersion<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its files.
+    pub files: Vec<Rendered>,
+    /// Versions whose directory must not be reused (what a rollback returns to).
+    pub keep: &'a [&'a str],
+}
+
 /// Writes version `id` of a target (the whole directory appears at once, or not at all). The
-/// version in service is reused (it was made durable before it was switched to); any other
-/// directory of that id is the leftover of an interrupted run, possibly never flushed to disk,
-/// and is written again.
+/// version in service is reused (it was made durable before it was switched to); a directory
+/// of that id not in service is the leftover of an interrupted run, possibly never flushed to
+/// disk, and is written again. The directory of the oldest version beyond those kept (and not
+/// `pinned`) is reused, files and all, rather than a new one made beside it.
 pub(crate) fn stage(
     dirs: &TargetDirs,
-    id: &str,
-    files: Vec<Rendered>,
+    version: NewVersion<'_>,
     durability: Durability,
 ) -> Result<()> {
+    let NewVersion {
+        id,
+        files,
+        keep: pinned,
+    } = version;
     let versions = &dirs.versions;
-    if versions.entry(id)?.is_some() {
-        if dirs.current().as_deref() == Some(id) {
-            return Ok(());
-        }
-        versions.remove_tree(id)?;
+    if dirs.current().as_deref() == Some(id) {
+        return Ok(());
     }
-    let temp = format!("{}{id}.{}", pki::fsio::TEMP_PREFIX, std::process::id());
-    versions.remove_tree(&temp)?;
-    let staging = versions.create_sub(&temp, 0o755)?;
+    let temp = pki::fsio::temp_name(id);
+    match reusable(dirs, id, pinned)? {
+        Some(old) => versions.rename(&old, &temp)?,
+        None => drop(versions.create_sub(&temp, 0o755)?),
+    }
     let written = (|| -> Result<()> {
-        let marker = format!("pki version {id}\n");
+        let staging = versions.create_sub(&temp, 0o755)?;
+        let keep: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        for (name, kind) in staging.entries()? {
+            if name != MARKER && !keep.contains(&name.as_str()) {
+                match kind {
+                    Kind::Dir => staging.remove_tree(&name)?,
+                    _ => staging.remove_file(&name)?,
+                }
+            }
+        }
         let mut all = Vec::with_capacity(files.len() + 1);
         for f in &files {
-            all.push(staging.stage(&f.name, &f.bytes, f.mode)?);
+            all.push(staging.rewrite(&f.name, &f.bytes, f.mode)?);
         }
-        all.push(staging.stage(MARKER, marker.as_bytes(), FileMode::PUBLIC)?);
-        for mut f in all {
-            if durability == Durability::Immediate {
+        all.push(staging.rewrite(MARKER, marker_text(id).as_bytes(), FileMode::PUBLIC)?);
+        if durability == Durability::Immediate {
+            for f in &all {
                 f.sync()?;
             }
-            f.commit()?;
-        }
-        if durability == Durability::Immediate {
             staging.sync()?;
         }
         versions.rename(&temp, id)?;
@@ -337,6 +468,35 @@ pub(crate) fn stage(
         let _ = versions.remove_tree(&temp);
     }
     written
+}
+
+/// The named version directory [`stage`] may reuse for `id`: a leftover of that very id, else
+/// the oldest that would be pruned once `id` is in service. Only directories with the marker.
+fn reusable(dirs: &TargetDirs, id: &str, pinned: &[&str]) -> Result<Option<String>> {
+    let named = dirs.named()?;
+    if named.iter().any(|n| n == id) {
+        return Ok(Some(id.to_owned()));
+    }
+    let current = dirs.current();
+    let mut all = named.clone();
+    all.push(id.to_owned());
+    if let Some(c) = current.as_ref().filter(|c| !named.contains(c)) {
+        all.push(c.clone());
+    }
+    let mut keep: Vec<&str> = pinned.to_vec();
+    keep.extend(current.as_deref());
+    Ok(crate::store::expired(all, id, &keep)
+        .into_iter()
+        .filter(|v| named.contains(v))
+        .find(|v| {
+            dirs.versions
+                .sub(v)
+                .ok()
+                .as_ref()
+                .and_then(marked)
+                .as_deref()
+                == Some(v)
+        }))
 }
 
 /// Files found where the target writes, from before the first deployment, become the version
@@ -356,10 +516,7 @@ pub(crate) fn adopt(
         let name = basename(&f.path);
         let parent = dirs.parent(i);
         // Nothing (or only part) to fall back to: a first deployment with nothing to restore.
-        if parent
-            .entry(&name)?
-            .is_none_or(|e| e.kind != pki::fsio::dir::Kind::File)
-        {
+        if parent.entry(&name)?.is_none_or(|e| e.kind != Kind::File) {
             return Ok(None);
         }
         let (bytes, entry) = parent.read_file(&name, MAX_ADOPTED)?;
@@ -369,7 +526,12 @@ pub(crate) fn adopt(
             mode: FileMode::owned(entry.mode, Some(entry.uid), Some(entry.gid)),
         });
     }
-    stage(dirs, ADOPTED, files, durability)?;
+    let adopted = NewVersion {
+        id: ADOPTED,
+        files,
+        keep: &[],
+    };
+    stage(dirs, adopted, durability)?;
     if durability == Durability::Deferred {
         // The adopted copies must be on disk before the paths become links to them.
         dirs.versions.sync_filesystem()?;
@@ -381,16 +543,44 @@ pub(crate) fn adopt(
 /// Largest file adopted from before the first deployment (a keystore may hold many entries).
 const MAX_ADOPTED: u64 = 64 << 20;
 
-/// Points `current` at `id` and makes every configured path the managed symlink.
+/// Makes `id` the version in service and every configured path the managed symlink.
 pub(crate) fn switch(
     target: &TargetConfig,
     dirs: &TargetDirs,
     id: &str,
     durability: Durability,
 ) -> Result<()> {
-    dirs.versions.replace_symlink(CURRENT, Path::new(id))?;
-    if durability == Durability::Immediate {
-        dirs.versions.sync()?;
+    let versions = &dirs.versions;
+    let current = dirs.current();
+    if current.as_deref() != Some(id) {
+        let incoming = versions.sub(id)?;
+        if marked(&incoming).as_deref() != Some(id) {
+            // An older release's version, about to be in service again: it becomes ours.
+            incoming
+                .rewrite(MARKER, marker_text(id).as_bytes(), FileMode::PUBLIC)?
+                .sync()?;
+        }
+        match versions.entry(CURRENT)?.map(|e| e.kind) {
+            None => versions.rename(id, CURRENT)?,
+            Some(Kind::Dir) => {
+                versions.exchange(id, CURRENT)?;
+                // `id` now names the version that was in service: give it back its own name.
+                let old = current.unwrap_or_else(|| format!("unmarked.{}", std::process::id()));
+                if versions.entry(&old)?.is_some() {
+                    versions.remove_tree(&old)?;
+                }
+                versions.rename(id, &old)?;
+            }
+            Some(_) => {
+                // An older release's `current` link: the directory takes its place.
+                versions.exchange(id, CURRENT)?;
+                versions.remove_file(id)?;
+            }
+        }
+        dirs.set_current(id);
+        if durability == Durability::Immediate {
+            versions.sync()?;
+        }
     }
     let mut changed: Vec<usize> = Vec::new();
     for (i, f) in target.files().iter().enumerate() {
@@ -419,7 +609,11 @@ pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
     if !versions_dir(target).is_dir() {
         return Ok(());
     }
-    let dirs = TargetDirs::open(target)?;
+    prune_in(&TargetDirs::open(target)?, verified)
+}
+
+/// [`prune`] in directories already open.
+pub(crate) fn prune_in(dirs: &TargetDirs, verified: Option<&str>) -> Result<()> {
     dirs.versions.remove_stale_temps()?;
     for d in &dirs.opened {
         d.remove_stale_temps()?;
@@ -427,22 +621,20 @@ pub fn prune(target: &TargetConfig, verified: Option<&str>) -> Result<()> {
     let Some(current) = dirs.current() else {
         return Ok(());
     };
-    let all: Vec<String> = dirs
-        .versions
-        .entries()?
-        .into_iter()
-        .filter(|(n, k)| *k == pki::fsio::dir::Kind::Dir && !n.starts_with('.'))
-        .map(|(n, _)| n)
-        .collect();
-    let pinned: Vec<&str> = verified.into_iter().collect();
+    let mut all = dirs.named()?;
+    if !all.contains(&current) {
+        all.push(current.clone());
+    }
+    let pinned: Vec<&str> = verified.into_iter().chain([current.as_str()]).collect();
     for v in crate::store::expired(all, &current, &pinned) {
-        let marked = dirs
+        if dirs
             .versions
             .sub(&v)
             .ok()
-            .and_then(|d| d.entry(MARKER).ok().flatten())
-            .is_some();
-        if marked {
+            .as_ref()
+            .and_then(marked)
+            .is_some()
+        {
             dirs.versions.remove_tree(&v)?;
         }
     }
@@ -490,6 +682,160 @@ mod tests {
             link_target(&t, Path::new("/etc/ssl/certs/web.crt")),
             Path::new("/etc/ssl/private/.pki/web.key/current/web.crt")
         );
+    }
+
+    /// A target of two files in a private temporary directory.
+    fn beside(tmp: &Path) -> TargetConfig {
+        let d = tmp.join("d");
+        target(&[
+            (d.join("key.pem").to_str().unwrap(), Content::Key),
+            (d.join("cert.pem").to_str().unwrap(), Content::Cert),
+        ])
+    }
+
+    fn private_tmp() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        tmp
+    }
+
+    fn files_of(text: &str) -> Vec<Rendered> {
+        ["key.pem", "cert.pem"]
+            .into_iter()
+            .map(|name| Rendered {
+                name: name.to_owned(),
+                bytes: Zeroizing::new(format!("{name} {text}").into_bytes()),
+                mode: FileMode::PRIVATE,
+            })
+            .collect()
+    }
+
+    fn new<'a>(id: &'a str, keep: &'a [&'a str]) -> NewVersion<'a> {
+        NewVersion {
+            id,
+            files: files_of(id),
+            keep,
+        }
+    }
+
+    /// Stages, switches to and prunes around version `id`, as a deployment does.
+    fn deploy(t: &TargetConfig, id: &str) {
+        let dirs = TargetDirs::open(t).unwrap();
+        stage(&dirs, new(id, &[]), Durability::Immediate).unwrap();
+        switch(t, &dirs, id, Durability::Immediate).unwrap();
+        prune_in(&dirs, Some(id)).unwrap();
+    }
+
+    /// Every inode under the versions directory, by path below it.
+    fn inodes(dir: &Path) -> std::collections::BTreeSet<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = std::collections::BTreeSet::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            out.insert(e.metadata().unwrap().ino());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(inodes(&e.path()));
+            }
+        }
+        out
+    }
+
+    fn read(path: &Path) -> String {
+        String::from_utf8(pki::fsio::read_limited(path, 1000).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn steady_rotations_reuse_the_oldest_versions_inodes() {
+        let tmp = private_tmp();
+        let t = beside(tmp.path());
+        let versions = versions_dir(&t).to_path_buf();
+        let id = |k: u32| format!("2026010{k}T000000.000Z-0000000{k}-00000000");
+        for k in 1..=3 {
+            deploy(&t, &id(k));
+        }
+        let settled = inodes(&versions);
+        for k in 4..=7 {
+            deploy(&t, &id(k));
+            assert_eq!(
+                read(&tmp.path().join("d/cert.pem")),
+                format!("cert.pem {}", id(k))
+            );
+            assert_eq!(current_at(&versions), Some(id(k)));
+            // `current` and the versions kept before it; no inode made or freed.
+            let mut names: Vec<String> = fs::read_dir(&versions)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(names, [id(k - 2), id(k - 1), CURRENT.to_owned()]);
+            assert_eq!(inodes(&versions), settled, "after version {k}");
+        }
+        // The previous version is one switch away, by its own name.
+        let dirs = TargetDirs::open(&t).unwrap();
+        switch(&t, &dirs, &id(6), Durability::Immediate).unwrap();
+        assert_eq!(
+            read(&tmp.path().join("d/key.pem")),
+            format!("key.pem {}", id(6))
+        );
+        assert!(dirs.version(&id(7)).is_ok());
+        assert_eq!(TargetDirs::open(&t).unwrap().current(), Some(id(6)));
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // an older release's files, written as it wrote them
+    fn an_older_releases_link_layout_is_taken_over_and_can_be_rolled_back_to() {
+        use std::os::unix::fs::symlink;
+        let tmp = private_tmp();
+        let t = beside(tmp.path());
+        let versions = versions_dir(&t).to_path_buf();
+        // As an older release left it: a named, unmarked version and `current` a link to it.
+        fs::create_dir_all(versions.join("old")).unwrap();
+        for f in ["key.pem", "cert.pem"] {
+            fs::write(versions.join("old").join(f), format!("{f} old")).unwrap();
+            symlink(
+                link_target(&t, &tmp.path().join("d").join(f)),
+                tmp.path().join("d").join(f),
+            )
+            .unwrap();
+        }
+        symlink("old", versions.join(CURRENT)).unwrap();
+        assert_eq!(current_at(&versions).as_deref(), Some("old"));
+        let dirs = TargetDirs::open(&t).unwrap();
+        assert!(
+            dirs.version("old").is_ok(),
+            "the version in service, unmarked"
+        );
+        stage(&dirs, new("new", &["old"]), Durability::Immediate).unwrap();
+        switch(&t, &dirs, "new", Durability::Immediate).unwrap();
+        assert!(
+            fs::symlink_metadata(versions.join(CURRENT))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(read(&tmp.path().join("d/cert.pem")), "cert.pem new");
+        // Rolling back makes the old version ours (marked), in service again.
+        switch(&t, &dirs, "old", Durability::Immediate).unwrap();
+        assert_eq!(read(&tmp.path().join("d/cert.pem")), "cert.pem old");
+        assert_eq!(current_at(&versions).as_deref(), Some("old"));
+        assert_eq!(read(&versions.join("new/cert.pem")), "cert.pem new");
+    }
+
+    #[test]
+    fn a_switch_killed_between_exchange_and_rename_is_found_by_its_marker() {
+        let tmp = private_tmp();
+        let t = beside(tmp.path());
+        deploy(&t, "v1");
+        let dirs = TargetDirs::open(&t).unwrap();
+        stage(&dirs, new("v2", &[]), Durability::Immediate).unwrap();
+        // The exchange happened, the rename did not: `v2` names what v1 was.
+        dirs.versions.exchange("v2", CURRENT).unwrap();
+        let dirs = TargetDirs::open(&t).unwrap();
+        assert_eq!(dirs.current().as_deref(), Some("v2"));
+        let v1 = dirs.version("v1").unwrap();
+        assert!(v1.path().ends_with("v1"));
+        assert_eq!(read(&v1.path().join("cert.pem")), "cert.pem v1");
+        assert_eq!(read(&tmp.path().join("d/cert.pem")), "cert.pem v2");
     }
 
     #[test]

@@ -245,21 +245,15 @@ impl Authority {
 
     /// Issues one certificate per request of `batch`, calling `on_result` with each request's
     /// index and outcome as it completes; `Break` stops starting new ones. Vault runs up to
-    /// the batch's concurrency at once; the offline CA signs one after the other (its work is
-    /// local CPU and a database write).
-    pub async fn issue_many<F>(&self, batch: &Batch<'_>, now: OffsetDateTime, mut on_result: F)
+    /// the batch's concurrency at once; the offline CA signs one after the other and records
+    /// them in few transactions (see [`offline::OfflineCa::issue_many`]).
+    pub async fn issue_many<F>(&self, batch: &Batch<'_>, now: OffsetDateTime, on_result: F)
     where
         F: FnMut(usize, Result<IssuedCertificate>) -> std::ops::ControlFlow<()>,
     {
         match self {
             Self::Vault(v) => v.issue_many(batch, now, on_result).await,
-            Self::Offline(ca) => {
-                for (i, request) in batch.requests.iter().enumerate() {
-                    if on_result(i, ca.issue(request, batch.algorithm, now)).is_break() {
-                        return;
-                    }
-                }
-            }
+            Self::Offline(ca) => ca.issue_many(batch, now, on_result),
         }
     }
 }

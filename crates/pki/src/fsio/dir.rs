@@ -17,12 +17,13 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use zeroize::Zeroizing;
 
-use super::{FileMode, TEMP_PREFIX, random_suffix};
+use super::{FileMode, TEMP_PREFIX, temp_name};
 use crate::error::{Access, Error, IoOp, Result, Unsafe};
 
 /// Who may own the directories on a checked path besides root: the running user.
@@ -188,6 +189,45 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The directories the last walk went through, kept while a [`WalkCache`] lives.
+struct Chain {
+    users: usize,
+    dirs: Vec<Dir>,
+}
+
+static CHAIN: Mutex<Chain> = Mutex::new(Chain {
+    users: 0,
+    dirs: Vec::new(),
+});
+
+/// While a value of this type lives, [`Dir::open`] and [`Dir::create`] start from the
+/// directories the previous walk checked, as far as the two paths agree, instead of from `/`:
+/// a run that writes beside a thousand certificates walks their common parents once. Only
+/// root or the running user can change a directory that passed the check, so what was
+/// checked holds until the cache is dropped; keep it for one run, not for the life of a
+/// long-running process.
+#[derive(Debug)]
+#[must_use = "the cache lives as long as this value"]
+pub struct WalkCache(());
+
+impl WalkCache {
+    /// Starts caching walks (nested caches share one; the last dropped clears it).
+    pub fn start() -> Self {
+        CHAIN.lock().unwrap_or_else(PoisonError::into_inner).users += 1;
+        Self(())
+    }
+}
+
+impl Drop for WalkCache {
+    fn drop(&mut self) {
+        let mut chain = CHAIN.lock().unwrap_or_else(PoisonError::into_inner);
+        chain.users = chain.users.saturating_sub(1);
+        if chain.users == 0 {
+            chain.dirs.clear();
+        }
+    }
+}
+
 impl Dir {
     /// Opens `path`, checking every directory from `/` (see the module documentation).
     pub fn open(path: &Path, owners: Owners) -> Result<Self> {
@@ -207,13 +247,6 @@ impl Dir {
         } else {
             Access::Read
         };
-        let root = Path::new("/");
-        let fd = rfs::open(root, DIR_FLAGS, Mode::empty()).map_err(io_at(IoOp::Read, root))?;
-        let mut dir = Self {
-            fd,
-            path: PathBuf::from("/"),
-            owners,
-        };
         let names: Vec<OsString> = path
             .components()
             .filter_map(|c| match c {
@@ -221,19 +254,62 @@ impl Dir {
                 _ => None,
             })
             .collect();
-        let place = |last: usize| {
-            if last == 0 {
-                Place::Worked
-            } else {
-                Place::Passed
-            }
-        };
-        dir.check(access, place(names.len()))?;
-        for (i, name) in names.iter().enumerate() {
-            dir = dir.step(name, create, access)?;
-            dir.check(access, place(names.len() - i - 1))?;
+        let mut chain = CHAIN.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fresh = Vec::new();
+        let caching = chain.users > 0;
+        let walked = if caching { &mut chain.dirs } else { &mut fresh };
+        // Keep what the last walk checked on the way to this one (a directory checked as the
+        // end of a walk passes as a step too; the end is checked again below).
+        let kept = walked
+            .iter()
+            .zip(
+                std::iter::once(Path::new("/").to_path_buf()).chain(names.iter().scan(
+                    PathBuf::from("/"),
+                    |p, n| {
+                        p.push(n);
+                        Some(p.clone())
+                    },
+                )),
+            )
+            .take_while(|(d, p)| d.path == *p && d.owners == owners)
+            .count();
+        walked.truncate(kept);
+        if walked.is_empty() {
+            let root = Path::new("/");
+            let fd = rfs::open(root, DIR_FLAGS, Mode::empty()).map_err(io_at(IoOp::Read, root))?;
+            let dir = Self {
+                fd,
+                path: PathBuf::from("/"),
+                owners,
+            };
+            dir.check(access, Place::Passed)?;
+            walked.push(dir);
         }
-        Ok(dir)
+        for name in &names[walked.len() - 1..] {
+            let Some(last) = walked.last() else { break };
+            let next = last.step(name, create, access)?;
+            next.check(access, Place::Passed)?;
+            walked.push(next);
+        }
+        let Some(end) = walked.last() else {
+            return Err(unsafe_at(&path, access, Unsafe::NotADirectory));
+        };
+        end.check(access, Place::Worked)?;
+        if caching {
+            let fd = end.fd.try_clone().map_err(|e| Error::Io {
+                op: IoOp::Read,
+                path: end.path.clone(),
+                source: e,
+            })?;
+            return Ok(Self {
+                fd,
+                path: end.path.clone(),
+                owners,
+            });
+        }
+        fresh
+            .pop()
+            .ok_or_else(|| unsafe_at(&path, access, Unsafe::NotADirectory))
     }
 
     /// One step down, creating the directory when asked and missing.
@@ -386,12 +462,7 @@ impl Dir {
     /// Writes `contents` under a fresh temporary name in this directory, with its final mode
     /// and owner; [`Staged::commit`] renames it to `name`.
     pub fn stage(&self, name: &str, contents: &[u8], mode: FileMode) -> Result<Staged<'_>> {
-        let temp = format!(
-            "{TEMP_PREFIX}{}.{}.{}",
-            component(name)?,
-            std::process::id(),
-            random_suffix()
-        );
+        let temp = temp_name(component(name)?);
         let temp_path = self.path.join(&temp);
         // Created owner-only: a key is readable by no one else, not even for a moment.
         let flags =
@@ -412,12 +483,7 @@ impl Dir {
     /// Makes `name` a symbolic link to `target`, atomically (a new link under a temporary name
     /// renamed over it).
     pub fn replace_symlink(&self, name: &str, target: &Path) -> Result<()> {
-        let temp = format!(
-            "{TEMP_PREFIX}{}.{}.{}",
-            component(name)?,
-            std::process::id(),
-            random_suffix()
-        );
+        let temp = temp_name(component(name)?);
         let temp_path = self.path.join(&temp);
         rfs::symlinkat(target.as_os_str(), &self.fd, temp.as_str())
             .map_err(io_at(IoOp::Create, &temp_path))?;
@@ -426,6 +492,90 @@ impl Dir {
             return Err(io_at(IoOp::Rename, &self.path.join(name))(e));
         }
         Ok(())
+    }
+
+    /// Writes `contents` into the file `name` in place, keeping its inode (created when
+    /// missing), with its final mode and owner: for reusing the files of a version directory
+    /// that nothing reads any more, so that a rotation frees and allocates no inodes (which
+    /// costs dearly on ext4 without a journal, whose allocator skips recently freed inodes).
+    /// Anything but a regular file with a single link is replaced by a new file.
+    pub fn rewrite(&self, name: &str, contents: &[u8], mode: FileMode) -> Result<Rewritten> {
+        let path = self.path.join(name);
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let reusable = match rfs::openat(&self.fd, component(name)?, flags, Mode::empty()) {
+            Ok(fd) => {
+                let st = rfs::fstat(&fd).map_err(io_at(IoOp::Read, &path))?;
+                (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1)
+                    .then_some((fd, Some(Entry::of(&st))))
+            }
+            Err(Errno::NOENT) => None,
+            // A link or something that cannot be opened for writing: replaced below.
+            Err(Errno::LOOP | Errno::NXIO | Errno::ISDIR | Errno::OPNOTSUPP) => None,
+            Err(e) => return Err(io_at(IoOp::Write, &path)(e)),
+        };
+        let (fd, was) = match reusable {
+            Some(found) => found,
+            None => {
+                match self.entry(name)? {
+                    Some(e) if e.kind == Kind::Dir => self.remove_tree(name)?,
+                    Some(_) => self.remove_file(name)?,
+                    None => {}
+                }
+                let create = flags | OFlags::CREATE | OFlags::EXCL;
+                let fd = rfs::openat(&self.fd, name, create, Mode::from_raw_mode(0o600))
+                    .map_err(io_at(IoOp::Create, &path))?;
+                (fd, None)
+            }
+        };
+        let mut file = std::fs::File::from(fd);
+        // Owner and mode are set only when they differ: each change is an inode update.
+        let settled = was.is_some_and(|e| {
+            e.mode == mode.mode
+                && mode.uid.is_none_or(|u| u == e.uid)
+                && mode.gid.is_none_or(|g| g == e.gid)
+        });
+        if settled {
+            write_all(&mut file, &path, contents)?;
+        } else {
+            fill(&mut file, &path, contents, mode)?;
+        }
+        let len = u64::try_from(contents.len()).unwrap_or(u64::MAX);
+        if was.is_some_and(|e| e.size > len) {
+            rfs::ftruncate(&file, len).map_err(io_at(IoOp::Write, &path))?;
+        }
+        Ok(Rewritten { file, path })
+    }
+
+    /// Swaps the names `a` and `b` atomically (`renameat2` with `RENAME_EXCHANGE`): each then
+    /// names what the other did, and no reader ever finds either missing.
+    pub fn exchange(&self, a: &str, b: &str) -> Result<()> {
+        rfs::renameat_with(
+            &self.fd,
+            component(a)?,
+            &self.fd,
+            component(b)?,
+            rfs::RenameFlags::EXCHANGE,
+        )
+        .map_err(io_at(IoOp::Rename, &self.path.join(b)))
+    }
+
+    /// Makes `to` a second name (a hard link) of the file `from`, replacing what `to` named,
+    /// atomically; `from` is not followed if it is a link.
+    pub fn link_over(&self, from: &str, to: &str) -> Result<()> {
+        let temp = temp_name(component(to)?);
+        rfs::linkat(
+            &self.fd,
+            component(from)?,
+            &self.fd,
+            temp.as_str(),
+            AtFlags::empty(),
+        )
+        .map_err(io_at(IoOp::Create, &self.path.join(&temp)))?;
+        let renamed = rfs::renameat(&self.fd, temp.as_str(), &self.fd, to);
+        // Renaming a name onto another name of the same file changes nothing: the temporary
+        // name stays and goes here (as it does when the rename failed).
+        let _ = rfs::unlinkat(&self.fd, temp.as_str(), AtFlags::empty());
+        renamed.map_err(io_at(IoOp::Rename, &self.path.join(to)))
     }
 
     /// Renames `from` to `to` within this directory.
@@ -508,27 +658,55 @@ pub struct Staged<'a> {
     committed: bool,
 }
 
+/// Gives an open file its owner and mode, then writes `contents` from where it stands.
+fn fill(file: &mut std::fs::File, path: &Path, contents: &[u8], mode: FileMode) -> Result<()> {
+    if mode.uid.is_some() || mode.gid.is_some() {
+        rfs::fchown(
+            &*file,
+            mode.uid.map(rustix::fs::Uid::from_raw),
+            mode.gid.map(rustix::fs::Gid::from_raw),
+        )
+        .map_err(io_at(IoOp::Chown, path))?;
+    }
+    // After the owner: the umask may have removed bits the file needs, and a chown clears
+    // set-id bits.
+    rfs::fchmod(&*file, Mode::from_raw_mode(mode.mode)).map_err(io_at(IoOp::Chmod, path))?;
+    write_all(file, path, contents)
+}
+
+fn write_all(file: &mut std::fs::File, path: &Path, contents: &[u8]) -> Result<()> {
+    file.write_all(contents).map_err(|e| Error::Io {
+        op: IoOp::Write,
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// A file [`Dir::rewrite`] wrote in place.
+#[derive(Debug)]
+pub struct Rewritten {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Rewritten {
+    /// Flushes the data to disk now (a deferred batch calls `syncfs` instead).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_all().map_err(|e| Error::Io {
+            op: IoOp::Sync,
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+}
+
 impl Staged<'_> {
     fn fill(&mut self, contents: &[u8], mode: FileMode) -> Result<()> {
         let path = self.dir.path.join(&self.temp);
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        if mode.uid.is_some() || mode.gid.is_some() {
-            rfs::fchown(
-                &*file,
-                mode.uid.map(rustix::fs::Uid::from_raw),
-                mode.gid.map(rustix::fs::Gid::from_raw),
-            )
-            .map_err(io_at(IoOp::Chown, &path))?;
+        match self.file.as_mut() {
+            Some(file) => fill(file, &path, contents, mode),
+            None => Ok(()),
         }
-        // After the owner: the umask may have removed bits the file needs.
-        rfs::fchmod(&*file, Mode::from_raw_mode(mode.mode)).map_err(io_at(IoOp::Chmod, &path))?;
-        file.write_all(contents).map_err(|e| Error::Io {
-            op: IoOp::Write,
-            path,
-            source: e,
-        })
     }
 
     /// Flushes the data to disk now (a deferred batch calls `syncfs` instead).
@@ -652,6 +830,77 @@ mod tests {
         d.replace_symlink("link", Path::new("key.pem")).unwrap();
         assert_eq!(d.read_link("link").unwrap(), Path::new("key.pem"));
         assert_eq!(d.entry("link").unwrap().unwrap().kind, Kind::Symlink);
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_inode_unless_the_file_has_other_names() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = private_dir();
+        let d = Dir::create(&tmp.path().join("w"), 0o755, Owners::running()).unwrap();
+        let path = tmp.path().join("w/f");
+        d.rewrite("f", b"a longer first text", FileMode::PUBLIC)
+            .unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        d.rewrite("f", b"short", FileMode::PRIVATE)
+            .unwrap()
+            .sync()
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.ino(), meta.mode() & 0o777), (ino, 0o600));
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+        // Another name of the same file (a service user's hard link) is left as it was.
+        std::fs::hard_link(&path, tmp.path().join("other")).unwrap();
+        d.rewrite("f", b"new", FileMode::PRIVATE).unwrap();
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), ino);
+        assert_eq!(std::fs::read(tmp.path().join("other")).unwrap(), b"short");
+        // A link in its place is replaced, not followed.
+        symlink(tmp.path().join("other"), tmp.path().join("w/l")).unwrap();
+        d.rewrite("l", b"mine", FileMode::PRIVATE).unwrap();
+        assert_eq!(d.entry("l").unwrap().unwrap().kind, Kind::File);
+        assert_eq!(std::fs::read(tmp.path().join("other")).unwrap(), b"short");
+    }
+
+    #[test]
+    fn exchange_swaps_two_names_and_link_over_adds_a_name() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = private_dir();
+        let d = Dir::create(&tmp.path().join("w"), 0o755, Owners::running()).unwrap();
+        d.create_sub("a", 0o755)
+            .unwrap()
+            .rewrite("x", b"in a", FileMode::PUBLIC)
+            .unwrap();
+        d.rewrite("b", b"file b", FileMode::PUBLIC).unwrap();
+        d.exchange("a", "b").unwrap();
+        assert_eq!(d.entry("a").unwrap().unwrap().kind, Kind::File);
+        assert_eq!(std::fs::read(tmp.path().join("w/b/x")).unwrap(), b"in a");
+        d.link_over("a", "current").unwrap();
+        // Again, onto the very same file: nothing changes and no temporary name is left.
+        d.link_over("a", "current").unwrap();
+        let ino = |n: &str| {
+            std::fs::metadata(tmp.path().join("w").join(n))
+                .unwrap()
+                .ino()
+        };
+        assert_eq!(ino("a"), ino("current"));
+        let mut names: Vec<_> = d.entries().unwrap().into_iter().map(|e| e.0).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "current"]);
+    }
+
+    #[test]
+    fn cached_walks_reuse_checked_parents_and_still_check_the_end() {
+        let tmp = private_dir();
+        let _cache = WalkCache::start();
+        let a = Dir::create(&tmp.path().join("p/a"), 0o755, Owners::running()).unwrap();
+        let b = Dir::create(&tmp.path().join("p/b"), 0o755, Owners::running()).unwrap();
+        assert!(a.path().ends_with("p/a") && b.path().ends_with("p/b"));
+        // The end of a walk is checked as such even when the chain passed it before.
+        std::fs::set_permissions(tmp.path().join("p"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert!(Dir::open(&tmp.path().join("p"), Owners::running()).is_err());
+        std::fs::set_permissions(tmp.path().join("p"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert!(Dir::open(&tmp.path().join("p/a"), Owners::running()).is_ok());
     }
 
     #[test]

@@ -245,11 +245,16 @@ fn parent_of(path: &Path) -> &Path {
 /// A temporary name in `dir` for `name`: `<TEMP_PREFIX><name>.<pid>.<random>`, the pattern
 /// [`remove_stale_temps`] recognises (it removes the entry once that pid is gone).
 pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(
+    dir.join(temp_name(name))
+}
+
+/// A temporary name for `name`: `<TEMP_PREFIX><name>.<pid>.<random>` (see [`temp_path`]).
+pub fn temp_name(name: &str) -> String {
+    format!(
         "{TEMP_PREFIX}{name}.{}.{}",
         std::process::id(),
         random_suffix()
-    ))
+    )
 }
 
 pub(crate) fn random_suffix() -> String {

@@ -524,6 +524,16 @@ impl Inventory {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Runs `f` without SQLite's automatic checkpoints (every 1,000 WAL pages), each of which
+    /// syncs the database file: a batch of many certificates is checkpointed once, when the
+    /// inventory is closed.
+    pub(crate) fn deferring_checkpoints<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint = 0");
+        let out = f();
+        let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint = 1000");
+        out
+    }
+
     /// Runs `f` inside one write transaction (bulk imports, benchmarks).
     pub fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         self.conn
