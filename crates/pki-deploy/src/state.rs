@@ -53,14 +53,33 @@ pub fn stamp_followed(path: &Path) -> Option<Stamp> {
     std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
 }
 
+/// The stamp of `base/rel` (a last link followed or not), looked up from `base` kept open
+/// (see [`pki::fsio::dir::stat_below`]): planning thousands of targets side by side walks
+/// their common parent once, not once per `stat`. The same number as [`stamp`] or
+/// [`stamp_followed`] of the whole path.
+pub fn stamp_below(base: &Path, rel: &Path, links: fsio::Links) -> Option<Stamp> {
+    let e = fsio::dir::stat_below(base, rel, links)?;
+    Some(Stamp::from_parts(e.ino, e.size, e.ctime.0, e.ctime.1))
+}
+
+/// Closes the directories [`stamp_below`] keeps open on this thread (a plan is over: what
+/// comes later must see the directories as they are then).
+pub fn forget_bases() {
+    fsio::dir::forget_bases();
+}
+
 impl Stamp {
     fn of(m: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
+        Self::from_parts(m.ino(), m.size(), m.ctime(), m.ctime_nsec())
+    }
+
+    fn from_parts(ino: u64, size: u64, ctime: i64, ctime_nsec: i64) -> Self {
         let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&m.ino().to_le_bytes());
-        bytes[8..16].copy_from_slice(&m.size().to_le_bytes());
-        bytes[16..24].copy_from_slice(&m.ctime().to_le_bytes());
-        bytes[24..].copy_from_slice(&m.ctime_nsec().to_le_bytes());
+        bytes[..8].copy_from_slice(&ino.to_le_bytes());
+        bytes[8..16].copy_from_slice(&size.to_le_bytes());
+        bytes[16..24].copy_from_slice(&ctime.to_le_bytes());
+        bytes[24..].copy_from_slice(&ctime_nsec.to_le_bytes());
         Self(fnv1a(&bytes))
     }
 }
@@ -205,6 +224,25 @@ impl RunState {
     /// Forgets what `target` was proven to serve: its next run checks and deploys it again.
     pub fn clear_verified(&mut self, target: &TargetConfig) {
         self.verified.remove(target.key());
+    }
+
+    /// Forgets what the state holds of certificates and targets `config` no longer has (so
+    /// that the file does not grow with every rename).
+    pub fn forget_unconfigured(&mut self, config: &crate::config::Config) {
+        let names: std::collections::HashSet<&str> = config
+            .certificates
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let targets: std::collections::HashSet<&str> = config
+            .certificates
+            .iter()
+            .flat_map(|c| &c.targets)
+            .map(TargetConfig::key)
+            .collect();
+        self.certificates.retain(|n, _| names.contains(n.as_str()));
+        self.cache.retain(|n, _| names.contains(n.as_str()));
+        self.verified.retain(|k, _| targets.contains(k.as_str()));
     }
 
     /// Takes new stamps for a target whose mark still holds (after pruning changed its

@@ -210,7 +210,11 @@ impl Store {
         // One stat through `current`: the same inode, size and ctime as when the facts were
         // read means the same version file, untouched (a switch, a deletion, a truncation or
         // a replacement all change it), and the link need not be read.
-        let file = crate::state::stamp_followed(&self.dir(name).join(CURRENT));
+        let file = crate::state::stamp_below(
+            &self.root,
+            &Path::new(name).join(CURRENT),
+            fsio::Links::Follow,
+        );
         if let Some(c) =
             cached.filter(|c| c.issuer == issuer_id && file.is_some() && c.file == file)
         {

@@ -46,7 +46,7 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
     if format.is_json() {
         output::print_json(&summary)?;
     } else if summary.dry_run {
-        print_plan(&summary);
+        print_plan(&summary)?;
     } else {
         let failed = summary.certificates.iter().filter(|c| !c.ok()).count();
         let msg = format!(
@@ -65,7 +65,10 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
     Ok(if summary.failed() { 1 } else { 0 })
 }
 
-fn print_plan(summary: &RunSummary) {
+fn print_plan(summary: &RunSummary) -> std::io::Result<()> {
+    use std::io::Write;
+    // One write for the whole plan, not one per line: a plan may list thousands.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for c in &summary.certificates {
         match &c.decision {
             Some(Decision::Keep { renew_after }) => {
@@ -75,25 +78,22 @@ fn print_plan(summary: &RunSummary) {
                     .filter(|t| t.action == TargetAction::Stale)
                     .map(|t| format!("{} ({})", t.label, t.detail.as_deref().unwrap_or("")))
                     .collect();
-                if stale.is_empty() {
-                    println!(
-                        "{}: keep (renew after {})",
-                        c.name,
-                        output::Utc(*renew_after)
-                    );
-                } else {
-                    println!(
-                        "{}: keep (renew after {}); redeploy {}",
-                        c.name,
-                        output::Utc(*renew_after),
-                        stale.join(", ")
-                    );
+                write!(
+                    out,
+                    "{}: keep (renew after {})",
+                    c.name,
+                    output::Utc(*renew_after)
+                )?;
+                if !stale.is_empty() {
+                    write!(out, "; redeploy {}", stale.join(", "))?;
                 }
+                writeln!(out)?;
             }
             Some(Decision::Issue { reason, detail }) => {
-                println!("{}: issue ({reason}: {detail})", c.name)
+                writeln!(out, "{}: issue ({reason}: {detail})", c.name)?;
             }
-            _ => println!("{}: {}", c.name, c.action),
+            _ => writeln!(out, "{}: {}", c.name, c.action)?,
         }
     }
+    out.flush()
 }

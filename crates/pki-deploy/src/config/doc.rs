@@ -30,6 +30,9 @@ impl Source {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Absolute, so that what the state file keys by path does not depend on where the
+        // config was named from.
+        let base = std::path::absolute(&base).unwrap_or(base);
         Self {
             file: file.to_path_buf(),
             starts,

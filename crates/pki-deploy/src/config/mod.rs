@@ -286,20 +286,24 @@ fn certificates_of(
     facts: &Facts,
 ) -> Result<Vec<CertificateConfig>> {
     let mut certificates = Vec::with_capacity(tables.len());
-    let mut names = HashSet::new();
-    let mut paths: HashSet<PathBuf> = HashSet::new();
+    let mut lines = Vec::with_capacity(tables.len());
     for table in tables {
-        let (src, line) = (table.source(), table.line());
-        let c = certificate(table, defaults, facts)?;
-        let duplicate = |message: String| src.error_at(line, message);
-        if !names.insert(c.name.clone()) {
+        lines.push((table.source(), table.line()));
+        certificates.push(certificate(table, defaults, facts)?);
+    }
+    // Checked once all are read, by reference: ten thousand certificates need no copies.
+    let mut names = HashSet::with_capacity(certificates.len());
+    let mut paths: HashSet<&Path> = HashSet::new();
+    for (c, (src, line)) in certificates.iter().zip(&lines) {
+        let duplicate = |message: String| src.error_at(*line, message);
+        if !names.insert(c.name.as_str()) {
             return Err(duplicate(format!(
                 "certificate.name: {:?} is used twice",
                 c.name
             )));
         }
         for f in c.targets.iter().flat_map(TargetConfig::files) {
-            if !paths.insert(f.path.clone()) {
+            if !paths.insert(f.path.as_path()) {
                 return Err(duplicate(format!(
                     "certificate {:?}: {} is written by two targets",
                     c.name,
@@ -307,7 +311,6 @@ fn certificates_of(
                 )));
             }
         }
-        certificates.push(c);
     }
     Ok(certificates)
 }

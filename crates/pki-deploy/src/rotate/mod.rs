@@ -385,6 +385,9 @@ impl Run<'_> {
                 entry.last_error = Some(o.failure_text());
             }
         }
+        if self.opts.only.is_empty() {
+            state.forget_unconfigured(config);
+        }
         if let Err(e) = state.save(&config.state_dir) {
             summary.report_errors.push(Arc::new(e));
         }

@@ -417,7 +417,8 @@ pub(crate) fn finish(
     phase: &Phase<'_>,
 ) -> Vec<CertOutcome> {
     let Phase { store, log, .. } = *phase;
-    work.into_iter()
+    let outcomes = work
+        .into_iter()
         .map(|w| {
             let name = w.cert.name.clone();
             if let Err(e) = store.prune(&name) {
@@ -463,7 +464,9 @@ pub(crate) fn finish(
                 targets,
             }
         })
-        .collect()
+        .collect();
+    crate::state::forget_bases();
+    outcomes
 }
 
 /// The outcome of a certificate that was only planned (a dry run).

@@ -65,16 +65,19 @@ pub fn plan<'c>(input: &PlanInput<'_>, certs: &[&'c CertificateConfig]) -> Vec<P
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(MAX_PLAN_THREADS);
+    let plan_part = |part: &[&'c CertificateConfig]| {
+        let planned: Vec<_> = part.iter().map(|c| plan_one(input, c)).collect();
+        crate::state::forget_bases();
+        planned
+    };
     if certs.len() < PARALLEL_PLAN || threads < 2 {
-        return certs.iter().map(|c| plan_one(input, c)).collect();
+        return plan_part(certs);
     }
     let chunk = certs.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = certs
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|c| plan_one(input, c)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || plan_part(part)))
             .collect();
         parts
             .into_iter()

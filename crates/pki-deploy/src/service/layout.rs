@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use pki::fsio::dir::Kind;
-use pki::fsio::{Dir, Durability, FileMode, Owners};
+use pki::fsio::{Dir, Durability, FileMode, Links, Owners};
 use pki::{Certificate, IssuedCertificate};
 use zeroize::Zeroizing;
 
@@ -133,9 +133,13 @@ pub fn version_id(target: &TargetConfig, store_version: &str) -> String {
 /// and the version directory `current` resolves to (which version, and its files). `None` when
 /// the files span directories (such a target's links are always read).
 pub fn dir_stamps(target: &TargetConfig) -> Option<Vec<Stamp>> {
+    let files = files_dir(target)?;
+    // Looked up from the parent the targets of a host usually share.
+    let base = files.parent()?;
+    let current = versions_dir(target).join(CURRENT);
     Some(vec![
-        crate::state::stamp(files_dir(target)?)?,
-        crate::state::stamp_followed(&versions_dir(target).join(CURRENT))?,
+        crate::state::stamp_below(base, files.strip_prefix(base).ok()?, Links::Refuse)?,
+        crate::state::stamp_below(base, current.strip_prefix(base).ok()?, Links::Follow)?,
     ])
 }
 

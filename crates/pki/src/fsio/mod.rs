@@ -14,6 +14,16 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoOp, Result};
 
 pub mod dir;
+
+/// Whether a symbolic link at the end of a path is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Links {
+    /// What the link points to is used.
+    Follow,
+    /// A link is not followed: it is refused (opening) or looked at itself (`stat`).
+    Refuse,
+}
 mod read;
 
 pub use dir::{Dir, Owners};

@@ -18,12 +18,7 @@ use crate::secret::SecretString;
 /// Largest secret file read (a token, a passphrase, a password).
 const MAX_SECRET: u64 = 64 * 1024;
 
-/// Whether a symbolic link at the end of a path is followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Links {
-    Follow,
-    Refuse,
-}
+use super::Links;
 
 fn open(path: &Path, links: Links) -> Result<OwnedFd> {
     let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;

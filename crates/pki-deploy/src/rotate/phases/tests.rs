@@ -264,3 +264,24 @@ fn many_writes_defer_their_fsyncs() {
     let many: Vec<Work<'_>> = (0..5).flat_map(|_| r.work_with(&forced)).collect();
     assert_eq!(for_work(&many).durability, Durability::Deferred);
 }
+
+#[test]
+fn the_state_forgets_certificates_and_targets_no_longer_configured() {
+    let r = rig(None);
+    let mut state = RunState::default();
+    for name in ["a", "gone"] {
+        state
+            .certificates
+            .insert(name.to_owned(), Default::default());
+    }
+    let target = &r.config.certificates[0].targets[0];
+    state.set_verified(target, "v1");
+    state.verified.insert(
+        "/elsewhere/.pki/cert.pem".to_owned(),
+        state.mark(target).unwrap().clone(),
+    );
+    state.forget_unconfigured(&r.config);
+    assert_eq!(state.certificates.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(state.verified.len(), 1);
+    assert_eq!(state.verified(target), Some("v1"));
+}
