@@ -285,12 +285,8 @@ fn certificates_of(
     defaults: &RawDefaults,
     facts: &Facts,
 ) -> Result<Vec<CertificateConfig>> {
-    let mut certificates = Vec::with_capacity(tables.len());
-    let mut lines = Vec::with_capacity(tables.len());
-    for table in tables {
-        lines.push((table.source(), table.line()));
-        certificates.push(certificate(table, defaults, facts)?);
-    }
+    let lines: Vec<_> = tables.iter().map(|t| (t.source(), t.line())).collect();
+    let certificates = read_all(tables, defaults, facts)?;
     // Checked once all are read, by reference: ten thousand certificates need no copies.
     let mut names = HashSet::with_capacity(certificates.len());
     let mut paths: HashSet<&Path> = HashSet::new();
@@ -313,6 +309,39 @@ fn certificates_of(
         }
     }
     Ok(certificates)
+}
+
+/// From this many certificates on, they are read on two threads.
+const PARALLEL_READ: usize = 512;
+
+/// Reads every certificate table, in order; the first error in the file is the one reported.
+fn read_all(
+    tables: Vec<Table<'_>>,
+    defaults: &RawDefaults,
+    facts: &Facts,
+) -> Result<Vec<CertificateConfig>> {
+    let read = |part: Vec<Table<'_>>| -> Vec<Result<CertificateConfig>> {
+        part.into_iter()
+            .map(|t| certificate(t, defaults, facts))
+            .collect()
+    };
+    if tables.len() < PARALLEL_READ {
+        return read(tables).into_iter().collect();
+    }
+    let mut first = tables;
+    let second = first.split_off(first.len() / 2);
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| read(second));
+        let a = read(first);
+        // Reading a table cannot fail short of a bug; its panic is passed on.
+        (
+            a,
+            other
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        )
+    });
+    a.into_iter().chain(b).collect()
 }
 
 #[derive(Deserialize)]

@@ -202,3 +202,32 @@ fn percentages() {
     assert!((c.certificates[0].jitter - 0.02).abs() < 1e-9);
     assert!(err(&text.replace("75%", "175%")).contains("outside"));
 }
+
+#[test]
+fn a_large_config_is_read_in_order_and_its_first_error_is_reported() {
+    let mut text =
+        String::from("state_dir = \"state\"\n[backend]\ntype = \"offline\"\nca_dir = \"ca\"\n");
+    for i in 0..(PARALLEL_READ + 100) {
+        // Two bad tables, one in each half: the earlier is the one reported.
+        let key = if i == 100 || i == PARALLEL_READ {
+            "colour = \"red\"\n"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "\n[[certificate]]\nname = \"c{i}\"\ncommon_name = \"c{i}.example.internal\"\n{key}\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"out/c{i}\"\n"
+        ));
+    }
+    let first = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
+    let e = err(&text);
+    assert!(
+        e.contains(&format!("rotate.toml:{first}: certificate.colour")),
+        "{e}"
+    );
+    let good = text.replace("colour = \"red\"\n", "");
+    let c = parse(&good, Path::new("/etc/pki/rotate.toml")).unwrap();
+    let names: Vec<_> = c.certificates.iter().map(|c| c.name.clone()).collect();
+    let expected: Vec<_> = (0..PARALLEL_READ + 100).map(|i| format!("c{i}")).collect();
+    assert_eq!(names, expected);
+}
