@@ -11,6 +11,7 @@ mod concurrency;
 mod offline_ca;
 mod rotate;
 mod rotate_drift;
+mod security;
 mod tls_handshake;
 mod vault;
 mod vault_faults;

@@ -105,6 +105,26 @@ impl Pki {
         Self { cmd, label }
     }
 
+    /// The same invocation run under `umask` (through `sh`, which sets it and execs `pki`).
+    pub fn under_umask<I, S>(umask: u32, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut pki = Self::new(args);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask:03o}; exec \"$@\""))
+            .arg("sh")
+            .arg(pki.cmd.get_program())
+            .args(pki.cmd.get_args());
+        cmd.env_remove("PKI_CA_DIR").env_remove("PKI_CA_PASSPHRASE");
+        cmd.stdin(Stdio::null());
+        pki.label = format!("umask {umask:03o}; {}", pki.label);
+        pki.cmd = cmd;
+        pki
+    }
+
     pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
         self.cmd.env(key, value);
         self
@@ -165,6 +185,18 @@ pub fn require(tools: &[&str]) -> bool {
         "missing {}: install the test dependencies with scripts/install-test-deps",
         missing.join(", ")
     );
+    assert!(!under_ci(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+/// Whether the tests run as root. A test that needs root returns early when they do not,
+/// saying so, and fails under CI, where they must.
+pub fn require_root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let msg = format!("{what} needs root");
     assert!(!under_ci(), "{msg}");
     eprintln!("SKIPPED: {msg}");
     false

@@ -23,6 +23,51 @@ use crate::output::Format;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Keeps the secret variables' values in memory (where the library finds them) and removes
+/// them from the environment. `/proc/PID/environ` shows the environment block the process
+/// started with, which removing a variable leaves as it was: the variable's bytes there are
+/// wiped too.
+#[allow(unsafe_code)]
+fn forget_secret_variables() {
+    for name in pki::process::keep_env_secrets(pki::process::SECRET_VARIABLES) {
+        let entry = environment_entry(name);
+        if let Some((start, len)) = entry {
+            // SAFETY: `start` points at the `len` bytes of this variable's `NAME=value`
+            // string in the process's own, writable environment (found through `environ` just
+            // above); nothing else runs yet to read it.
+            unsafe { std::ptr::write_bytes(start.add(name.len() + 1), 0, len - name.len() - 1) };
+        }
+        // SAFETY: called first thing in `main`, before the runtime or any other thread
+        // exists, so nothing reads or writes the environment at the same time.
+        unsafe { std::env::remove_var(name) };
+        if let Some((start, len)) = entry {
+            // SAFETY: as above; removing the variable took the pointer out of `environ` but
+            // left the string where it was.
+            unsafe { std::ptr::write_bytes(start, 0, len) };
+        }
+    }
+}
+
+/// Where `NAME=value` lies in the environment: its first byte and its length.
+#[allow(unsafe_code)]
+fn environment_entry(name: &str) -> Option<(*mut libc::c_char, usize)> {
+    let prefix = format!("{name}=");
+    // SAFETY: single-threaded start of `main` (see `forget_secret_variables`). `environ` is a
+    // null-terminated array of pointers to NUL-terminated strings, read only up to the first
+    // null pointer.
+    unsafe {
+        let mut at = libc::environ;
+        while !at.is_null() && !(*at).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*at).to_bytes();
+            if entry.starts_with(prefix.as_bytes()) {
+                return Some((*at, entry.len()));
+            }
+            at = at.add(1);
+        }
+    }
+    None
+}
+
 /// Exit code for success.
 const EXIT_OK: u8 = 0;
 /// Exit code when the operation failed.
@@ -60,6 +105,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Before anything is read or any thread starts (see pki::process).
+    if let Err(e) = pki::process::harden() {
+        eprintln!("warning: cannot keep secrets out of core dumps: {e}");
+    }
+    forget_secret_variables();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -95,12 +95,20 @@ impl fmt::Display for Unsafe {
     }
 }
 
+/// `file:line`, or the file alone.
+fn located(file: &std::path::Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", file.display()),
+        None => file.display().to_string(),
+    }
+}
+
 /// Everything that can stop a run or fail a certificate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The configuration is invalid.
-    #[error("{}:{}: {message}", file.display(), line.map_or_else(String::new, |l| l.to_string()))]
+    #[error("{}: {message}", located(file, *line))]
     Config {
         /// The config file.
         file: PathBuf,

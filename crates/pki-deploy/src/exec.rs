@@ -68,6 +68,11 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The `PATH` commands get (and are looked up in): the caller's, else a default.
+pub(crate) fn search_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned())
+}
+
 /// The process for `spec`: no shell unless it is a shell line, and a known environment (ours
 /// may hold VAULT_TOKEN or a passphrase) with `env` added.
 fn command(spec: &CommandSpec, env: &[(&str, String)]) -> Command {
@@ -84,10 +89,7 @@ fn command(spec: &CommandSpec, env: &[(&str, String)]) -> Command {
         }
     };
     cmd.env_clear()
-        .env(
-            "PATH",
-            std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned()),
-        )
+        .env("PATH", search_path())
         .env("LANG", "C.UTF-8")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

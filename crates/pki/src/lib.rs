@@ -52,6 +52,7 @@ pub mod fsio;
 pub mod key;
 pub mod name;
 pub mod pemfile;
+pub mod process;
 pub mod profile;
 pub mod request;
 pub mod rotation;

@@ -9,6 +9,7 @@
 //! Relative paths are taken relative to the directory of the config file, so a run behaves the
 //! same whatever the working directory (cron starts in `/`).
 
+mod audit;
 pub(crate) mod doc;
 mod report;
 mod target;
@@ -225,9 +226,10 @@ impl Facts {
     }
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file, and checks that everything it makes the hook trust is
+/// out of other users' reach (see [`audit`]).
 pub fn load(path: &Path) -> Result<Config> {
-    let (bytes, _) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
+    let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
         file: path.to_path_buf(),
         line: None,
         message: format!("cannot read the config file: {e}"),
@@ -237,7 +239,13 @@ pub fn load(path: &Path) -> Result<Config> {
         line: None,
         message: "the config file is not UTF-8 text".to_owned(),
     })?;
-    parse(&text, path)
+    let config = parse(&text, path)?;
+    audit::audit(
+        &config,
+        &std::path::absolute(path).unwrap_or(path.to_path_buf()),
+        &entry,
+    )?;
+    Ok(config)
 }
 
 /// Validates config text for this host and process; `path` names the file in errors and

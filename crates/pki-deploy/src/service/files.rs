@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command, Uses};
 use crate::exec::CommandSpec;
 
 /// A files target.
@@ -133,6 +133,13 @@ impl Kind for Files {
 }
 
 impl Ops for Files {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: self.reload_command.iter().collect(),
+            secrets: Vec::new(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         self.files.clone()
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command, Uses};
 use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Result};
 use crate::exec::CommandSpec;
@@ -84,6 +84,20 @@ impl Kind for Haproxy {
 }
 
 impl Ops for Haproxy {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: self
+                .test_command
+                .iter()
+                .chain(match &self.load {
+                    Load::Reload(c) | Load::SocketOrReload(_, c) => Some(c),
+                    Load::Socket(_) => None,
+                })
+                .collect(),
+            secrets: Vec::new(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         vec![OutputFile::new(&self.pem, Content::Combined)]
     }

@@ -10,7 +10,7 @@ use pki::{IssuedCertificate, bundle};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command, Uses};
 use crate::error::Result;
 use crate::exec::CommandSpec;
 
@@ -102,6 +102,13 @@ impl Kind for Keystore {
 }
 
 impl Ops for Keystore {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: self.reload_command.iter().collect(),
+            secrets: self.pkcs12.iter().map(|p| p.password_file.as_path()).collect(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         let mut files = Vec::new();
         if let Some(p) = &self.pkcs12 {

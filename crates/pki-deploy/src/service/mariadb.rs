@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::tls_files::{RawWithReload, TlsFiles};
-use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, command};
+use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, command, Uses};
 use crate::exec::CommandSpec;
 use crate::probe::ProbeProtocol;
 
@@ -38,6 +38,13 @@ impl Kind for Mariadb {
 }
 
 impl Ops for Mariadb {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: vec![&self.reload_command],
+            secrets: Vec::new(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         self.files.files()
     }

@@ -339,6 +339,15 @@ impl Step<'_> {
     }
 }
 
+/// What a service runs and reads besides the files it writes (see [`Ops::uses`]).
+#[derive(Debug, Default)]
+pub(crate) struct Uses<'a> {
+    /// Commands (test, reload).
+    pub commands: Vec<&'a CommandSpec>,
+    /// Files holding a secret (a password).
+    pub secrets: Vec<&'a Path>,
+}
+
 /// How a service's table becomes the typed service: its `type` names and its own keys.
 pub(crate) trait Kind: Ops + Sized {
     /// The names that select it in `type = "…"` (the first is its name).
@@ -393,6 +402,12 @@ pub(crate) trait Ops: fmt::Debug + Send + Sync {
     /// version of the target when they change).
     fn describe(&self) -> String {
         String::new()
+    }
+
+    /// The commands it runs and the secret files it reads, for the audit of a config run as
+    /// root (see [`crate::config::audit`]).
+    fn uses(&self) -> Uses<'_> {
+        Uses::default()
     }
 
     /// Checks the new files before the service loads them (`nginx -t`).

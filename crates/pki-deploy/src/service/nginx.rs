@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command};
+use super::{Content, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, command, Uses};
 use crate::exec::CommandSpec;
 
 /// An Nginx target.
@@ -65,6 +65,13 @@ impl Kind for Nginx {
 }
 
 impl Ops for Nginx {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: vec![&self.test_command, &self.reload_command],
+            secrets: Vec::new(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         vec![
             OutputFile::new(&self.key, Content::Key),

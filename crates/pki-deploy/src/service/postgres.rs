@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::tls_files::{RawWithReload, TlsFiles};
-use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, command};
+use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, command, Uses};
 use crate::exec::CommandSpec;
 use crate::probe::ProbeProtocol;
 
@@ -45,6 +45,13 @@ fn allowed_key_mode(owner: u32) -> u32 {
 }
 
 impl Ops for Postgres {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: vec![&self.reload_command],
+            secrets: Vec::new(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         self.files.files()
     }

@@ -13,7 +13,7 @@ use pki::SecretString;
 use serde::Deserialize;
 
 use super::tls_files::{TlsFiles, tls_files};
-use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture};
+use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, Uses};
 use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Result};
 
@@ -62,6 +62,13 @@ impl Kind for Redis {
 }
 
 impl Ops for Redis {
+    fn uses(&self) -> Uses<'_> {
+        Uses {
+            commands: Vec::new(),
+            secrets: self.password_file.iter().map(PathBuf::as_path).collect(),
+        }
+    }
+
     fn files(&self) -> Vec<OutputFile> {
         self.files.files()
     }

@@ -99,6 +99,29 @@ pub(crate) fn entry_of_stat(st: &rfs::Stat) -> Entry {
 }
 
 impl Entry {
+    /// What `std::fs` metadata says, as an entry.
+    pub fn of_metadata(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let t = m.file_type();
+        Self {
+            kind: if t.is_symlink() {
+                Kind::Symlink
+            } else if t.is_file() {
+                Kind::File
+            } else if t.is_dir() {
+                Kind::Dir
+            } else {
+                Kind::Other
+            },
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
     fn of(st: &rfs::Stat) -> Self {
         Self {
             kind: Kind::of(FileType::from_raw_mode(st.st_mode)),
@@ -279,7 +302,18 @@ impl Dir {
         Self::walk(path, owners, Some(mode))
     }
 
+    /// Checks `path` and every directory above it as places to pass through (a root-owned
+    /// sticky directory such as `/tmp` passes): for the nearest existing parent of a
+    /// directory still to be made, which [`Dir::create`] will check as its own.
+    pub fn check_passage(path: &Path, owners: Owners) -> Result<()> {
+        Self::walk_to(path, owners, None, Place::Passed).map(drop)
+    }
+
     fn walk(path: &Path, owners: Owners, create: Option<u32>) -> Result<Self> {
+        Self::walk_to(path, owners, create, Place::Worked)
+    }
+
+    fn walk_to(path: &Path, owners: Owners, create: Option<u32>, end: Place) -> Result<Self> {
         let path = absolute(path)?;
         let access = if create.is_some() {
             Access::Write
@@ -330,19 +364,19 @@ impl Dir {
             next.check(access, Place::Passed)?;
             walked.push(next);
         }
-        let Some(end) = walked.last() else {
+        let Some(last) = walked.last() else {
             return Err(unsafe_at(&path, access, Unsafe::NotADirectory));
         };
-        end.check(access, Place::Worked)?;
+        last.check(access, end)?;
         if caching {
-            let fd = end.fd.try_clone().map_err(|e| Error::Io {
+            let fd = last.fd.try_clone().map_err(|e| Error::Io {
                 op: IoOp::Read,
-                path: end.path.clone(),
+                path: last.path.clone(),
                 source: e,
             })?;
             return Ok(Self {
                 fd,
-                path: end.path.clone(),
+                path: last.path.clone(),
                 owners,
             });
         }

@@ -312,6 +312,12 @@ pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
         .map_err(io_err(IoOp::CreateDir, path))
 }
 
+/// Sets the mode of `path` (a directory the caller just made or checked).
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(IoOp::Chmod, path))
+}
+
 /// Removes temporary files left in `dir` by a process that was killed mid-write. Only files
 /// with [`TEMP_PREFIX`] whose writer process is gone are removed (see [`temp_path`]).
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {

@@ -6,6 +6,7 @@
 //! serial is the primary key (a collision is detected, never stored twice), and a crash loses at
 //! most the transaction in flight.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -210,6 +211,31 @@ impl std::fmt::Debug for Inventory {
     }
 }
 
+/// `path` with `suffix` appended to its file name (SQLite's `-wal` and `-shm`).
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Gives a file mode 0600 unless group and others already have no access.
+fn private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e| Error::Io {
+        op: crate::error::IoOp::Chmod,
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mode = std::fs::symlink_metadata(path)
+        .map_err(io)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(())
+}
+
 fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -229,6 +255,19 @@ impl Inventory {
                 path: path.to_path_buf(),
             });
         }
+        // Made 0600 before SQLite opens it, whatever the umask: SQLite gives the WAL and its
+        // index the mode of the database file.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Io {
+                op: crate::error::IoOp::Create,
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        private(path)?;
         let inv = Self::open_with(path, flags)?;
         inv.conn
             .execute_batch(&format!(
@@ -247,6 +286,17 @@ impl Inventory {
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             });
+        }
+        // An inventory made by an older release (or by hand) is made owner-only: it names
+        // every certificate issued.
+        for p in [
+            path.to_path_buf(),
+            suffixed(path, "-wal"),
+            suffixed(path, "-shm"),
+        ] {
+            if p.exists() {
+                private(&p)?;
+            }
         }
         let inv = Self::open_with(
             path,
@@ -500,6 +550,13 @@ impl Inventory {
             });
         }
         Ok(out)
+    }
+
+    /// What a CRL lists and its number, taken in one write transaction: a revocation
+    /// committed by another process is either in this CRL or only in one with a higher
+    /// number, never left out of a CRL numbered after one that has it.
+    pub fn crl_snapshot(&self, now: OffsetDateTime) -> Result<(Vec<RevokedEntry>, u64)> {
+        self.in_transaction(|inv| Ok((inv.revoked_unexpired(now)?, inv.next_crl_number()?)))
     }
 
     /// Takes the next CRL number (strictly increasing across processes).

@@ -44,10 +44,7 @@ impl CaKeySource {
                 }
                 Ok(Some(secret))
             }
-            Self::Env(name) => Ok(std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(SecretString::new)),
+            Self::Env(name) => Ok(crate::process::env_secret(name)),
             Self::Given(p) => Ok(Some(p.duplicate())),
             Self::Nothing => Ok(None),
         }

@@ -447,6 +447,8 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
     let ca = generate(options, &organisation, &permitted, now)?;
     let created_dir = !dir.exists();
     fsio::create_dir(dir, 0o700)?;
+    // An existing directory too: it is to hold the CA's keys and inventory.
+    fsio::set_mode(dir, 0o700)?;
     if let Err(e) = write_ca(dir, &root_key_path, &ca, &options.protection) {
         Partial {
             dir,
@@ -756,7 +758,7 @@ impl OfflineCa {
     /// Signs a CRL of every revoked, unexpired certificate, with the next CRL number.
     pub fn crl(&self, next_update: Duration, now: OffsetDateTime) -> Result<SignedCrl> {
         let signer = self.signer()?;
-        let revoked = self.inventory.revoked_unexpired(now)?;
+        let (revoked, number) = self.inventory.crl_snapshot(now)?;
         let entries = revoked.len();
         let params: Vec<RevokedCertParams> = revoked
             .into_iter()
@@ -767,7 +769,6 @@ impl OfflineCa {
                 invalidity_date: None,
             })
             .collect();
-        let number = self.inventory.next_crl_number()?;
         let crl = signer.sign_crl(params, &CrlTerms::new(number, now, next_update))?;
         Ok(SignedCrl {
             der: crl.der().to_vec(),
@@ -793,6 +794,65 @@ impl OfflineCa {
 mod tests {
     use super::*;
     use crate::{Profile, clock};
+
+    /// Review finding 9: with revocations and CRLs interleaved from several processes, a CRL
+    /// never leaves out a revocation that a lower-numbered CRL listed.
+    #[test]
+    fn finding_9_a_crl_takes_its_revoked_set_and_number_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        init(&dir, &InitOptions::new(KeyProtection::None), clock::now()).unwrap();
+        let open = || {
+            let mut ca = OfflineCa::open(&dir).unwrap();
+            ca.unlock_from(&CaKeySource::Nothing).unwrap();
+            ca
+        };
+        let issuer = open();
+        let request =
+            CertificateRequest::new("r.example.internal", [], Profile::Server, Duration::days(3))
+                .unwrap();
+        let serials: Vec<Serial> = (0..40)
+            .map(|_| {
+                let c = issuer
+                    .issue(&request, KeyAlgorithm::EcdsaP256, clock::now())
+                    .unwrap();
+                c.certificate.info().serial.clone()
+            })
+            .collect();
+        let crls = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for part in serials.chunks(10) {
+                let crls = &crls;
+                let open = &open;
+                s.spawn(move || {
+                    let ca = open();
+                    for serial in part {
+                        ca.revoke(serial, RevocationReason::KeyCompromise, clock::now())
+                            .unwrap();
+                        let crl = ca.crl(Duration::days(1), clock::now()).unwrap();
+                        let der = crl.der.clone();
+                        let (_, parsed) = x509_parser::parse_x509_crl(&der).unwrap();
+                        let listed: std::collections::BTreeSet<Vec<u8>> = parsed
+                            .iter_revoked_certificates()
+                            .map(|r| r.raw_serial().to_vec())
+                            .collect();
+                        crls.lock().unwrap().push((crl.number, listed));
+                    }
+                });
+            }
+        });
+        let mut crls = crls.into_inner().unwrap();
+        crls.sort_by_key(|c| c.0);
+        for pair in crls.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "numbers are distinct");
+            assert!(
+                pair[0].1.is_subset(&pair[1].1),
+                "CRL {} lists a serial CRL {} leaves out",
+                pair[0].0,
+                pair[1].0
+            );
+        }
+    }
 
     #[test]
     fn a_batch_is_recorded_in_few_commits_and_a_refused_request_fails_alone() {

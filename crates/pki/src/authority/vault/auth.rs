@@ -54,10 +54,7 @@ pub(crate) struct TokenState {
 }
 
 fn env_secret(name: &str) -> Option<SecretString> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(SecretString::new)
+    crate::process::env_secret(name)
 }
 
 fn secret_file(path: &Path, what: &'static str) -> Result<SecretString> {

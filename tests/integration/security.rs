@@ -1,0 +1,240 @@
+//! The security review's findings (`security-review.md`), each reproduced against the binary
+//! and shown fixed; the test names carry the finding's number. Findings 3, 4 and 9 are shown
+//! where their code lives (the probe, the Redis exchange, the inventory).
+
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::Path;
+
+use pki_tests::require_root;
+
+use crate::rotate::Rig;
+
+const NOBODY: u32 = 65534;
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A files target whose reload command leaves a trace when it runs.
+fn traced_target(rig: &Rig) -> String {
+    format!(
+        "[[certificate]]\nname = \"web\"\ncommon_name = \"web.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nreload_command = \"touch {}\"\n",
+        rig.path("out").display(),
+        rig.path("reload-ran").display()
+    )
+}
+
+/// Finding 6: a config (or a directory above it, a secret file, a program it runs) that
+/// another user could change is refused with exit 2 naming it, and nothing runs.
+#[test]
+fn finding_6_a_config_others_could_change_is_refused_and_nothing_runs() {
+    if !require_root("checking files owned by another user") {
+        return;
+    }
+    let rig = Rig::new();
+    rig.config(&traced_target(&rig));
+    let refused = |what: &str, needle: &Path| {
+        let run = rig.rotate(&[]).fails_with(&[2]);
+        let name = needle.display().to_string();
+        assert!(run.stderr.contains(&name), "{what}: {run:#?}");
+        assert!(!rig.path("reload-ran").exists(), "{what}: the reload ran");
+    };
+    // The config itself, writable by others.
+    set_mode(&rig.config_path(), 0o666);
+    refused("a world-writable config", &rig.config_path());
+    set_mode(&rig.config_path(), 0o644);
+    // Owned by another user.
+    chown(rig.config_path(), Some(NOBODY), None).unwrap();
+    refused("a config owned by nobody", &rig.config_path());
+    chown(rig.config_path(), Some(0), None).unwrap();
+    // Its directory, writable by others.
+    let dir = rig.config_path().parent().unwrap().to_path_buf();
+    set_mode(&dir, 0o777);
+    refused("a config in a world-writable directory", &dir);
+    set_mode(&dir, 0o700);
+
+    // A passphrase file of another user's, and a program another user could replace.
+    let secret = rig.path("passphrase");
+    std::fs::write(&secret, "not used\n").unwrap();
+    set_mode(&secret, 0o600);
+    chown(&secret, Some(NOBODY), None).unwrap();
+    let text = std::fs::read_to_string(rig.config_path()).unwrap();
+    let with_secret = text.replacen(
+        "ca_dir = ",
+        &format!("passphrase_file = \"{}\"\nca_dir = ", secret.display()),
+        1,
+    );
+    std::fs::write(rig.config_path(), &with_secret).unwrap();
+    refused("a passphrase file owned by nobody", &secret);
+    std::fs::write(rig.config_path(), &text).unwrap();
+
+    let script = rig.path("reload.sh");
+    std::fs::write(&script, "#!/bin/sh\ntouch \"$0.ran\"\n").unwrap();
+    set_mode(&script, 0o755);
+    chown(&script, Some(NOBODY), None).unwrap();
+    let with_program = text.replace(
+        &format!(
+            "reload_command = \"touch {}\"",
+            rig.path("reload-ran").display()
+        ),
+        &format!("reload_command = [\"{}\"]", script.display()),
+    );
+    std::fs::write(rig.config_path(), &with_program).unwrap();
+    refused("a reload program owned by nobody", &script);
+    assert!(!rig.path("reload.sh.ran").exists());
+
+    // Put right, the same config runs.
+    chown(&script, Some(0), None).unwrap();
+    rig.rotate(&[]).ok();
+    assert!(rig.path("reload.sh.ran").exists());
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Finding 10: the CA directory is 0700 and the inventory with its WAL and index 0600,
+/// whatever the umask and even when the directory existed; an older CA's inventory is made
+/// private when it is next opened.
+#[test]
+fn finding_10_the_ca_directory_and_inventory_are_private_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca2");
+    std::fs::create_dir(&ca).unwrap();
+    set_mode(&ca, 0o755);
+    let dir = ca.to_str().unwrap();
+    pki_tests::Pki::under_umask(
+        0o022,
+        ["ca", "init", "--dir", dir, "--insecure-no-passphrase"],
+    )
+    .run()
+    .ok();
+    let out = tmp.path().join("out");
+    pki_tests::Pki::under_umask(
+        0o022,
+        [
+            "issue",
+            "a.example.internal",
+            "--ca-dir",
+            dir,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .run()
+    .ok();
+    assert_eq!(mode_of(&ca), 0o700);
+    let files = ["inventory.db", "inventory.db-wal", "inventory.db-shm"];
+    for f in files {
+        let p = ca.join(f);
+        if p.exists() {
+            assert_eq!(mode_of(&p), 0o600, "{f}");
+        }
+    }
+    assert!(ca.join("inventory.db").exists());
+    // As an older release left it: readable by all. Opening it tightens it.
+    for f in files {
+        let p = ca.join(f);
+        if p.exists() {
+            set_mode(&p, 0o644);
+        }
+    }
+    pki_tests::Pki::new(["list", "--ca-dir", dir]).run().ok();
+    for f in files {
+        let p = ca.join(f);
+        if p.exists() {
+            assert_eq!(mode_of(&p), 0o600, "{f} after an open");
+        }
+    }
+}
+
+/// Finding 11: under the shipped unit's `UMask=0077`, the hook's own directories still get
+/// 0755, so a key meant to be read by a group (0640 root:nogroup) is readable by that group.
+#[test]
+fn finding_11_the_hooks_directories_get_their_modes_under_umask_0077() {
+    if !require_root("reading a key as another user") {
+        return;
+    }
+    let rig = Rig::new();
+    let out = rig.path("out");
+    rig.config(&format!(
+        "[[certificate]]\nname = \"db\"\ncommon_name = \"db.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nfiles = [\"key\", \"cert\"]\n\
+         group = \"nogroup\"\nkey_mode = \"0640\"\n",
+        out.display()
+    ));
+    let config = rig.config_path();
+    pki_tests::Pki::under_umask(0o077, ["rotate", "--config", config.to_str().unwrap()])
+        .run()
+        .ok();
+    for d in [out.clone(), out.join(".pki"), out.join(".pki/key.pem")] {
+        assert_eq!(mode_of(&d), 0o755, "{}", d.display());
+    }
+    let read = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(out.join("key.pem"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{read:?}");
+    assert!(String::from_utf8_lossy(&read.stdout).contains("PRIVATE KEY"));
+}
+
+/// Finding 12: while it holds the CA key, the process cannot be dumped, its core limit is 0,
+/// and the passphrase it was given in the environment is gone from `/proc/PID/environ`.
+#[test]
+fn finding_12_no_core_dump_and_no_secret_left_in_the_environment() {
+    let rig = Rig::new();
+    let seen = rig.path("seen");
+    std::fs::create_dir(&seen).unwrap();
+    // The reload hook's parent is the running `pki`: it looks at it from outside.
+    let hook = format!(
+        "cat /proc/$PPID/limits > {s}/limits; cat /proc/$PPID/status > {s}/status; \
+         (tr '\\\\0' '\\\\n' < /proc/$PPID/environ > {s}/environ) 2> {s}/environ.err; true",
+        s = seen.display()
+    );
+    let ca = rig.path("enc-ca");
+    rig.config(&format!(
+        "[[certificate]]\nname = \"web\"\ncommon_name = \"web.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\nreload_command = \"{hook}\"\n",
+        rig.path("out").display()
+    ));
+    // A CA with an encrypted key, unlocked with a passphrase from the environment.
+    let pass = "correct horse battery staple";
+    pki_tests::Pki::new(["ca", "init", "--dir", ca.to_str().unwrap()])
+        .env("PKI_CA_PASSPHRASE", pass)
+        .run()
+        .ok();
+    let text = std::fs::read_to_string(rig.config_path())
+        .unwrap()
+        .replacen(
+            &format!("ca_dir = \"{}\"", rig.path("ca").display()),
+            &format!("ca_dir = \"{}\"", ca.display()),
+            1,
+        );
+    std::fs::write(rig.config_path(), text).unwrap();
+    let config = rig.config_path();
+    pki_tests::Pki::new(["rotate", "--config", config.to_str().unwrap()])
+        .env("PKI_CA_PASSPHRASE", pass)
+        .run()
+        .ok();
+    let limits = std::fs::read_to_string(seen.join("limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    // Not dumpable: /proc/PID files belong to root, and only root may read its environment.
+    let environ = std::fs::read_to_string(seen.join("environ")).unwrap_or_default();
+    assert!(!environ.contains("correct horse"), "{environ}");
+    assert!(!environ.contains("PKI_CA_PASSPHRASE"), "{environ}");
+    assert!(ca.join("root.key.pem").exists());
+}
