@@ -238,3 +238,34 @@ fn finding_12_no_core_dump_and_no_secret_left_in_the_environment() {
     assert!(!environ.contains("PKI_CA_PASSPHRASE"), "{environ}");
     assert!(ca.join("root.key.pem").exists());
 }
+
+/// Finding 8: an ntfy URL with a token, or an Uptime Kuma push URL (the token is in it), must
+/// be https unless the server is on this machine.
+#[test]
+fn finding_8_reporters_never_send_a_token_in_clear_text_across_a_network() {
+    let rig = Rig::new();
+    let token = rig.path("ntfy-token");
+    std::fs::write(&token, "tk_NTFYSECRET\n").unwrap();
+    set_mode(&token, 0o600);
+    let base = traced_target(&rig);
+    let with = |report: &str| rig.config(&format!("{base}\n{report}"));
+    let ntfy = |url: &str| {
+        format!(
+            "[report.ntfy]\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
+            token.display()
+        )
+    };
+    with(&ntfy("http://192.0.2.2:18301/pki-alerts"));
+    let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
+    assert!(
+        run.stderr.contains("url") && run.stderr.contains("https"),
+        "{run:#?}"
+    );
+    with(&ntfy("http://127.0.0.1:18301/pki-alerts"));
+    rig.rotate(&["--dry-run"]).ok();
+    with(&ntfy("https://ntfy.example.internal/pki-alerts"));
+    rig.rotate(&["--dry-run"]).ok();
+    with("[report.uptime_kuma]\npush_url = \"http://192.0.2.2:3001/api/push/TOKEN\"\n");
+    let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
+    assert!(run.stderr.contains("push_url"), "{run:#?}");
+}

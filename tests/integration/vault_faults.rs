@@ -35,25 +35,42 @@ struct Seen {
 struct Fake {
     addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted, whatever they asked.
+    connections: Arc<AtomicUsize>,
 }
 
 impl Fake {
     fn start(handler: impl Fn(usize, &Seen) -> Answer + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", handler)
+    }
+
+    /// A fake on another loopback address (`127.0.0.2`: another host, as far as a URL goes).
+    fn start_on(
+        ip: &str,
+        handler: impl Fn(usize, &Seen) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         let count = Arc::new(AtomicUsize::new(0));
         let log = Arc::clone(&seen);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let handler = Arc::clone(&handler);
                 let count = Arc::clone(&count);
                 let log = Arc::clone(&log);
                 std::thread::spawn(move || serve(stream, &*handler, &count, &log));
             }
         });
-        Self { addr, seen }
+        Self {
+            addr,
+            seen,
+            connections,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -290,6 +307,8 @@ fn a_standby_redirect_is_followed_with_the_body() {
             ["--json", "secret", "put", "app/x", "password=redirected"],
             home.path(),
         )
+        // The active node is a configured member of the cluster.
+        .env("PKI_VAULT_NODES", &active.addr)
         .run()
         .ok();
     assert_eq!(run.json()["version"], 1);
@@ -298,4 +317,49 @@ fn a_standby_redirect_is_followed_with_the_body() {
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].path, "/v1/secret/data/app/x");
     assert!(seen[0].body.contains("redirected"), "{seen:?}");
+}
+
+/// Review finding 7: a redirect to a host that is not a configured cluster node is refused;
+/// neither the token nor an AppRole login (role_id and secret_id) reaches it.
+#[test]
+fn finding_7_a_redirect_elsewhere_carries_neither_the_token_nor_a_login() {
+    let elsewhere = Fake::start_on("127.0.0.2", |_, _| Answer::Json(200, "{}".to_owned()));
+    let target = elsewhere.addr.clone();
+    let redirecting = Fake::start(move |_, req| Answer::Redirect(format!("{target}{}", req.path)));
+    let home = tempfile::tempdir().unwrap();
+    let run = redirecting
+        .pki(["secret", "put", "app/x", "password=s3cret"], home.path())
+        .run()
+        .fails_with(&[1]);
+    assert!(
+        run.stderr
+            .contains("refusing to follow a redirect to http://127.0.0.2"),
+        "{run:#?}"
+    );
+    // AppRole: the login itself is redirected.
+    let run = pki_clean(["secret", "get", "app/x"], home.path())
+        .env("VAULT_ADDR", &redirecting.addr)
+        .env("PKI_BACKEND", "vault")
+        .env("PKI_VAULT_ROLE_ID", "my-role-id")
+        .env("PKI_VAULT_SECRET_ID", "my-SECRET-id")
+        .run()
+        .fails_with(&[1]);
+    assert!(
+        run.stderr.contains("refusing to follow a redirect"),
+        "{run:#?}"
+    );
+    assert!(
+        redirecting
+            .seen()
+            .iter()
+            .any(|s| s.path == "/v1/auth/approle/login"),
+        "the login went to the configured server: {:?}",
+        redirecting.seen()
+    );
+    assert_eq!(
+        elsewhere.connections.load(Ordering::SeqCst),
+        0,
+        "the other host was contacted: {:?}",
+        elsewhere.seen()
+    );
 }

@@ -379,6 +379,14 @@ pub async fn uptime_kuma(cfg: &KumaConfig, summary: &RunSummary) -> Result<()> {
     let ping = format!("{:.0}", summary.elapsed.as_secs_f64() * 1000.0);
     let mut target = reqwest::Url::parse(url.expose())
         .map_err(|_| report_err("Uptime Kuma", "the push URL is not a URL".to_owned()))?;
+    if !pki::tls::may_carry_secrets(&target) {
+        return Err(report_err(
+            &dest,
+            "refusing to send: the push URL carries the monitor's token and is not https:// \
+             (plain http only to this machine)"
+                .to_owned(),
+        ));
+    }
     target
         .query_pairs_mut()
         .clear()

@@ -93,6 +93,26 @@ pub fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
     Ok(config)
 }
 
+/// Whether a URL's host is this machine. Plain HTTP carries a token only there (a dev server,
+/// a local agent): anywhere else it would cross a network in clear text.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a URL may carry a secret (a token in a header or in the URL itself): https, or
+/// http to this machine.
+pub fn may_carry_secrets(url: &reqwest::Url) -> bool {
+    url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // test fixtures, not product files
 mod tests {

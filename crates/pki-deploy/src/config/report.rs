@@ -78,6 +78,13 @@ fn ntfy(mut table: Table<'_>) -> Result<NtfyConfig> {
         }
         ntfy.priority = priority;
     }
+    if raw.token_file.is_some() && !carries_secrets(&raw.url) {
+        return Err(table.error(
+            "url",
+            "with token_file, must be https:// (plain http would send the token in clear \
+             text; it is accepted only for a server on this machine)",
+        ));
+    }
     let src = table.source();
     ntfy.token_file = raw.token_file.map(|p| src.path(&p));
     ntfy.tags = raw.tags;
@@ -90,10 +97,24 @@ fn kuma(mut table: Table<'_>) -> Result<KumaConfig> {
     if raw.push_url.is_some() == raw.push_url_file.is_some() {
         return Err(table.error("push_url", "give exactly one of push_url and push_url_file"));
     }
+    if let Some(url) = &raw.push_url
+        && !carries_secrets(url)
+    {
+        return Err(table.error(
+            "push_url",
+            "must be https:// (the URL carries the monitor's token; plain http is accepted only \
+             for a server on this machine)",
+        ));
+    }
     let src = table.source();
     Ok(KumaConfig {
         push_url: raw.push_url,
         push_url_file: raw.push_url_file.map(|p| src.path(&p)),
         ca_cert: raw.ca_cert.map(|p| src.path(&p)),
     })
+}
+
+/// Whether `url` is one a token may travel to (see [`pki::tls::may_carry_secrets`]).
+pub(crate) fn carries_secrets(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| pki::tls::may_carry_secrets(&u))
 }

@@ -178,6 +178,8 @@ pub struct VaultData {
 pub struct VaultClient {
     http: reqwest::Client,
     address: String,
+    /// Where a redirect may lead: the address and the configured cluster nodes.
+    trusted: Vec<Origin>,
     namespace: Option<HeaderValue>,
     max_retries: u32,
     pub(super) credentials: Credentials,
@@ -205,22 +207,31 @@ fn shown(address: &str) -> String {
     }
 }
 
-/// Whether a URL host is this machine (plain HTTP is allowed only there: a dev server).
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// Scheme, host and port of a URL: what a redirect must keep, or lead to a known node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &reqwest::Url) -> Self {
+        Self {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        }
+    }
 }
 
 fn normalise_address(address: &str) -> Result<String> {
+    normalise(address, "address")
+}
+
+fn normalise(address: &str, setting: &'static str) -> Result<String> {
     let bad = |problem: &str| Error::VaultConfig {
-        setting: "address",
+        setting,
         problem: format!("{:?} {problem}", shown(address)),
     };
     let url = reqwest::Url::parse(address.trim()).map_err(|e| {
@@ -236,7 +247,7 @@ fn normalise_address(address: &str) -> Result<String> {
     match url.scheme() {
         "https" => {}
         // A token must never cross a network in clear text.
-        "http" if is_loopback(&url) => {}
+        "http" if crate::tls::is_loopback(&url) => {}
         "http" => {
             return Err(bad(
                 "uses http://, which would send the token in clear text; use https:// \
@@ -266,6 +277,20 @@ impl VaultClient {
                 problem: "no server address is configured".to_owned(),
             })?;
         let address = normalise_address(address)?;
+        let mut trusted = Vec::new();
+        for a in std::iter::once(address.clone()).chain(
+            settings
+                .nodes
+                .iter()
+                .map(|n| normalise(n, "nodes"))
+                .collect::<Result<Vec<_>>>()?,
+        ) {
+            let url = reqwest::Url::parse(&a).map_err(|e| Error::VaultConfig {
+                setting: "nodes",
+                problem: e.to_string(),
+            })?;
+            trusted.push(Origin::of(&url));
+        }
         let roots = crate::tls::roots(settings.ca_cert.as_deref(), settings.ca_path.as_deref())?;
         let config = crate::tls::client_config(roots)?;
         let http = reqwest::Client::builder()
@@ -291,6 +316,7 @@ impl VaultClient {
         Ok(Self {
             http,
             address,
+            trusted,
             namespace,
             max_retries: settings.max_retries()?,
             credentials: Credentials::from_settings(settings)?,
@@ -531,7 +557,7 @@ impl VaultClient {
             let mut resp = req.send().await.map_err(SendError::Http)?;
             let status = resp.status().as_u16();
             if matches!(status, 307 | 308) {
-                url = redirect_target(&url, resp.headers().get(LOCATION))?;
+                url = redirect_target(&url, resp.headers().get(LOCATION), &self.trusted)?;
                 continue;
             }
             // Sized from what the server declares, up to 1 MiB; growing past that copies into a
@@ -566,11 +592,13 @@ impl VaultClient {
     }
 }
 
-/// Where a 307/308 points, refusing a switch from https to http (the token would travel in
-/// clear).
+/// Where a 307/308 points, if it may be followed: to the same scheme, host and port, or to a
+/// configured cluster node. The request carries the token (or a login's secret_id) and its
+/// body: it goes nowhere else, and never from https to http.
 fn redirect_target(
     current: &reqwest::Url,
     location: Option<&HeaderValue>,
+    trusted: &[Origin],
 ) -> std::result::Result<reqwest::Url, SendError> {
     let location = location
         .and_then(|l| l.to_str().ok())
@@ -582,6 +610,17 @@ fn redirect_target(
         return Err(SendError::Protocol(format!(
             "refusing to follow a redirect from https to {}",
             target.scheme()
+        )));
+    }
+    let to = Origin::of(&target);
+    if to != Origin::of(current) && !trusted.contains(&to) {
+        return Err(SendError::Protocol(format!(
+            "refusing to follow a redirect to {}://{}{}, which is not a configured cluster \
+             node (the request carries the token; list the node in `nodes` or \
+             PKI_VAULT_NODES)",
+            to.scheme,
+            to.host,
+            to.port.map(|p| format!(":{p}")).unwrap_or_default()
         )));
     }
     Ok(target)
@@ -686,14 +725,32 @@ mod tests {
     }
 
     #[test]
-    fn redirects_never_downgrade() {
+    fn redirects_stay_on_the_server_or_go_to_a_configured_node_never_downgrading() {
         let here = reqwest::Url::parse("https://a:8200/v1/pki/sign/web").unwrap();
-        let to = |l: &str| redirect_target(&here, Some(&HeaderValue::from_str(l).unwrap()));
+        let b = Origin::of(&reqwest::Url::parse("https://B:8200").unwrap());
+        let to = |l: &str, trusted: &[Origin]| {
+            redirect_target(&here, Some(&HeaderValue::from_str(l).unwrap()), trusted)
+        };
         assert_eq!(
-            to("https://b:8200/v1/pki/sign/web").ok().unwrap().as_str(),
+            to("https://b:8200/v1/pki/sign/web", std::slice::from_ref(&b))
+                .ok()
+                .unwrap()
+                .as_str(),
             "https://b:8200/v1/pki/sign/web"
         );
-        assert!(to("http://b:8200/v1/pki/sign/web").is_err());
-        assert!(redirect_target(&here, None).is_err());
+        assert!(to("/v1/pki/sign/web?x=1", &[]).is_ok(), "same server");
+        assert!(
+            to("https://b:8200/v1/pki/sign/web", &[]).is_err(),
+            "unknown host"
+        );
+        assert!(
+            to("https://a:8201/v1/pki/sign/web", &[]).is_err(),
+            "other port"
+        );
+        assert!(
+            to("http://b:8200/v1/pki/sign/web", &[b]).is_err(),
+            "downgrade"
+        );
+        assert!(redirect_target(&here, None, &[]).is_err());
     }
 }

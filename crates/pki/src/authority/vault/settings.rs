@@ -42,6 +42,8 @@ pub mod env {
     pub const MOUNT: &str = "PKI_VAULT_MOUNT";
     /// PKI role used to sign (no default).
     pub const ROLE: &str = "PKI_VAULT_ROLE";
+    /// The cluster's other nodes, comma-separated.
+    pub const NODES: &str = "PKI_VAULT_NODES";
     /// Mount path of the KV v2 engine (default `secret`).
     pub const KV_MOUNT: &str = "PKI_VAULT_KV_MOUNT";
     /// Overall timeout of one request, a duration such as `60s` (the Vault CLI's name).
@@ -79,6 +81,11 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub struct VaultSettings {
     /// Server address, e.g. `https://vault.example.internal:8200`.
     pub address: Option<String>,
+    /// The other members of its cluster (`https://vault-2.example.internal:8200`, ...): a
+    /// standby's redirect is followed, with the token or a login, only to the address itself
+    /// or one of these.
+    #[serde(default)]
+    pub nodes: Vec<String>,
     /// PEM file of CA certificates to trust *instead of* the system roots.
     pub ca_cert: Option<PathBuf>,
     /// Directory of PEM CA files to trust instead of the system roots.
@@ -200,6 +207,7 @@ impl VaultSettings {
     /// | field | variables |
     /// | --- | --- |
     /// | `address` | `VAULT_ADDR`, `BAO_ADDR` |
+    /// | `nodes` | `PKI_VAULT_NODES` (comma-separated) |
     /// | `ca_cert` | `VAULT_CACERT`, `BAO_CACERT` |
     /// | `ca_path` | `VAULT_CAPATH`, `BAO_CAPATH` |
     /// | `namespace` | `VAULT_NAMESPACE`, `BAO_NAMESPACE` |
@@ -213,6 +221,16 @@ impl VaultSettings {
     /// (`PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) are read when connecting, not copied here.
     pub fn with_env(mut self) -> Result<Self> {
         fill(&mut self.address, first_env(&env::ADDR), |v| v);
+        if self.nodes.is_empty()
+            && let Some(list) = first_env(&[env::NODES])
+        {
+            self.nodes = list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         fill(&mut self.ca_cert, first_env(&env::CACERT), PathBuf::from);
         fill(&mut self.ca_path, first_env(&env::CAPATH), PathBuf::from);
         fill(&mut self.namespace, first_env(&env::NAMESPACE), |v| v);
