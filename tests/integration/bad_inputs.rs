@@ -125,7 +125,7 @@ fn forbidden_and_malformed_names() {
         "a/b",
     );
     refused(&ca, &["*.*.example.internal"], &[2], "wildcard");
-    refused(&ca, &["Display Name Only"], &[2], "needs a DNS name");
+    refused(&ca, &["Display Name Only"], &[2], "must be a host name");
     refused(&ca, &[&"a".repeat(70)], &[2], "longer than");
 }
 

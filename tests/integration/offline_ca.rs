@@ -98,7 +98,12 @@ fn webpki_verify(dir: &Path, profile: Profile, name: &str) {
 
 #[test]
 fn every_profile_and_key_algorithm_verifies() {
-    let Some(ca) = openssl_ca(&["--permitted-dns", "example.internal"]) else {
+    let Some(ca) = openssl_ca(&[
+        "--permitted-dns",
+        "example.internal",
+        "--permitted-ip",
+        "10.0.0.0/8",
+    ]) else {
         return;
     };
     for alg in KeyAlgorithm::ALL {

@@ -269,3 +269,194 @@ fn finding_8_reporters_never_send_a_token_in_clear_text_across_a_network() {
     let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
     assert!(run.stderr.contains("push_url"), "{run:#?}");
 }
+
+/// A CSR made by openssl for `cn` with these SANs (`DNS:…,IP:…,URI:…`), and `key_args` for
+/// `openssl genpkey` (EC P-256 unless given).
+fn csr(dir: &Path, cn: &str, sans: &str, key_args: &[&str]) -> std::path::PathBuf {
+    let key = dir.join(format!("{}.key", pki_tests::servers::free_port()));
+    let csr = key.with_extension("csr");
+    let mut genpkey = vec!["genpkey", "-out", key.to_str().unwrap()];
+    if key_args.is_empty() {
+        genpkey.extend(["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    } else {
+        genpkey.extend_from_slice(key_args);
+    }
+    assert_eq!(pki_tests::openssl(&genpkey).code, 0);
+    let subj = format!("/CN={cn}");
+    let mut req = vec![
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        &subj,
+        "-out",
+        csr.to_str().unwrap(),
+    ];
+    let ext = format!("subjectAltName={sans}");
+    if !sans.is_empty() {
+        req.extend(["-addext", &ext]);
+    }
+    let run = pki_tests::openssl(&req);
+    assert_eq!(run.code, 0, "{run:#?}");
+    csr
+}
+
+/// Finding 5 (and the CSR policy of finding 13): a CA constrained to DNS domains vouches for
+/// no IP address unless given ranges, checks a URI's host, and refuses what its constraints
+/// would make invalid, with the reason; wildcards need the CA's allowance; a server's common
+/// name is a host name; RSA keys use exponent 65537; a client's one-label name stays out of
+/// the DNS names.
+#[test]
+fn finding_5_name_constraints_hold_for_every_name_type() {
+    if !pki_tests::require(&["openssl"]) {
+        return;
+    }
+    let dns_only = pki_tests::TestCa::new(&["--permitted-dns", "example.internal"]);
+    let text = pki_tests::openssl([
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        dns_only.dir.join("intermediate.pem").to_str().unwrap(),
+    ])
+    .stdout;
+    assert!(
+        text.contains("Excluded:") && text.contains("IP:0.0.0.0/0.0.0.0"),
+        "{text}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = |n: &str| work.path().join(n);
+    let sign = |ca: &pki_tests::TestCa, csr: &Path, dir: &str| {
+        ca.pki([
+            "issue",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out(dir).to_str().unwrap(),
+        ])
+    };
+    for (sans, needle) in [
+        ("DNS:ok.example.internal,IP:8.8.8.8", "excludes 0.0.0.0/0"),
+        ("DNS:ok.example.internal,IP:10.0.0.21", "excludes 0.0.0.0/0"),
+        (
+            "DNS:ok.example.internal,URI:https://bank.com/login",
+            "bank.com",
+        ),
+        (
+            "DNS:ok.example.internal,URI:spiffe://evil.com/admin",
+            "evil.com",
+        ),
+    ] {
+        let c = csr(work.path(), "ok.example.internal", sans, &[]);
+        let run = sign(&dns_only, &c, "refused").fails_with(&[1]);
+        assert!(run.stderr.contains(needle), "{sans}: {run:#?}");
+        assert!(!out("refused").exists());
+    }
+    let c = csr(
+        work.path(),
+        "ok.example.internal",
+        "DNS:ok.example.internal,URI:spiffe://api.example.internal/svc",
+        &[],
+    );
+    sign(&dns_only, &c, "spiffe").ok();
+
+    // With a permitted range, its addresses are issued and verify; others are refused.
+    let ranged = pki_tests::TestCa::new(&[
+        "--permitted-dns",
+        "example.internal",
+        "--permitted-ip",
+        "10.0.0.0/8",
+    ]);
+    let c = csr(
+        work.path(),
+        "ok.example.internal",
+        "DNS:ok.example.internal,IP:10.0.0.21",
+        &[],
+    );
+    sign(&ranged, &c, "ip").ok();
+    let verify = pki_tests::openssl([
+        "verify",
+        "-CAfile",
+        out("ip").join("ca.pem").to_str().unwrap(),
+        "-untrusted",
+        out("ip").join("chain.pem").to_str().unwrap(),
+        "-purpose",
+        "sslserver",
+        "-verify_ip",
+        "10.0.0.21",
+        out("ip").join("cert.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(verify.code, 0, "{verify:#?}");
+    let c = csr(
+        work.path(),
+        "ok.example.internal",
+        "DNS:ok.example.internal,IP:8.8.8.8",
+        &[],
+    );
+    let run = sign(&ranged, &c, "refused").fails_with(&[1]);
+    assert!(run.stderr.contains("10.0.0.0/8"), "{run:#?}");
+
+    // Wildcards: refused by default, issued by a CA that allows them.
+    let run = dns_only
+        .pki([
+            "issue",
+            "*.example.internal",
+            "--out",
+            out("w").to_str().unwrap(),
+        ])
+        .fails_with(&[1]);
+    assert!(run.stderr.contains("wildcard"), "{run:#?}");
+    let wild = pki_tests::TestCa::new(&["--allow-wildcards"]);
+    wild.pki([
+        "issue",
+        "*.example.internal",
+        "--out",
+        out("w").to_str().unwrap(),
+    ])
+    .ok();
+
+    // A server certificate's CN that is no host name, and RSA with e=3.
+    let c = csr(work.path(), "Evil Root CA", "DNS:ok.example.internal", &[]);
+    let run = sign(&dns_only, &c, "refused").fails_with(&[1, 2]);
+    assert!(run.stderr.contains("host name"), "{run:#?}");
+    let e3 = [
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-pkeyopt",
+        "rsa_keygen_pubexp:3",
+    ];
+    let c = csr(
+        work.path(),
+        "ok.example.internal",
+        "DNS:ok.example.internal",
+        &e3,
+    );
+    let run = sign(&dns_only, &c, "refused").fails_with(&[1, 2]);
+    assert!(run.stderr.contains("exponent 3"), "{run:#?}");
+
+    // A client named `backup-agent`: in the subject, not a dNSName.
+    let any = pki_tests::TestCa::new(&[]);
+    any.pki([
+        "issue",
+        "backup-agent",
+        "--profile",
+        "client",
+        "--out",
+        out("client").to_str().unwrap(),
+    ])
+    .ok();
+    let cert = pki::Certificate::from_pem(
+        &std::fs::read(out("client").join("cert.pem")).unwrap(),
+        "client",
+    )
+    .unwrap();
+    assert_eq!(cert.info().common_name.as_deref(), Some("backup-agent"));
+    assert!(
+        cert.info().subject_alt_names.is_empty(),
+        "{:?}",
+        cert.info()
+    );
+}

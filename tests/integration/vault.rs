@@ -70,7 +70,14 @@ fn issue_sign_renew_revoke_crl_round_trip() {
         return;
     }
     let Some(bao) = Bao::dev() else { return };
-    let root = TestCa::new(&["--permitted-dns", "example.internal", "--name", "Test Org"]);
+    let root = TestCa::new(&[
+        "--permitted-dns",
+        "example.internal",
+        "--permitted-ip",
+        "10.0.0.0/8",
+        "--name",
+        "Test Org",
+    ]);
     let boot = || bao.bootstrap_with(&["--root-ca-dir", s(&root.dir)]);
     let first = boot();
     assert!(first.stdout.contains("Bootstrapped"), "{first:#?}");

@@ -165,9 +165,16 @@ pub(crate) struct CaInitArgs {
     /// Intermediate lifetime.
     #[arg(long, default_value_t = Dur(DEFAULT_INTERMEDIATE_TTL), value_name = "DURATION")]
     pub intermediate_ttl: Dur,
-    /// Limit the CAs to these DNS domains (name constraints); repeatable.
+    /// Limit the CAs to these DNS domains (name constraints); repeatable. Unless
+    /// --permitted-ip is given too, the CAs then issue for no IP address.
     #[arg(long, value_name = "DOMAIN")]
     pub permitted_dns: Vec<String>,
+    /// Limit the CAs to these IP ranges (name constraints), e.g. 10.0.0.0/8; repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub permitted_ip: Vec<String>,
+    /// Let the CA issue wildcard names (*.example.internal); refused otherwise.
+    #[arg(long)]
+    pub allow_wildcards: bool,
     /// File holding the passphrase that encrypts the CA keys (mode 0600). Otherwise
     /// PKI_CA_PASSPHRASE, or a prompt when stdin is a terminal.
     #[arg(long, value_name = "FILE")]
@@ -349,7 +356,7 @@ EXAMPLES:
 const CA_INIT_EXAMPLES: &str = "EXAMPLES:
   # An encrypted CA limited to one internal zone, passphrase from a file
   pki ca init --dir /etc/pki/ca --name \"Example Internal\" \\
-      --permitted-dns example.internal --passphrase-file /root/ca.pass
+      --permitted-dns example.internal --permitted-ip 10.0.0.0/16 --passphrase-file /root/ca.pass
 
   # Keep the root key off the machine that issues leaves
   pki ca init --dir /etc/pki/ca --passphrase-file /root/ca.pass --root-key-out /media/usb/root.key.pem

@@ -32,6 +32,23 @@ pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// An RFC 3339 timestamp.
+/// A CA's name constraints on one line (`dns example.internal; ip 10.0.0.0/8; no ip
+/// 0.0.0.0/0, ::/0`), or `None` when it has none.
+pub(crate) fn constraints(c: &pki::constraints::Constraints) -> Option<String> {
+    let list = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let mut parts = Vec::new();
+    if !c.permitted_dns.is_empty() {
+        parts.push(format!("dns {}", c.permitted_dns.join(", ")));
+    }
+    if !c.permitted_ip.is_empty() {
+        parts.push(format!("ip {}", list(&c.permitted_ip).join(", ")));
+    }
+    if !c.excluded_ip.is_empty() {
+        parts.push(format!("no ip {}", list(&c.excluded_ip).join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 pub(crate) fn time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())

@@ -198,6 +198,8 @@ pub struct CertificateInfo {
     pub self_issued: bool,
     /// DNS domains permitted by a name-constraints extension (CA certificates).
     pub permitted_dns_domains: Vec<String>,
+    /// The whole name-constraints extension: DNS domains and IP ranges.
+    pub constraints: crate::constraints::Constraints,
     #[serde(skip)]
     pub(crate) public_key_raw: Vec<u8>,
     #[serde(skip)]
@@ -338,6 +340,7 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
     let mut subject_key_id = None;
     let mut authority_key_id = None;
     let mut permitted_dns_domains = Vec::new();
+    let mut constraints = crate::constraints::Constraints::default();
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -357,8 +360,19 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
             }
             ParsedExtension::NameConstraints(nc) => {
                 for subtree in nc.permitted_subtrees.iter().flatten() {
-                    if let GeneralName::DNSName(d) = subtree.base {
-                        permitted_dns_domains.push(d.to_ascii_lowercase());
+                    match subtree.base {
+                        GeneralName::DNSName(d) => {
+                            permitted_dns_domains.push(d.to_ascii_lowercase());
+                        }
+                        GeneralName::IPAddress(b) => {
+                            constraints.permitted_ip.extend(ip_subtree(b));
+                        }
+                        _ => {}
+                    }
+                }
+                for subtree in nc.excluded_subtrees.iter().flatten() {
+                    if let GeneralName::IPAddress(b) = subtree.base {
+                        constraints.excluded_ip.extend(ip_subtree(b));
                     }
                 }
             }
@@ -392,6 +406,10 @@ fn info_of(cert: &X509Certificate<'_>, der: &[u8], origin: &str) -> Result<Certi
         is_ca,
         profile,
         self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
+        constraints: crate::constraints::Constraints {
+            permitted_dns: permitted_dns_domains.clone(),
+            ..constraints
+        },
         permitted_dns_domains,
         public_key_raw: spki.subject_public_key.data.to_vec(),
         subject_key_id,
@@ -541,6 +559,24 @@ fn describe_webpki(e: &webpki::Error) -> String {
         E::EndEntityUsedAsCa => "a leaf certificate is used as an issuer".to_owned(),
         other => format!("{other:?}"),
     }
+}
+
+/// An iPAddress subtree of name constraints: an address and a mask of the same length (8
+/// bytes for IPv4, 32 for IPv6).
+fn ip_subtree(bytes: &[u8]) -> Option<ipnet::IpNet> {
+    let (addr, mask): (IpAddr, &[u8]) = match bytes.len() {
+        8 => {
+            let a: [u8; 4] = bytes[..4].try_into().ok()?;
+            (a.into(), &bytes[4..])
+        }
+        32 => {
+            let a: [u8; 16] = bytes[..16].try_into().ok()?;
+            (a.into(), &bytes[16..])
+        }
+        _ => return None,
+    };
+    let prefix = mask.iter().map(|b| b.count_ones()).sum::<u32>();
+    ipnet::IpNet::new(addr, u8::try_from(prefix).ok()?).ok()
 }
 
 #[cfg(test)]

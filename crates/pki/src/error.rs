@@ -404,6 +404,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A name the CA must not vouch for (its constraints, its policy).
+    #[error("{name} is refused: {reason}")]
+    NameRefused {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A serial is not in the inventory.
     #[error("no certificate with serial {serial} in the inventory")]
     UnknownSerial {

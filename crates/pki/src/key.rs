@@ -119,11 +119,20 @@ impl KeyAlgorithm {
             .as_ref()
             .and_then(|p| p.as_oid().ok())
             .map(|o| o.to_id_string());
-        let rsa_bits = match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
-            _ => None,
+        let (rsa_bits, exponent) = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                (Some(rsa.key_size()), Some(rsa.try_exponent()))
+            }
+            _ => (None, None),
         };
-        (Self::identify(&oid, curve.as_deref(), rsa_bits), rsa_bits)
+        let identified = match exponent {
+            // Any other exponent (3 above all) is legal but weak against padding mistakes,
+            // and nothing generates one on purpose: refused.
+            Some(Ok(e)) if e != 65537 => Err(format!("RSA public exponent {e} is not 65537")),
+            Some(Err(_)) => Err("RSA public exponent is not a number we accept".to_owned()),
+            _ => Self::identify(&oid, curve.as_deref(), rsa_bits),
+        };
+        (identified, rsa_bits)
     }
 
     /// Identifies the algorithm of a SubjectPublicKeyInfo's algorithm OID, curve parameter and,

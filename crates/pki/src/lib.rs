@@ -46,6 +46,7 @@ pub mod authority;
 pub mod bundle;
 pub mod cert;
 pub mod clock;
+pub mod constraints;
 pub mod duration;
 pub mod error;
 pub mod fsio;

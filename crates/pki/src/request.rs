@@ -18,6 +18,17 @@ pub const MAX_NAMES: usize = 100;
 /// The lifetime of a leaf when none is asked for: 30 days.
 pub const DEFAULT_TTL: Duration = Duration::days(30);
 
+/// Whether a CA issues wildcard names (`*.example.internal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Wildcards {
+    /// Refused (the default: a wildcard key serves every host of the domain).
+    #[default]
+    Refused,
+    /// Allowed, as the CA was made with `--allow-wildcards`.
+    Allowed,
+}
+
 /// A validated request for a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRequest {
@@ -28,9 +39,11 @@ pub struct CertificateRequest {
 }
 
 impl CertificateRequest {
-    /// Builds a request. The common name is validated and, when it is a DNS name or an IP
-    /// address, added to the subject alternative names (clients ignore the CN). Duplicates are
-    /// dropped. A server certificate needs at least one DNS name or IP address.
+    /// Builds a request. The common name is validated and, when it is a host name or an IP
+    /// address, added to the subject alternative names (clients ignore the CN); a server
+    /// certificate's must be one, a client certificate's one-label name (`backup-agent`) stays
+    /// in the subject only. Duplicates are dropped. A server certificate needs at least one DNS
+    /// name or IP address.
     pub fn new(
         common_name: &str,
         names: impl IntoIterator<Item = SubjectName>,
@@ -43,11 +56,23 @@ impl CertificateRequest {
         // Agent") is fine for client certificates and stays out of the SANs.
         let looks_like_name =
             !common_name.contains(char::is_whitespace) && common_name.contains(['.', '*', ':']);
-        match SubjectName::parse(&common_name) {
-            Ok(n @ (SubjectName::Dns(_) | SubjectName::Ip(_))) => all.push(n),
+        let parsed = SubjectName::parse(&common_name);
+        let host = matches!(parsed, Ok(SubjectName::Dns(_) | SubjectName::Ip(_)));
+        match parsed {
+            Ok(n @ SubjectName::Ip(_)) => all.push(n),
+            // A client's one-label name ("backup-agent") names someone, not a host: it stays
+            // in the subject only. A server's is a host name.
+            Ok(SubjectName::Dns(d)) if profile.server() || d.contains('.') => {
+                all.push(SubjectName::Dns(d));
+            }
             Ok(_) => {}
             Err(e) if looks_like_name => return Err(e),
             Err(_) => {}
+        }
+        if profile.server() && !host {
+            return Err(Error::InvalidRequest(
+                "a server certificate's common name must be a host name or an IP address",
+            ));
         }
         for n in names {
             if !all.contains(&n) {
@@ -138,6 +163,31 @@ impl CertificateRequest {
         self.names
             .iter()
             .try_for_each(|n| name::check_permitted(n, permitted))
+    }
+
+    /// Checks the request against a CA's name constraints (every name, and a common name that
+    /// parses as one: some clients check it too) and its wildcard policy.
+    pub fn check_constraints(
+        &self,
+        constraints: &crate::constraints::Constraints,
+        wildcards: Wildcards,
+    ) -> Result<()> {
+        let cn = SubjectName::parse(&self.common_name).ok();
+        for n in cn.iter().chain(&self.names) {
+            if wildcards == Wildcards::Refused
+                && let SubjectName::Dns(d) = n
+                && d.starts_with("*.")
+            {
+                return Err(Error::NameRefused {
+                    name: n.to_string(),
+                    reason: "this CA issues no wildcard names (allow them with \
+                             --allow-wildcards when the CA is made)"
+                        .to_owned(),
+                });
+            }
+            constraints.check(n)?;
+        }
+        Ok(())
     }
 
     /// Builds a PKCS#10 CSR for this request signed by `key` (for Vault's `sign/:role`, which

@@ -20,6 +20,10 @@ pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
     options.root_ttl = a.root_ttl.0;
     options.intermediate_ttl = a.intermediate_ttl.0;
     options.permitted_dns = a.permitted_dns;
+    options.permitted_ip = a.permitted_ip;
+    if a.allow_wildcards {
+        options.wildcards = pki::request::Wildcards::Allowed;
+    }
     options.root_key_out = a.root_key_out;
     let summary = offline::init(&a.dir, &options, clock::now())?;
     if format.is_json() {
@@ -37,11 +41,8 @@ pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
                 output::time(info.not_after)
             );
         }
-        if !summary.intermediate.permitted_dns_domains.is_empty() {
-            println!(
-                "  permitted    {}",
-                summary.intermediate.permitted_dns_domains.join(", ")
-            );
+        if let Some(line) = output::constraints(&summary.intermediate.constraints) {
+            println!("  constraints  {line}");
         }
         println!("  root key     {}", summary.root_key.display());
         if !summary.encrypted {

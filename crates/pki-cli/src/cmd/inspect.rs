@@ -100,8 +100,8 @@ fn print_cert(r: &CertReport<'_>) {
         (false, None) => "-".to_owned(),
     };
     println!("usage:        {usage}");
-    if !c.permitted_dns_domains.is_empty() {
-        println!("permitted:    {}", c.permitted_dns_domains.join(", "));
+    if let Some(line) = output::constraints(&c.constraints) {
+        println!("constraints:  {line}");
     }
     if let Some(m) = r.key_matches {
         println!("key matches:  {}", if m { "yes" } else { "NO" });

@@ -123,8 +123,12 @@ pub struct CreateCa {
     pub root_ttl: Duration,
     /// Intermediate lifetime.
     pub intermediate_ttl: Duration,
-    /// Name constraints.
+    /// Name constraints: DNS domains.
     pub permitted_dns: Vec<String>,
+    /// Name constraints: IP ranges (with DNS domains and none of these, no IP at all).
+    pub permitted_ip: Vec<String>,
+    /// Issue wildcard names.
+    pub allow_wildcards: bool,
     /// Store the keys unencrypted (demos only); otherwise the passphrase encrypts them.
     pub insecure_no_passphrase: bool,
 }
@@ -138,6 +142,8 @@ impl Default for CreateCa {
             root_ttl: offline::DEFAULT_ROOT_TTL,
             intermediate_ttl: offline::DEFAULT_INTERMEDIATE_TTL,
             permitted_dns: Vec::new(),
+            permitted_ip: Vec::new(),
+            allow_wildcards: false,
             insecure_no_passphrase: false,
         }
     }
@@ -152,6 +158,10 @@ impl CreateCa {
         options.root_ttl = self.root_ttl;
         options.intermediate_ttl = self.intermediate_ttl;
         options.permitted_dns.clone_from(&self.permitted_dns);
+        options.permitted_ip.clone_from(&self.permitted_ip);
+        if self.allow_wildcards {
+            options.wildcards = pki::request::Wildcards::Allowed;
+        }
         options
     }
 }
@@ -381,6 +391,10 @@ struct RawCreate {
     #[serde(default)]
     permitted_dns: Vec<String>,
     #[serde(default)]
+    permitted_ip: Vec<String>,
+    #[serde(default)]
+    allow_wildcards: bool,
+    #[serde(default)]
     insecure_no_passphrase: bool,
 }
 
@@ -419,6 +433,8 @@ fn backend(mut table: Table<'_>) -> Result<Backend> {
                         root_ttl: c.root_ttl.unwrap_or(d.root_ttl),
                         intermediate_ttl: c.intermediate_ttl.unwrap_or(d.intermediate_ttl),
                         permitted_dns: c.permitted_dns,
+                        permitted_ip: c.permitted_ip,
+                        allow_wildcards: c.allow_wildcards,
                         insecure_no_passphrase: c.insecure_no_passphrase,
                     })
                 }

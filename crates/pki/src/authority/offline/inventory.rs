@@ -21,6 +21,7 @@ use crate::key::KeyAlgorithm;
 use crate::profile::Profile;
 
 use super::RevocationReason;
+use crate::request::Wildcards;
 
 const SCHEMA_VERSION: i64 = 1;
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(30);
@@ -589,6 +590,51 @@ impl Inventory {
         let out = f();
         let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint = 1000");
         out
+    }
+
+    /// Whether the CA issues wildcard names (a CA made before this setting existed does not).
+    pub fn wildcards(&self) -> Result<Wildcards> {
+        self.policy_table()?;
+        let value: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM policy WHERE name = 'wildcards'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match value.as_deref() {
+            Some("allowed") => Wildcards::Allowed,
+            _ => Wildcards::Refused,
+        })
+    }
+
+    /// Records whether the CA issues wildcard names.
+    pub fn set_wildcards(&self, wildcards: Wildcards) -> Result<()> {
+        self.policy_table()?;
+        let value = match wildcards {
+            Wildcards::Allowed => "allowed",
+            _ => "refused",
+        };
+        self.conn
+            .execute(
+                "INSERT INTO policy (name, value) VALUES ('wildcards', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The CA's policy settings, a table added after the first schema (made when missing).
+    fn policy_table(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS policy (name TEXT PRIMARY KEY, value TEXT NOT NULL) \
+                 STRICT;",
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Runs `f` inside one write transaction (bulk imports, benchmarks).

@@ -29,12 +29,13 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::cert::{Certificate, Serial};
+use crate::constraints::Constraints;
 use crate::error::{Error, Result};
 use crate::fsio::{self, FileMode, MAX_PEM_INPUT, StagedFile};
 use crate::key::{KeyAlgorithm, PrivateKey};
 use crate::name;
 use crate::pemfile::{self, label};
-use crate::request::{CertificateRequest, SubjectKey};
+use crate::request::{CertificateRequest, SubjectKey, Wildcards};
 use crate::secret::SecretString;
 
 pub use inventory::{Inventory, Issued, ListFilter, Record, RevokeOutcome, RevokedEntry, Status};
@@ -93,6 +94,11 @@ pub struct InitOptions {
     pub intermediate_ttl: Duration,
     /// DNS domains the CAs may issue for (name constraints); empty means unconstrained.
     pub permitted_dns: Vec<String>,
+    /// IP ranges (CIDR) the CAs may issue for. With DNS domains and no range, the CAs issue
+    /// for no IP address at all (see [`crate::constraints`]).
+    pub permitted_ip: Vec<String>,
+    /// Whether the CA issues wildcard names (`*.example.internal`); refused by default.
+    pub wildcards: Wildcards,
     /// Key protection.
     pub protection: KeyProtection,
     /// Write the root key here instead of into the CA directory, so the root can stay offline.
@@ -110,6 +116,8 @@ impl InitOptions {
             root_ttl: DEFAULT_ROOT_TTL,
             intermediate_ttl: DEFAULT_INTERMEDIATE_TTL,
             permitted_dns: Vec::new(),
+            permitted_ip: Vec::new(),
+            wildcards: Wildcards::Refused,
             protection,
             root_key_out: None,
         }
@@ -236,7 +244,7 @@ struct CaSpec<'a> {
     organisation: &'a str,
     /// Intermediates below it: 1 for a root over one intermediate, 0 for an intermediate.
     path_len: u8,
-    permitted_dns: &'a [String],
+    constraints: &'a Constraints,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
@@ -253,14 +261,22 @@ fn ca_params(spec: &CaSpec<'_>) -> Result<CertificateParams> {
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(spec.path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.key_identifier_method = KeyIdMethod::Sha256;
-    if !spec.permitted_dns.is_empty() {
+    let c = spec.constraints;
+    if !c.is_empty() {
+        let ip = |n: &ipnet::IpNet| {
+            GeneralSubtree::IpAddress(rcgen::CidrSubnet::from_addr_prefix(
+                n.addr(),
+                n.prefix_len(),
+            ))
+        };
         params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: spec
+            permitted_subtrees: c
                 .permitted_dns
                 .iter()
                 .map(|d| GeneralSubtree::DnsName(d.clone()))
+                .chain(c.permitted_ip.iter().map(ip))
                 .collect(),
-            excluded_subtrees: Vec::new(),
+            excluded_subtrees: c.excluded_ip.iter().map(ip).collect(),
         });
     }
     Ok(params)
@@ -281,14 +297,20 @@ struct NewCa {
     intermediate: rcgen::Certificate,
 }
 
-/// Checks the options; returns the organisation and the permitted domains, normalised.
-fn checked(options: &InitOptions) -> Result<(String, Vec<String>)> {
+/// Checks the options; returns the organisation and the name constraints, normalised.
+fn checked(options: &InitOptions) -> Result<(String, Constraints)> {
     let organisation = name::common_name(&options.name)?;
     let permitted: Vec<String> = options
         .permitted_dns
         .iter()
         .map(|d| name::dns_name(d.trim_start_matches('.')))
         .collect::<Result<_>>()?;
+    let ranges = options
+        .permitted_ip
+        .iter()
+        .map(|r| crate::constraints::cidr(r))
+        .collect::<Result<Vec<_>>>()?;
+    let permitted = Constraints::for_new_ca(permitted, ranges);
     if options.intermediate_ttl > options.root_ttl {
         return Err(Error::InvalidRequest(
             "the intermediate's lifetime cannot exceed the root's",
@@ -331,7 +353,7 @@ fn refuse_existing(dir: &Path, root_key_path: &Path) -> Result<()> {
 fn generate(
     options: &InitOptions,
     organisation: &str,
-    permitted: &[String],
+    permitted: &Constraints,
     now: OffsetDateTime,
 ) -> Result<NewCa> {
     let root_key = PrivateKey::generate(options.key_algorithm)?;
@@ -341,7 +363,7 @@ fn generate(
         common_name: &root_name,
         organisation,
         path_len: 1,
-        permitted_dns: permitted,
+        constraints: permitted,
         not_before: now - BACKDATE,
         not_after: now + options.root_ttl,
     })?;
@@ -351,7 +373,7 @@ fn generate(
         common_name: &intermediate_name,
         organisation,
         path_len: 0,
-        permitted_dns: permitted,
+        constraints: permitted,
         not_before: now - BACKDATE,
         not_after: now + options.intermediate_ttl,
     })?;
@@ -368,12 +390,8 @@ fn generate(
 
 /// Writes the keys first, then the certificates, each durably; the inventory last, so that a
 /// directory with an inventory always has everything it needs.
-fn write_ca(
-    dir: &Path,
-    root_key_path: &Path,
-    ca: &NewCa,
-    protection: &KeyProtection,
-) -> Result<()> {
+fn write_ca(dir: &Path, root_key_path: &Path, ca: &NewCa, options: &InitOptions) -> Result<()> {
+    let (protection, wildcards) = (&options.protection, options.wildcards);
     let root_key_pem = key_pem(&ca.root_key, protection)?;
     let inter_key_pem = key_pem(&ca.intermediate_key, protection)?;
     let staged = [
@@ -399,7 +417,7 @@ fn write_ca(
         )?,
     ];
     fsio::commit_all(staged.into())?;
-    Inventory::create(&dir.join(files::INVENTORY))?;
+    Inventory::create(&dir.join(files::INVENTORY))?.set_wildcards(wildcards)?;
     fsio::sync_dir(dir)
 }
 
@@ -449,7 +467,7 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
     fsio::create_dir(dir, 0o700)?;
     // An existing directory too: it is to hold the CA's keys and inventory.
     fsio::set_mode(dir, 0o700)?;
-    if let Err(e) = write_ca(dir, &root_key_path, &ca, &options.protection) {
+    if let Err(e) = write_ca(dir, &root_key_path, &ca, options) {
         Partial {
             dir,
             root_key: &root_key_path,
@@ -562,7 +580,9 @@ impl OfflineCa {
         let origin = path.display().to_string();
         let text = zeroize::Zeroizing::new(fsio::read_limited(&path, MAX_PEM_INPUT)?);
         let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase)?;
-        self.signer = Some(CaSigner::new(self.intermediate.clone(), key, &origin)?);
+        let wildcards = self.inventory.wildcards()?;
+        self.signer =
+            Some(CaSigner::new(self.intermediate.clone(), key, &origin)?.with_wildcards(wildcards));
         Ok(())
     }
 

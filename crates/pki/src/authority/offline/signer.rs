@@ -12,7 +12,7 @@ use crate::cert::{Certificate, Serial};
 use crate::error::{Error, Result, Rfc3339};
 use crate::key::PrivateKey;
 use crate::name::SubjectName;
-use crate::request::{CertificateRequest, SubjectKey};
+use crate::request::{CertificateRequest, SubjectKey, Wildcards};
 
 /// How far NotBefore is set in the past, so that a peer whose clock is a little behind does not
 /// reject a brand-new certificate (Vault uses 30 s, Let's Encrypt one hour).
@@ -63,6 +63,7 @@ pub struct CaSigner {
     certificate: Certificate,
     issuer: Issuer<'static, PrivateKey>,
     permitted_dns: Vec<String>,
+    wildcards: Wildcards,
 }
 
 impl std::fmt::Debug for CaSigner {
@@ -109,12 +110,20 @@ impl CaSigner {
             certificate,
             issuer,
             permitted_dns,
+            wildcards: Wildcards::default(),
         })
     }
 
     /// The CA certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+
+    /// The same signer, issuing wildcard names or not (refused unless said otherwise).
+    #[must_use]
+    pub fn with_wildcards(mut self, wildcards: Wildcards) -> Self {
+        self.wildcards = wildcards;
+        self
     }
 
     /// DNS domains the CA's name constraints permit (empty: unconstrained).
@@ -134,7 +143,7 @@ impl CaSigner {
                 not_after: Rfc3339(ca.not_after),
             });
         }
-        request.check_permitted(&self.permitted_dns)?;
+        request.check_constraints(&ca.constraints, self.wildcards)?;
         let not_after = now + request.ttl();
         if not_after > ca.not_after {
             return Err(Error::TtlBeyondCa {

@@ -88,7 +88,7 @@ impl Root {
             common_name,
             organisation,
             path_len: 0,
-            permitted_dns: &info.permitted_dns_domains,
+            constraints: &info.constraints,
             not_before: now - BACKDATE,
             not_after,
         })?;
