@@ -237,7 +237,7 @@ impl Facts {
 }
 
 /// Reads and validates a config file, and checks that everything it makes the hook trust is
-/// out of other users' reach (see [`audit`]).
+/// out of other users' reach (the rules are in the `audit` module's documentation).
 pub fn load(path: &Path) -> Result<Config> {
     let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
         file: path.to_path_buf(),
