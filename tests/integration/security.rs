@@ -460,3 +460,139 @@ fn finding_5_name_constraints_hold_for_every_name_type() {
         cert.info()
     );
 }
+
+/// A rotation that ran and failed (exit 1: a certificate or target failed, said in the log).
+#[track_caller]
+fn failed(run: pki_tests::Run) -> pki_tests::Run {
+    assert_eq!(run.code, 1, "expected a failed run: {run:#?}");
+    run
+}
+
+/// A files target for `key` and `cert` (and `chain` when given), by path.
+fn split_target(key: &Path, cert: &Path, chain: Option<&Path>) -> String {
+    let mut t = format!(
+        "[[certificate]]\nname = \"split\"\ncommon_name = \"split.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\nkey = \"{}\"\ncert = \"{}\"\n",
+        key.display(),
+        cert.display()
+    );
+    if let Some(c) = chain {
+        t.push_str(&format!("chain = \"{}\"\n", c.display()));
+    }
+    t
+}
+
+/// Finding 1: every directory a target writes into is checked, not only the first file's;
+/// adopting files found in place never follows a link and never waits on a FIFO.
+#[test]
+fn finding_1_every_files_directory_is_checked_and_adoption_never_follows_or_blocks() {
+    if !require_root("directories owned by another user") {
+        return;
+    }
+    let rig = Rig::new();
+    let private = rig.path("private");
+    let theirs = rig.path("theirs");
+    for d in [&private, &theirs] {
+        std::fs::create_dir(d).unwrap();
+        set_mode(d, 0o755);
+    }
+    chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    rig.config(&split_target(
+        &private.join("key.pem"),
+        &theirs.join("cert.pem"),
+        None,
+    ));
+    let run = failed(rig.rotate(&[]));
+    assert!(
+        run.stderr.contains(&theirs.display().to_string()) && run.stderr.contains("65534"),
+        "{run:#?}"
+    );
+    assert!(
+        std::fs::read_dir(&theirs).unwrap().next().is_none(),
+        "wrote into theirs"
+    );
+    assert!(
+        !private.join("key.pem").exists(),
+        "half a target was deployed"
+    );
+
+    // In directories of our own: a link to a root-only file and a FIFO where files are to
+    // be adopted. Neither is read; the run finishes and the paths become the managed links.
+    let ours = rig.path("ours");
+    std::fs::create_dir(&ours).unwrap();
+    let secret = rig.path("secret");
+    std::fs::write(&secret, "TOPSECRET-root-only").unwrap();
+    set_mode(&secret, 0o600);
+    std::fs::write(ours.join("key.pem"), "old key").unwrap();
+    std::os::unix::fs::symlink(&secret, ours.join("cert.pem")).unwrap();
+    let fifo = ours.join("chain.pem");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    rig.config(&split_target(
+        &ours.join("key.pem"),
+        &ours.join("cert.pem"),
+        Some(&fifo),
+    ));
+    let started = std::time::Instant::now();
+    rig.rotate(&[]).ok();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    for f in ["key.pem", "cert.pem", "chain.pem"] {
+        let m = std::fs::symlink_metadata(ours.join(f)).unwrap();
+        assert!(m.file_type().is_symlink(), "{f} is the managed link");
+    }
+    let copied = std::process::Command::new("grep")
+        .args(["-rl", "TOPSECRET"])
+        .arg(ours.join(".pki"))
+        .output()
+        .unwrap();
+    assert!(
+        copied.stdout.is_empty(),
+        "the secret was copied: {copied:?}"
+    );
+}
+
+/// Finding 2: a directory whose parent another user may write is refused, so a link planted
+/// in its place cannot send root's writes into another directory.
+#[test]
+fn finding_2_a_directory_under_another_users_parent_is_refused() {
+    if !require_root("directories owned by another user") {
+        return;
+    }
+    let rig = Rig::new();
+    let parent = rig.path("parent");
+    std::fs::create_dir(&parent).unwrap();
+    set_mode(&parent, 0o755);
+    chown(&parent, Some(NOBODY), Some(NOBODY)).unwrap();
+    // Root-owned, and holding an admin's file; the parent's owner links `ssl` to it.
+    let elsewhere = rig.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("cert.pem"), "the admin's file").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, parent.join("ssl")).unwrap();
+    let ssl = parent.join("ssl");
+    rig.config(&split_target(
+        &ssl.join("key.pem"),
+        &ssl.join("cert.pem"),
+        None,
+    ));
+    let run = failed(rig.rotate(&[]));
+    assert!(
+        run.stderr.contains(&parent.display().to_string()),
+        "{run:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("cert.pem")).unwrap(),
+        "the admin's file"
+    );
+    assert!(!elsewhere.join(".pki").exists());
+    // A real root-owned directory there is refused too: its parent's owner could swap it.
+    std::fs::remove_file(&ssl).unwrap();
+    std::fs::create_dir(&ssl).unwrap();
+    let run = failed(rig.rotate(&[]));
+    assert!(run.stderr.contains("65534"), "{run:#?}");
+    assert!(std::fs::read_dir(&ssl).unwrap().next().is_none());
+}
