@@ -8,6 +8,7 @@
 
 mod bad_inputs;
 mod concurrency;
+mod durability;
 mod offline_ca;
 mod rotate;
 mod rotate_drift;

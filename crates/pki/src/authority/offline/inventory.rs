@@ -190,12 +190,21 @@ pub struct Inventory {
     path: PathBuf,
 }
 
+/// At close, the WAL is checkpointed and emptied once it is larger than this: every `pki`
+/// run is a short process, and the next one reads the WAL whole when it opens the database.
+/// Below it, a checkpoint (a sync of the database, then of the emptied WAL, then of the new
+/// WAL header at the next commit) costs more than reading a few hundred kilobytes.
+const CHECKPOINT_AT: u64 = 512 << 10;
+
 impl Drop for Inventory {
     fn drop(&mut self) {
-        // Best effort: a busy database (another process mid-write) is checkpointed by whoever
-        // closes last; nothing is lost either way, as every commit is already in the WAL.
-        // No waiting either: another process busy with the database will checkpoint it.
-        if !self.conn.is_autocommit() || self.conn.busy_timeout(StdDuration::ZERO).is_err() {
+        // Best effort, and no waiting: another process busy with the database will checkpoint
+        // it, and nothing is lost either way, as every commit is already in the WAL.
+        let wal = std::fs::metadata(suffixed(&self.path, "-wal")).map_or(0, |m| m.len());
+        if wal <= CHECKPOINT_AT
+            || !self.conn.is_autocommit()
+            || self.conn.busy_timeout(StdDuration::ZERO).is_err()
+        {
             return;
         }
         let _ = self
@@ -322,12 +331,13 @@ impl Inventory {
         };
         let conn = Connection::open_with_flags(path, flags).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        conn.execute_batch("PRAGMA synchronous = FULL;")
+        // Every commit is on disk before it returns; the WAL is not truncated past 4 MiB.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 4194304;")
             .map_err(err)?;
         // Every `pki` run is a short process. SQLite's default close would checkpoint, then
         // delete the WAL and its index, and the next run would create them again; instead the
-        // WAL is checkpointed and truncated after each write (see `Drop`) and stays in place,
-        // empty, so the next process neither recreates nor replays it.
+        // WAL stays, and is checkpointed and emptied only once it has grown (see
+        // `CHECKPOINT_AT`).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -583,12 +593,13 @@ impl Inventory {
     }
 
     /// Runs `f` without SQLite's automatic checkpoints (every 1,000 WAL pages), each of which
-    /// syncs the database file: a batch of many certificates is checkpointed once, when the
-    /// inventory is closed.
+    /// syncs the database file: a batch of many certificates is checkpointed once, at its end.
     pub(crate) fn deferring_checkpoints<T>(&self, f: impl FnOnce() -> T) -> T {
         let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint = 0");
         let out = f();
-        let _ = self.conn.execute_batch("PRAGMA wal_autocheckpoint = 1000");
+        let _ = self
+            .conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE);");
         out
     }
 
