@@ -64,37 +64,6 @@ impl fmt::Display for Found {
     }
 }
 
-/// Why a directory is not a safe place to write keys into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Unsafe {
-    /// It is a symbolic link.
-    Symlink,
-    /// It is not a directory.
-    NotADirectory,
-    /// Another user owns it.
-    Owner(u32),
-    /// Group or others may write to it (mode bits).
-    Writable(u32),
-}
-
-impl fmt::Display for Unsafe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Symlink => f.write_str("it is a symbolic link"),
-            Self::NotADirectory => f.write_str("it is not a directory"),
-            Self::Owner(uid) => write!(
-                f,
-                "it belongs to uid {uid}, who could redirect where keys are written; keep \
-                 certificate files in a directory owned by root"
-            ),
-            Self::Writable(mode) => {
-                write!(f, "its mode {mode:04o} lets other users write to it")
-            }
-        }
-    }
-}
-
 /// `file:line`, or the file alone.
 fn located(file: &std::path::Path, line: Option<usize>) -> String {
     match line {
@@ -214,15 +183,6 @@ pub enum Error {
         address: String,
         /// Why.
         reason: String,
-    },
-
-    /// A directory the hook would write keys into could be redirected by another user.
-    #[error("refusing to write into {}: {reason}", path.display())]
-    UnsafeDirectory {
-        /// The directory.
-        path: PathBuf,
-        /// What makes it unsafe.
-        reason: Unsafe,
     },
 
     /// A store opened for reading (a dry run) was asked to write.
