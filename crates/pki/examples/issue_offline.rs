@@ -13,11 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work = tempfile::tempdir()?;
     let now = clock::now();
 
-    // A root and an intermediate limited to one zone. Real CAs encrypt their keys:
+    // A root and an intermediate limited to one zone and one private network (without a
+    // permitted range such a CA signs no IP address). Real CAs encrypt their keys:
     // `KeyProtection::Passphrase(…)`.
     let mut options = InitOptions::new(KeyProtection::None);
     options.name = "Example Internal".into();
     options.permitted_dns = vec!["example.internal".into()];
+    options.permitted_ip = vec!["10.0.0.0/8".into()];
     let ca_dir = work.path().join("ca");
     offline::init(&ca_dir, &options, now)?;
 
