@@ -11,13 +11,15 @@
 //!
 //! | to find | look in |
 //! | --- | --- |
-//! | the config file's frame, error lines, relative paths | [`config`] |
+//! | the config file's frame, error lines, relative paths; the audit of what it trusts | [`config`] |
 //! | a service's keys, defaults, files, load (HAProxy hot swap, PostgreSQL key rule…) | [`service`] and its module per service |
 //! | the versioned directory beside a target's files, adoption, pruning | [`service::layout`] |
 //! | switch, test, load, probe, roll back one target | [`service::deploy`] |
 //! | the handshake that proves a certificate is served | [`probe`] |
 //! | test and reload commands | [`exec`] |
 //! | the store of issued versions | [`store`] |
+//! | how a run's writes become durable (per file, or a `syncfs` per phase) | `rotate::batch` |
+//! | bounded reads and absolute deadlines for every peer | `deadline` |
 //! | what a run remembers for the next | [`state`] |
 //! | what a run did, typed | [`rotate::summary`] |
 //!
@@ -48,6 +50,8 @@ pub mod config;
 mod deadline;
 pub mod error;
 pub mod exec;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod log;
 pub mod probe;
 pub mod report;

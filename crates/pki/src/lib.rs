@@ -50,6 +50,8 @@ pub mod constraints;
 pub mod duration;
 pub mod error;
 pub mod fsio;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod key;
 pub mod name;
 pub mod pemfile;

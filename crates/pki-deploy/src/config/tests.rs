@@ -231,3 +231,30 @@ fn a_large_config_is_read_in_order_and_its_first_error_is_reported() {
     let expected: Vec<_> = (0..PARALLEL_READ + 100).map(|i| format!("c{i}")).collect();
     assert_eq!(names, expected);
 }
+
+#[test]
+fn the_valid_fuzz_seeds_are_valid() {
+    // The rotation_config fuzz target starts from these; a seed that no longer parses would
+    // leave the fuzzer short of the deeper checks.
+    for (name, text) in [
+        (
+            "minimal",
+            include_str!("../../../../fixtures/fuzz/rotation_config/minimal.toml"),
+        ),
+        (
+            "full",
+            include_str!("../../../../fixtures/fuzz/rotation_config/full.toml"),
+        ),
+        (
+            "quickstart",
+            include_str!("../../../../fixtures/fuzz/rotation_config/quickstart.toml"),
+        ),
+        (
+            "vault-debian-host",
+            include_str!("../../../../fixtures/fuzz/rotation_config/vault-debian-host.toml"),
+        ),
+    ] {
+        let c = as_root(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!c.certificates.is_empty(), "{name}");
+    }
+}

@@ -469,6 +469,15 @@ impl Paths<'_> {
     }
 }
 
+/// How an exchange on a service's control socket (HAProxy runtime API, Redis) went wrong.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The socket failed: connect, read, write, the deadline, an answer that is not text.
+    Io(std::io::Error),
+    /// The service answered and refused: what it said.
+    Refused(String),
+}
+
 /// A command as TOML writes it: an argv list or a shell line.
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]

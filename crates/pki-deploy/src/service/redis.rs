@@ -13,7 +13,7 @@ use pki::SecretString;
 use serde::Deserialize;
 
 use super::tls_files::{TlsFiles, tls_files};
-use super::{Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, Uses};
+use super::{Failure, Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, Uses};
 use crate::deadline::{Bounded, Deadline};
 use crate::error::{Error, Result};
 
@@ -94,7 +94,7 @@ impl Ops for Redis {
 }
 
 /// A RESP array of bulk strings.
-fn encode(args: &[&str]) -> Vec<u8> {
+pub(crate) fn encode(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -106,7 +106,7 @@ fn encode(args: &[&str]) -> Vec<u8> {
 
 /// Reads one reply line: `+OK`, `-ERR …`, or anything else (an error for our purpose). A line
 /// longer than [`MAX_REPLY`], or cut short, is refused: the peer is not talking Redis.
-fn reply(reader: &mut impl BufRead) -> std::io::Result<String> {
+pub(crate) fn reply(reader: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
     reader.take(MAX_REPLY).read_line(&mut line)?;
     if !line.ends_with("\r\n") {
@@ -139,34 +139,52 @@ async fn reload(socket: &Path, password: Option<SecretString>, files: &TlsFiles)
             socket: socket.clone(),
             source: e,
         };
-        let refused = |r: String| Error::ServiceRefused {
-            service: format!("Redis {}", socket.display()),
-            reply: r,
-        };
         let deadline = Deadline::after(EXCHANGE_LIMIT);
         let stream = UnixStream::connect(&socket).map_err(io_err)?;
         let mut writer = Bounded::new(stream.try_clone().map_err(io_err)?, deadline);
         let mut reader = BufReader::new(Bounded::new(stream, deadline));
-        if let Some(p) = &password {
-            let mut auth = zeroize::Zeroizing::new(encode(&["AUTH", p.expose()]));
-            writer.write_all(&auth).map_err(io_err)?;
-            zeroize::Zeroize::zeroize(&mut *auth);
-            let r = reply(&mut reader).map_err(io_err)?;
-            if r != "+OK" {
-                // Never echo what was sent; Redis's answer carries no secret.
-                return Err(refused(format!("AUTH: {r}")));
-            }
-        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        writer.write_all(&encode(&refs)).map_err(io_err)?;
-        let r = reply(&mut reader).map_err(io_err)?;
-        if r == "+OK" { Ok(()) } else { Err(refused(r)) }
+        exchange(&mut reader, &mut writer, password.as_ref(), &refs).map_err(|f| match f {
+            Failure::Io(e) => io_err(e),
+            Failure::Refused(r) => Error::ServiceRefused {
+                service: format!("Redis {}", socket.display()),
+                reply: r,
+            },
+        })
     })
     .await
     .map_err(|e| Error::Task {
         what: "Redis CONFIG SET",
         reason: e.to_string(),
     })?
+}
+
+/// The exchange on the socket: `AUTH` with `password` when there is one, then the command
+/// `args`; each must be answered `+OK`. Generic over the streams, so that it can be replayed
+/// without a socket.
+pub(crate) fn exchange(
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+    password: Option<&SecretString>,
+    args: &[&str],
+) -> std::result::Result<(), Failure> {
+    if let Some(p) = password {
+        let mut auth = zeroize::Zeroizing::new(encode(&["AUTH", p.expose()]));
+        writer.write_all(&auth).map_err(Failure::Io)?;
+        zeroize::Zeroize::zeroize(&mut *auth);
+        let r = reply(reader).map_err(Failure::Io)?;
+        if r != "+OK" {
+            // Never echo what was sent; Redis's answer carries no secret.
+            return Err(Failure::Refused(format!("AUTH: {r}")));
+        }
+    }
+    writer.write_all(&encode(args)).map_err(Failure::Io)?;
+    let r = reply(reader).map_err(Failure::Io)?;
+    if r == "+OK" {
+        Ok(())
+    } else {
+        Err(Failure::Refused(r))
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +217,43 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         let mut cut = std::io::Cursor::new(b"+OK".to_vec());
         assert!(reply(&mut cut).is_err());
+    }
+
+    /// Replays `exchange` against scripted replies; how it ended and the bytes sent.
+    fn replay(
+        replies: &[u8],
+        password: Option<&str>,
+    ) -> (std::result::Result<(), Failure>, Vec<u8>) {
+        let mut reader = std::io::Cursor::new(replies);
+        let mut sent = Vec::new();
+        let password = password.map(|p| SecretString::new(p.to_owned()));
+        let outcome = exchange(&mut reader, &mut sent, password.as_ref(), &["CONFIG", "SET"]);
+        (outcome, sent)
+    }
+
+    #[test]
+    fn auth_then_config_set_each_answered_ok() {
+        let (outcome, sent) = replay(b"+OK\r\n+OK\r\n", Some("pw"));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        let mut expected = encode(&["AUTH", "pw"]);
+        expected.extend(encode(&["CONFIG", "SET"]));
+        assert_eq!(sent, expected);
+        let (outcome, sent) = replay(b"+OK\r\n", None);
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(sent, encode(&["CONFIG", "SET"]));
+    }
+
+    #[test]
+    fn a_refused_auth_stops_before_the_command_and_errors_are_quoted() {
+        let (outcome, sent) = replay(b"-WRONGPASS invalid password\r\n", Some("pw"));
+        assert!(
+            matches!(&outcome, Err(Failure::Refused(r)) if r == "AUTH: -WRONGPASS invalid password"),
+            "{outcome:?}"
+        );
+        assert_eq!(sent, encode(&["AUTH", "pw"]));
+        let (outcome, _) = replay(b"-ERR Unable to update TLS configuration\r\n", None);
+        assert!(matches!(&outcome, Err(Failure::Refused(r)) if r.starts_with("-ERR")));
+        let (outcome, _) = replay(b"+OK\r\n", Some("pw"));
+        assert!(matches!(outcome, Err(Failure::Io(_))), "{outcome:?}");
     }
 }

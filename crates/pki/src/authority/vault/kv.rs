@@ -140,7 +140,7 @@ impl<'de> Deserialize<'de> for KvValue {
 }
 
 #[derive(Deserialize)]
-struct ReadData {
+pub(super) struct ReadData {
     #[serde(default)]
     data: Option<BTreeMap<String, KvValue>>,
     #[serde(default)]

@@ -32,6 +32,8 @@
 mod auth;
 pub mod bootstrap;
 mod client;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod issued;
 pub mod kv;
 mod settings;
