@@ -596,3 +596,61 @@ fn finding_2_a_directory_under_another_users_parent_is_refused() {
     assert!(run.stderr.contains("65534"), "{run:#?}");
     assert!(std::fs::read_dir(&ssl).unwrap().next().is_none());
 }
+
+/// Beyond the review: a run large enough to defer its syncs opens each file system it will
+/// write to before anything is checked. A `.pki` planted as a link to a FIFO on another file
+/// system once held that open (and root's run) forever; now that target fails and the others
+/// are deployed.
+#[test]
+fn a_fifo_planted_where_a_large_run_looks_first_never_blocks_it() {
+    let rig = Rig::new();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let fifo = shm.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let trap = rig.path("out/trap");
+    std::fs::create_dir_all(&trap).unwrap();
+    std::os::unix::fs::symlink(&fifo, trap.join(".pki")).unwrap();
+    let mut body = String::new();
+    for i in 0..9 {
+        let dir = if i == 0 {
+            trap.clone()
+        } else {
+            rig.path(&format!("out/c{i}"))
+        };
+        body.push_str(&format!(
+            "[[certificate]]\nname = \"c{i}\"\ncommon_name = \"c{i}.example.internal\"\n\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n",
+            dir.display()
+        ));
+    }
+    rig.config(&body);
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "60"])
+        .arg(pki_tests::pki_bin())
+        .args(["rotate", "--config"])
+        .arg(rig.config_path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the run hung: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("trap"), "{stderr}");
+    for i in 1..9 {
+        assert!(
+            rig.path(&format!("out/c{i}/cert.pem")).exists(),
+            "c{i} was not deployed: {stderr}"
+        );
+    }
+    assert!(!trap.join("cert.pem").exists());
+}

@@ -132,7 +132,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    let result = runtime.block_on(cmd::run(cli));
+    // A blocking task still stuck in a system call must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => ExitCode::from(code),
         // A closed pipe (`pki list | head`) is the reader's choice, not our failure.
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),

@@ -42,6 +42,37 @@ impl Deadline {
     }
 }
 
+/// Connects to the unix socket at `path` by `deadline`. A listener that never accepts and lets
+/// its backlog fill would hold a plain `connect` forever: on Linux a unix `connect` waits at
+/// most the socket's send timeout, which is set first.
+pub(crate) fn connect_unix(path: &std::path::Path, deadline: Deadline) -> io::Result<UnixStream> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let left = nix::sys::time::TimeVal::from(libc_timeval(deadline.remaining()?));
+    socket::setsockopt(&fd, sockopt::SendTimeout, &left)?;
+    let addr = UnixAddr::new(path)?;
+    match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the socket accepted no connection before the deadline",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn libc_timeval(d: Duration) -> nix::libc::timeval {
+    nix::libc::timeval {
+        tv_sec: d.as_secs().try_into().unwrap_or(nix::libc::time_t::MAX),
+        tv_usec: d.subsec_micros().into(),
+    }
+}
+
 /// A socket whose read and write timeouts can be set.
 pub(crate) trait Timeouts {
     /// Sets both timeouts.
@@ -129,5 +160,41 @@ mod tests {
             started.elapsed()
         );
         assert!(!sink.is_empty(), "bytes were read before the deadline");
+    }
+
+    #[test]
+    fn a_listener_that_never_accepts_cannot_hold_a_connect() {
+        use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sock");
+        let listener = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            &UnixAddr::new(&path).unwrap(),
+        )
+        .unwrap();
+        // A backlog of one pending connection, and nobody accepting.
+        socket::listen(&listener, Backlog::new(0).unwrap()).unwrap();
+        let mut held = Vec::new();
+        let started = Instant::now();
+        let e = loop {
+            match connect_unix(&path, Deadline::after(Duration::from_millis(300))) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 16, "the backlog never filled");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

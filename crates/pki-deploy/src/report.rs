@@ -67,15 +67,26 @@ impl NtfyConfig {
 }
 
 /// Uptime Kuma settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct KumaConfig {
-    /// Push URL (it embeds the monitor's token: keep the config file private).
+    /// Push URL (it embeds the monitor's token: keep the config file private). `Debug` shows
+    /// it redacted.
     pub push_url: Option<String>,
     /// File holding the push URL, so the token stays out of the config.
     pub push_url_file: Option<PathBuf>,
     /// A CA bundle for the server's certificate.
     pub ca_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KumaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KumaConfig")
+            .field("push_url", &self.push_url.as_ref().map(|_| "[redacted]"))
+            .field("push_url_file", &self.push_url_file)
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
 }
 
 /// Escapes a Prometheus label value.

@@ -69,7 +69,8 @@ pub(crate) async fn run(a: RenewArgs, format: Format) -> Result<u8> {
     CertificateRequest::renewal_of(&current, ttl)?;
     let key = if a.reuse_key {
         let origin = paths.key.display().to_string();
-        let text = zeroize::Zeroizing::new(read_pem(&paths.key)?);
+        // The key in use, which may sit in a service's directory: never through a link.
+        let (text, _) = pki::fsio::read_private(&paths.key, pki::fsio::MAX_PEM_INPUT)?;
         let key = PrivateKey::from_pem(&text, &origin)?;
         if !current.matches_key(&key) {
             return Err(pki::Error::KeyMismatch {

@@ -24,6 +24,7 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
         Ok(c) => c,
         Err(e) => return Err(UsageError(e.to_string()).into()),
     };
+    hard_stop(config.run_timeout, log);
     let mut options = rotate::Options::new(log);
     options.dry_run = a.dry_run;
     options.force = a.force;
@@ -63,6 +64,42 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
         }
     }
     Ok(if summary.failed() { 1 } else { 0 })
+}
+
+/// How long after `run_timeout` a run that its own watchdog could not stop is ended.
+const HARD_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The run's watchdog stops it at its next await past `run_timeout`; a thread stuck in a
+/// system call (a hung mount, a peer the kernel waits on) never gets there. This thread ends
+/// the process a grace period later, with exit status 1: the kernel releases the lock and the
+/// timer's next run starts afresh, as after a crash, which every write is made to survive.
+fn hard_stop(run_timeout: time::Duration, log: Logger) {
+    let Ok(limit) = std::time::Duration::try_from(run_timeout) else {
+        return;
+    };
+    let Some(at) = limit.checked_add(HARD_STOP_GRACE) else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("hard-stop".into())
+        .spawn(move || {
+            std::thread::sleep(at);
+            log.error(Event::run(
+                "hard-stop",
+                format!(
+                    "the run is still going {}s past run_timeout ({}); stopping the process",
+                    HARD_STOP_GRACE.as_secs(),
+                    pki::duration::format(run_timeout)
+                ),
+            ));
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        log.warn(Event::run(
+            "hard-stop",
+            format!("no hard stop for this run: {e}"),
+        ));
+    }
 }
 
 fn print_plan(summary: &RunSummary) -> std::io::Result<()> {

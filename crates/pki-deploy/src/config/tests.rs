@@ -258,3 +258,14 @@ fn the_valid_fuzz_seeds_are_valid() {
         assert!(!c.certificates.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn a_push_url_given_inline_never_shows_in_debug_output() {
+    let text = format!(
+        "{MINIMAL}\n[report.uptime_kuma]\npush_url = \"https://kuma.example.internal/api/push/S3CRETPUSH\"\n"
+    );
+    let c = parse(&text, Path::new("/etc/pki/rotate.toml")).unwrap();
+    let shown = format!("{c:?}");
+    assert!(shown.contains("KumaConfig"), "{shown}");
+    assert!(!shown.contains("S3CRETPUSH"), "{shown}");
+}

@@ -8,7 +8,7 @@
 //! errors that happened since its descriptor was opened, and none may go unnoticed.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -132,23 +132,33 @@ impl Batch {
         if !self.deferred() {
             return;
         }
-        let Some(existing) = path.ancestors().find(|p| p.exists()) else {
+        // The path is not checked yet (the phase does that next), and a service user may own
+        // part of it: never follow a link at its end, never open anything but a directory (a
+        // FIFO planted there would block the open for good).
+        let Some((existing, file)) = path.ancestors().find_map(|p| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(
+                    nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK,
+                )
+                .open(p)
+                .ok()?;
+            Some((p, file))
+        }) else {
+            return;
+        };
+        let Ok(dev) = file.metadata().map(|m| m.dev()) else {
             return;
         };
         let mut state = self.shared.lock();
-        let Ok(dev) = std::fs::metadata(existing).map(|m| m.dev()) else {
-            return;
-        };
         if state.watched.iter().any(|w| w.dev == dev) {
             return;
         }
-        if let Ok(file) = File::open(existing) {
-            state.watched.push(Watched {
-                dev,
-                path: existing.to_path_buf(),
-                file: Arc::new(file),
-            });
-        }
+        state.watched.push(Watched {
+            dev,
+            path: existing.to_path_buf(),
+            file: Arc::new(file),
+        });
     }
 
     /// Says that something was written: the writeback thread flushes it when it is free.

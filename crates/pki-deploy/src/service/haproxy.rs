@@ -7,7 +7,6 @@
 //! runtime API checks the payload itself).
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use super::{
     Content, Failure, Invalid, Kind, Ops, OutputFile, Paths, RawCommand, Step, StepFuture, Uses,
     command,
 };
-use crate::deadline::{Bounded, Deadline};
+use crate::deadline::{Bounded, Deadline, connect_unix};
 use crate::error::{Error, Result};
 use crate::exec::CommandSpec;
 
@@ -149,7 +148,7 @@ impl Haproxy {
 /// Sends one command and returns HAProxy's whole answer (it closes the connection after
 /// answering), by `deadline` and at most [`MAX_ANSWER`] bytes of it.
 fn send(socket: &Path, command: &str, deadline: Deadline) -> std::io::Result<String> {
-    let mut stream = Bounded::new(UnixStream::connect(socket)?, deadline);
+    let mut stream = Bounded::new(connect_unix(socket, deadline)?, deadline);
     stream.write_all(command.as_bytes())?;
     read_answer(stream)
 }

@@ -5,7 +5,6 @@
 //! with exit status 0, so the reply is read here.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use serde::Deserialize;
 
 use super::tls_files::{TlsFiles, tls_files};
 use super::{Failure, Invalid, Kind, Ops, OutputFile, Paths, Step, StepFuture, Uses};
-use crate::deadline::{Bounded, Deadline};
+use crate::deadline::{Bounded, Deadline, connect_unix};
 use crate::error::{Error, Result};
 
 /// How long the whole exchange on the socket (AUTH, CONFIG SET) may take.
@@ -140,7 +139,7 @@ async fn reload(socket: &Path, password: Option<SecretString>, files: &TlsFiles)
             source: e,
         };
         let deadline = Deadline::after(EXCHANGE_LIMIT);
-        let stream = UnixStream::connect(&socket).map_err(io_err)?;
+        let stream = connect_unix(&socket, deadline).map_err(io_err)?;
         let mut writer = Bounded::new(stream.try_clone().map_err(io_err)?, deadline);
         let mut reader = BufReader::new(Bounded::new(stream, deadline));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -27,7 +27,7 @@ pub enum Links {
 mod read;
 
 pub use dir::{Dir, Owners};
-pub use read::{check_private_mode, read_limited, read_private, read_secret_file};
+pub use read::{read_key_file, read_limited, read_private, read_secret_file};
 
 /// Prefix of every temporary file this crate creates.
 pub const TEMP_PREFIX: &str = ".pki-tmp-";

@@ -11,7 +11,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use zeroize::Zeroizing;
 
-use super::dir::{Entry, Kind, Owners};
+use super::dir::{Entry, Owners};
 use crate::error::{Access, Error, IoOp, Result, Unsafe};
 use crate::secret::SecretString;
 
@@ -132,25 +132,14 @@ fn check_secret(path: &Path, entry: &Entry) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a file that group or others can read or write, or that is not a regular file of
-/// ours (as OpenSSH and PostgreSQL refuse loose private keys), checking the file itself (not
-/// a link to it).
-pub fn check_private_mode(path: &Path) -> Result<()> {
-    let fd = open(path, Links::Refuse)?;
-    let st = rfs::fstat(&fd).map_err(|e| Error::Io {
-        op: IoOp::Read,
-        path: path.to_path_buf(),
-        source: io::Error::from(e),
-    })?;
-    let entry = entry_of(&st);
-    if entry.kind != Kind::File {
-        return Err(Error::UnsafePath {
-            path: path.to_path_buf(),
-            access: Access::Read,
-            reason: Unsafe::NotARegularFile,
-        });
-    }
-    check_secret(path, &entry)
+/// Reads a private key file: not through a link, a regular file of at most
+/// [`super::MAX_PEM_INPUT`] bytes, owned by the running user and that group and others may
+/// neither read nor write (as OpenSSH and PostgreSQL refuse loose private keys). The checks
+/// are made on the descriptor that is read.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let (bytes, entry) = read_private(path, super::MAX_PEM_INPUT)?;
+    check_secret(path, &entry)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

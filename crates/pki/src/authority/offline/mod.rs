@@ -576,9 +576,8 @@ impl OfflineCa {
     /// encrypted key needs `passphrase`.
     pub fn unlock(&mut self, passphrase: Option<&SecretString>) -> Result<()> {
         let path = self.dir.join(files::INTERMEDIATE_KEY);
-        fsio::check_private_mode(&path)?;
         let origin = path.display().to_string();
-        let text = zeroize::Zeroizing::new(fsio::read_limited(&path, MAX_PEM_INPUT)?);
+        let text = fsio::read_key_file(&path)?;
         let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase)?;
         let wildcards = self.inventory.wildcards()?;
         self.signer =
@@ -608,9 +607,8 @@ impl OfflineCa {
         source: &CaKeySource,
     ) -> Result<subordinate::Root> {
         let path = key_file.map_or_else(|| self.dir.join(files::ROOT_KEY), Path::to_path_buf);
-        fsio::check_private_mode(&path)?;
         let origin = path.display().to_string();
-        let text = zeroize::Zeroizing::new(fsio::read_limited(&path, MAX_PEM_INPUT)?);
+        let text = fsio::read_key_file(&path)?;
         let passphrase = if PrivateKey::pem_is_encrypted(&text) {
             Some(source.passphrase()?.ok_or_else(|| Error::Key {
                 origin: origin.clone(),
