@@ -94,6 +94,8 @@ fn command(spec: &CommandSpec, env: &[(&str, String)]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own, so that a timeout kills what a shell line started too.
+        .process_group(0)
         .kill_on_drop(true);
     if let Ok(home) = std::env::var("HOME") {
         cmd.env("HOME", home);
@@ -129,7 +131,7 @@ fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
 }
 
 /// Runs `spec` with `env` added to a minimal environment; succeeds on exit status 0 within
-/// `timeout`. The child is killed if the time runs out.
+/// `timeout`. The child and its process group are killed if the time runs out.
 pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) -> Result<String> {
     let failed = |outcome: CommandOutcome, output: String| Error::Command {
         command: spec.display(),
@@ -152,6 +154,15 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     // The command is done when it exits, not when its pipes close: a reload that starts a
     // daemon (`haproxy -D`, an init script) leaves them open in the daemon.
     let outcome = tokio::time::timeout(limit, child.wait()).await;
+    if outcome.is_err() {
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.kill().await;
+    }
     for mut reader in readers {
         if tokio::time::timeout(OUTPUT_GRACE, &mut reader)
             .await
@@ -163,10 +174,7 @@ pub async fn run(spec: &CommandSpec, env: &[(&str, String)], timeout: Duration) 
     }
     let output = output.lock().map(|o| o.clone()).unwrap_or_default();
     match outcome {
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(failed(CommandOutcome::TimedOut(timeout), String::new()))
-        }
+        Err(_) => Err(failed(CommandOutcome::TimedOut(timeout), String::new())),
         Ok(Err(e)) => Err(failed(CommandOutcome::WaitFailed(e.kind()), tail(&output))),
         Ok(Ok(status)) if status.success() => Ok(tail(&output)),
         Ok(Ok(status)) => {
@@ -214,6 +222,33 @@ mod tests {
 
     fn run_now(spec: &CommandSpec, env: &[(&str, String)], secs: i64) -> Result<String> {
         rt().block_on(run(spec, env, Duration::seconds(secs)))
+    }
+
+    #[test]
+    fn a_timeout_kills_what_a_shell_line_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let line = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let e = run_now(&CommandSpec::Shell(line), &[], 1).unwrap_err();
+        assert!(
+            e.to_string().contains("timed out") || e.to_string().contains("1s"),
+            "{e}"
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed, then reaped by whoever inherited it: gone within moments.
+        let gone = (0..50).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let dead = stat.is_empty() || stat.contains(") Z ");
+            if !dead {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            dead
+        });
+        assert!(gone, "the grandchild {pid} survived the timeout");
     }
 
     #[test]
