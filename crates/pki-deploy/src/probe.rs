@@ -184,8 +184,17 @@ async fn once_by(probe: &ProbeConfig, server_name: &str, deadline: Deadline) -> 
     let sni = server_name.to_owned();
     let protocol = probe.protocol;
     let deadline = deadline.min(Deadline::after(HANDSHAKE_LIMIT));
-    tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, deadline))
+    // The handshake keeps to the deadline itself, but name resolution (getaddrinfo) knows no
+    // deadline: past it (and a moment for the handshake's own error), stop waiting.
+    let left = deadline.remaining().unwrap_or_default() + RESOLVE_GRACE;
+    let task = tokio::task::spawn_blocking(move || handshake(&address, &sni, protocol, deadline));
+    let joined = tokio::time::timeout(left, task)
         .await
+        .map_err(|_| Error::Probe {
+            address: probe.address.clone(),
+            reason: "no answer by the probe's deadline (name resolution included)".into(),
+        })?;
+    joined
         .map_err(|e| Error::Task {
             what: "probe",
             reason: e.to_string(),
@@ -195,6 +204,10 @@ async fn once_by(probe: &ProbeConfig, server_name: &str, deadline: Deadline) -> 
             reason,
         })
 }
+
+/// How long past a probe's deadline its blocking task is awaited, so that a handshake that
+/// ran out of time reports that itself.
+const RESOLVE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One probe, within the probe's timeout.
 pub async fn once(probe: &ProbeConfig, server_name: &str) -> Result<Served> {
