@@ -50,6 +50,12 @@ impl Rig {
             self.path("ca").display()
         );
         std::fs::write(self.config_path(), text).unwrap();
+        // As README asks of a real one: some configs hold a push URL's token.
+        std::fs::set_permissions(
+            self.config_path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
     }
 
     pub(crate) fn rotate(&self, extra: &[&str]) -> Run {

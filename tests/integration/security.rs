@@ -268,6 +268,17 @@ fn finding_8_reporters_never_send_a_token_in_clear_text_across_a_network() {
     with("[report.uptime_kuma]\npush_url = \"http://192.0.2.2:3001/api/push/TOKEN\"\n");
     let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
     assert!(run.stderr.contains("push_url"), "{run:#?}");
+    // Written in the config, the push URL makes the config a secret: private, or refused.
+    with("[report.uptime_kuma]\npush_url = \"https://kuma.example.internal/api/push/TOKEN\"\n");
+    rig.rotate(&["--dry-run"]).ok();
+    set_mode(&rig.config_path(), 0o644);
+    let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
+    assert!(
+        run.stderr
+            .contains(&rig.config_path().display().to_string()),
+        "{run:#?}"
+    );
+    assert!(!run.stderr.contains("TOKEN"), "{run:#?}");
 }
 
 /// A CSR made by openssl for `cn` with these SANs (`DNS:…,IP:…,URI:…`), and `key_args` for

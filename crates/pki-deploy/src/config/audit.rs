@@ -9,7 +9,8 @@
 //! its directory, `state_dir`, `ca_dir`, the programs of argv-form commands (found in `PATH`
 //! as they will be when run) and the CA bundles that decide whom Vault or a reporter trusts.
 //! Secret files (passphrase, token, secret_id, passwords) must moreover belong to the running
-//! user and be private to it. A shell command line is run by `/bin/sh`; what it calls is the
+//! user and be private to it; so must the config itself when it holds an Uptime Kuma push URL
+//! (which carries the monitor's token) instead of naming a `push_url_file`. A shell command line is run by `/bin/sh`; what it calls is the
 //! operator's to keep safe.
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,18 @@ enum Trust {
 /// Checks that `config`, read from `file` (whose descriptor said `entry`), may be run.
 pub(crate) fn audit(config: &Config, file: &Path, entry: &Entry) -> Result<()> {
     let owners = Owners::running();
-    check_entry(file, entry, Trust::Content, owners)?;
+    // An Uptime Kuma push URL written in the config makes the config a secret file.
+    let holds_secret = config
+        .report
+        .uptime_kuma
+        .as_ref()
+        .is_some_and(|k| k.push_url.is_some());
+    let trust = if holds_secret {
+        Trust::Secret
+    } else {
+        Trust::Content
+    };
+    check_entry(file, entry, trust, owners)?;
     check_way(file, owners)?;
     check_dir(&config.state_dir, owners)?;
     let mut files: Vec<(&Path, Trust)> = Vec::new();
