@@ -412,6 +412,18 @@ fn kv_put_get_cas_and_metadata() {
     .ok();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cr3t-from-file");
     assert_eq!(mode(&file), 0o600);
+    // From the standard input, as a pipe gives it: never on the command line.
+    let piped = bao
+        .pki(["--json", "secret", "put", "apps/piped", "token=-"])
+        .input(b"s3cr3t-from-stdin\n")
+        .run()
+        .ok();
+    assert_eq!(piped.json()["version"], 1);
+    let got = bao
+        .pki(["secret", "get", "apps/piped", "--field", "token"])
+        .run()
+        .ok();
+    assert_eq!(got.stdout, "s3cr3t-from-stdin");
     assert_eq!(dir_entries(&work.path().join("out")), ["password"]);
 
     // Check-and-set: right version writes, stale version is refused with Vault's reason.

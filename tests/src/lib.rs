@@ -82,6 +82,7 @@ impl Run {
 pub struct Pki {
     cmd: Command,
     label: String,
+    input: Option<Vec<u8>>,
 }
 
 impl Pki {
@@ -102,7 +103,11 @@ impl Pki {
         cmd.args(args);
         cmd.env_remove("PKI_CA_DIR").env_remove("PKI_CA_PASSPHRASE");
         cmd.stdin(Stdio::null());
-        Self { cmd, label }
+        Self {
+            cmd,
+            label,
+            input: None,
+        }
     }
 
     /// The same invocation run under `umask` (through `sh`, which sets it and execs `pki`).
@@ -134,11 +139,28 @@ impl Pki {
         self.env("PKI_CA_DIR", dir)
     }
 
+    /// Gives `bytes` on the standard input (otherwise it is empty).
+    pub fn input(mut self, bytes: &[u8]) -> Self {
+        self.input = Some(bytes.to_vec());
+        self
+    }
+
     pub fn run(mut self) -> Run {
-        let out = self
-            .cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.label));
+        let cannot = |e: std::io::Error| -> ! { panic!("cannot run {}: {e}", self.label) };
+        let out = match self.input.take() {
+            None => self.cmd.output().unwrap_or_else(|e| cannot(e)),
+            Some(bytes) => {
+                self.cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = self.cmd.spawn().unwrap_or_else(|e| cannot(e));
+                if let Some(mut stdin) = child.stdin.take() {
+                    std::io::Write::write_all(&mut stdin, &bytes).unwrap_or_else(|e| cannot(e));
+                }
+                child.wait_with_output().unwrap_or_else(|e| cannot(e))
+            }
+        };
         Run::from(out, &self.label)
     }
 }

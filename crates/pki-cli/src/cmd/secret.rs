@@ -1,10 +1,10 @@
 //! `pki secret get | put | metadata`: KV v2 secrets on Vault / OpenBao.
 //!
 //! Values never come from argv unless the operator writes `KEY=VALUE` (which puts the value in
-//! the process list: prefer `KEY=@FILE`); read values are written atomically with mode 0600 by
+//! the process list: prefer `KEY=@FILE` or `KEY=-`, the standard input); read values are written atomically with mode 0600 by
 //! `--out`, and every copy we hold is wiped after use.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -62,9 +62,10 @@ pub(crate) struct GetArgs {
 pub(crate) struct PutArgs {
     /// Secret path inside the mount.
     pub path: String,
-    /// Fields: KEY=@FILE reads the value from FILE; KEY=VALUE takes it from the command line,
-    /// where every user of the machine can see it in the process list.
-    #[arg(required = true, value_name = "KEY=VALUE|KEY=@FILE")]
+    /// Fields: KEY=@FILE reads the value from FILE, KEY=- from the standard input (one field
+    /// at most); KEY=VALUE takes it from the command line, where every user of the machine can
+    /// see it in the process list.
+    #[arg(required = true, value_name = "KEY=VALUE|KEY=@FILE|KEY=-")]
     pub fields: Vec<String>,
     /// Check-and-set: write only if the current version is N (0: only if absent).
     #[arg(long, value_name = "N")]
@@ -87,7 +88,8 @@ const GET_EXAMPLES: &str = "EXAMPLES:
 
 const PUT_EXAMPLES: &str = "EXAMPLES:
   pki secret put apps/billing/db user=billing password=@/root/db.pass
-  pki secret put apps/billing/db password=@/root/new.pass --cas 3";
+  pki secret put apps/billing/db password=@/root/new.pass --cas 3
+  generate-password | pki secret put apps/billing/db password=-";
 
 async fn connect(kv: &KvOpts) -> Result<pki::authority::vault::VaultAuthority> {
     let mut settings = vault_settings(kv.vault_config.as_deref())?;
@@ -164,9 +166,50 @@ async fn get(a: GetArgs, format: Format) -> Result<u8> {
     Ok(0)
 }
 
-/// Splits `KEY=VALUE` / `KEY=@FILE`; a file value is read whole (one trailing newline
-/// dropped, as editors add one).
-fn field(arg: &str) -> Result<(String, SecretString)> {
+/// The most a value read from the standard input may hold.
+const MAX_STDIN_VALUE: u64 = 64 * 1024;
+
+/// The standard input, which one field at most takes its value from (`KEY=-`).
+#[derive(Default)]
+struct Stdin {
+    taken: bool,
+}
+
+impl Stdin {
+    fn value(&mut self, key: &str, input: &mut dyn Read) -> Result<SecretString> {
+        if std::mem::replace(&mut self.taken, true) {
+            return Err(UsageError(
+                "only one field can take its value from the standard input (KEY=-)".to_owned(),
+            )
+            .into());
+        }
+        let mut bytes = Zeroizing::new(Vec::new());
+        input
+            .take(MAX_STDIN_VALUE + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read the value of {key} from the standard input"))?;
+        if bytes.len() as u64 > MAX_STDIN_VALUE {
+            anyhow::bail!("the value of {key} on the standard input is over 64 KiB");
+        }
+        let mut text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+            // The bytes are a secret too: wiped as they are dropped.
+            drop(Zeroizing::new(e.into_bytes()));
+            anyhow::anyhow!("the value of {key} on the standard input is not UTF-8 text")
+        })?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        Ok(SecretString::new(text))
+    }
+}
+
+/// Splits `KEY=VALUE` / `KEY=@FILE` / `KEY=-`; a file value is read whole (one trailing
+/// newline dropped, as editors add one), as is the standard input.
+fn field_with(
+    arg: &str,
+    stdin: &mut Stdin,
+    input: &mut dyn Read,
+) -> Result<(String, SecretString)> {
     let Some((key, value)) = arg.split_once('=') else {
         // Not echoed: the argument may be a value typed without its key.
         return Err(UsageError(
@@ -181,6 +224,7 @@ fn field(arg: &str) -> Result<(String, SecretString)> {
         // A secret file others can read is refused, as every secret file is.
         Some(file) => fsio::read_secret_file(std::path::Path::new(file))
             .with_context(|| format!("cannot read the value of {key}"))?,
+        None if value == "-" => stdin.value(key, input)?,
         None => SecretString::new(value.to_owned()),
     };
     Ok((key.to_owned(), value))
@@ -188,10 +232,11 @@ fn field(arg: &str) -> Result<(String, SecretString)> {
 
 async fn put(a: PutArgs, format: Format) -> Result<u8> {
     pki::authority::vault::kv::check_secret_path(&a.path)?;
+    let mut stdin = Stdin::default();
     let fields = a
         .fields
         .iter()
-        .map(|f| field(f))
+        .map(|f| field_with(f, &mut stdin, &mut std::io::stdin().lock()))
         .collect::<Result<Vec<_>>>()?;
     let vault = connect(&a.kv).await?;
     let written = vault.kv_put(&a.path, &fields, a.cas).await?;
@@ -243,6 +288,10 @@ async fn metadata(a: MetadataArgs, format: Format) -> Result<u8> {
 mod tests {
     use super::*;
 
+    fn field(arg: &str) -> Result<(String, SecretString)> {
+        field_with(arg, &mut Stdin::default(), &mut std::io::empty())
+    }
+
     #[test]
     fn fields_parse() {
         let (k, v) = field("user=billing").unwrap();
@@ -253,5 +302,20 @@ mod tests {
         assert!(field("=x").is_err());
         let err = field("pw=@/nonexistent/file").unwrap_err();
         assert!(format!("{err:#}").contains("pw"));
+    }
+
+    #[test]
+    fn one_field_takes_its_value_from_the_standard_input() {
+        let mut stdin = Stdin::default();
+        let mut input = &b"from-stdin\n"[..];
+        let (k, v) = field_with("pw=-", &mut stdin, &mut input).unwrap();
+        assert_eq!((k.as_str(), v.expose()), ("pw", "from-stdin"));
+        let e = field_with("other=-", &mut stdin, &mut &b""[..]).unwrap_err();
+        assert!(e.to_string().contains("only one field"), "{e}");
+        let big = vec![b'a'; 70 * 1024];
+        let e = field_with("pw=-", &mut Stdin::default(), &mut &big[..]).unwrap_err();
+        assert!(e.to_string().contains("64 KiB"), "{e}");
+        let e = field_with("pw=-", &mut Stdin::default(), &mut &b"\xff\xfe"[..]).unwrap_err();
+        assert!(e.to_string().contains("UTF-8"), "{e}");
     }
 }
