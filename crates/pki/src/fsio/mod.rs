@@ -160,11 +160,21 @@ pub fn sync_dir_with(dir: &Path, durability: Durability) -> Result<()> {
 pub fn sync_filesystems(paths: &[PathBuf]) -> Result<()> {
     let mut done: Vec<u64> = Vec::new();
     for p in paths {
-        let Ok(meta) = fs::metadata(p) else { continue };
+        // Whatever sits at the path (a FIFO, a device) opens at once and is never read: only
+        // its file system matters.
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix_flags::O_NONBLOCK | nix_flags::O_CLOEXEC)
+            .open(p)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(IoOp::Sync, p)(e)),
+        };
+        let meta = f.metadata().map_err(io_err(IoOp::Sync, p))?;
         if done.contains(&meta.dev()) {
             continue;
         }
-        let f = File::open(p).map_err(io_err(IoOp::Sync, p))?;
         nix::unistd::syncfs(&f).map_err(|e| Error::Io {
             op: IoOp::Sync,
             path: p.clone(),
@@ -267,6 +277,7 @@ impl Drop for StagedFile {
 mod nix_flags {
     pub(super) const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
     pub(super) const O_CLOEXEC: i32 = nix::fcntl::OFlag::O_CLOEXEC.bits();
+    pub(super) const O_NONBLOCK: i32 = nix::fcntl::OFlag::O_NONBLOCK.bits();
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -392,6 +403,16 @@ pub(crate) fn writer_alive(rest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syncing_the_file_system_of_a_fifo_never_waits_on_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        sync_filesystems(&[fifo, tmp.path().join("missing"), tmp.path().to_path_buf()]).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 
     #[test]
     fn writes_with_mode_and_no_leftovers() {
