@@ -76,7 +76,9 @@ fn current_at(versions: &Path) -> Option<String> {
     if fs::symlink_metadata(&here).ok()?.is_symlink() {
         return link_name(&here);
     }
-    marker_id(&pki::fsio::read_limited(&here.join(MARKER), 256).ok()?)
+    // Planning reads by path; the marker itself is never read through a link.
+    let (text, _) = pki::fsio::read_private(&here.join(MARKER), 256).ok()?;
+    marker_id(&text)
 }
 
 /// The versioned directory of a target (beside its first file).
