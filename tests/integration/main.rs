@@ -16,4 +16,5 @@ mod security;
 mod tls_handshake;
 mod vault;
 mod vault_faults;
+mod vault_ha;
 mod vault_tls;

@@ -20,6 +20,8 @@ enum Answer {
     Stall,
     /// 307 to this absolute URL.
     Redirect(String),
+    /// 429 with `Retry-After` of this many seconds.
+    Throttle(u64),
 }
 
 /// One request as the fake saw it.
@@ -147,6 +149,10 @@ fn serve(
         Answer::Redirect(url) => format!(
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\n\
              Connection: close\r\n\r\n"
+        ),
+        Answer::Throttle(secs) => format!(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {secs}\r\nContent-Type: application/json\r\n\
+             Content-Length: 13\r\nConnection: close\r\n\r\n{{\"errors\":[]}}"
         ),
         Answer::Stall => {
             std::thread::sleep(Duration::from_secs(20));
@@ -289,6 +295,77 @@ fn retries_are_bounded_and_vaults_message_is_kept() {
         "{run:#?}"
     );
     assert_eq!(fake.seen().len(), 3, "one try and two retries");
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    addr
+}
+
+#[test]
+fn a_node_that_refuses_is_left_for_the_next_and_retry_after_is_honoured() {
+    let fake = Fake::start(|n, _| {
+        if n == 0 {
+            Answer::Throttle(2)
+        } else {
+            Answer::Json(200, KV_ANSWER.into())
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let run = fake
+        .pki(
+            ["secret", "get", "app/x", "--field", "password"],
+            home.path(),
+        )
+        .env("VAULT_ADDR", closed_port())
+        .env("PKI_VAULT_NODES", &fake.addr)
+        .run()
+        .ok();
+    assert_eq!(run.stdout, "pw-from-fake");
+    assert_eq!(fake.seen().len(), 2, "throttled once, then served");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was not waited for: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_spent_retry_budget_says_so_with_the_last_failure() {
+    let fake = Fake::start(|_, _| {
+        Answer::Json(
+            500,
+            r#"{"errors":["local node not active but active cluster node not found"]}"#.into(),
+        )
+    });
+    let home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let run = fake
+        .pki(["secret", "get", "app/x"], home.path())
+        .env("VAULT_ADDR", closed_port())
+        .env("PKI_VAULT_NODES", &fake.addr)
+        .env("PKI_VAULT_RETRY_BUDGET", "2s")
+        .run()
+        .fails_with(&[1]);
+    assert!(
+        run.stderr.contains("retry budget")
+            && run.stderr.contains("2 node(s)")
+            && run.stderr.contains("the last failure"),
+        "{run:#?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        fake.seen().len() >= 2,
+        "both nodes were tried, more than once"
+    );
 }
 
 #[test]

@@ -47,6 +47,8 @@ pub const VAULT_ENV: &[&str] = &[
     "PKI_VAULT_SECRET_ID_FILE",
     "PKI_VAULT_APPROLE_MOUNT",
     "PKI_VAULT_CONNECT_TIMEOUT",
+    "PKI_VAULT_NODES",
+    "PKI_VAULT_RETRY_BUDGET",
 ];
 
 /// A `pki` invocation with no Vault variables from the host and `HOME` pointing at `home` (so

@@ -8,6 +8,7 @@
 #![allow(missing_docs)]
 
 pub mod bao;
+pub mod bao_cluster;
 pub mod servers;
 
 use std::ffi::OsStr;

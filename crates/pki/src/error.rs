@@ -469,6 +469,27 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    /// Every attempt failed in a way that passes (a node down or sealed, a leader being
+    /// elected, an overloaded server) until the retry budget or the retry limit was spent.
+    #[error(
+        "no Vault node answered {method} /v1/{path} before the retry budget ran out ({attempts} attempts over {:.1} s, {nodes} node(s) configured); the last failure: {last}",
+        elapsed.as_secs_f64()
+    )]
+    VaultUnavailable {
+        /// The HTTP method.
+        method: String,
+        /// The API path, below `/v1/`.
+        path: String,
+        /// How many requests were sent.
+        attempts: u32,
+        /// How many nodes were configured.
+        nodes: usize,
+        /// How long it went on.
+        elapsed: std::time::Duration,
+        /// The last attempt's failure (in the message, so not also a source).
+        last: Box<Self>,
+    },
+
     /// Vault is sealed: nothing can be done until an operator unseals it.
     #[error(
         "Vault at {address} is sealed ({method} /v1/{path} answered \"Vault is sealed\"); an operator must unseal it"

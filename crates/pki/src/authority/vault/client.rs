@@ -1,10 +1,12 @@
 //! The HTTP client under every Vault operation: one request with its token and namespace,
-//! bounded retries with capped exponential backoff and jitter, a 307/308 from a standby followed
-//! with the body re-sent, Vault's errors turned into [`Error`] variants that name the address, the
+//! retries of transient failures within a time budget, with capped exponential backoff and
+//! jitter, moving on to the next configured node when one is down, sealed or without a leader
+//! (a Raft election), a 307/308 from a standby followed with the body re-sent, Vault's errors turned into [`Error`] variants that name the address, the
 //! path, the status and Vault's own messages.
 
 use std::fmt;
-use std::time::Duration as StdDuration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration as StdDuration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use serde::de::DeserializeOwned;
@@ -25,9 +27,12 @@ const MAX_REDIRECTS: usize = 3;
 /// First backoff delay; doubled per retry, capped at [`BACKOFF_CAP`], with jitter.
 const BACKOFF_BASE: StdDuration = StdDuration::from_millis(250);
 const BACKOFF_CAP: StdDuration = StdDuration::from_secs(4);
-/// Statuses worth retrying: rate limited, internal error, bad gateway, unavailable (but not
-/// sealed, which needs an operator, not patience).
+/// Statuses worth retrying: rate limited, internal error (a standby without a leader during an
+/// election says "active cluster node not found"), bad gateway, unavailable (sealed only when
+/// another node may answer: a lone sealed server needs an operator, not patience).
 const RETRY_STATUS: [u16; 4] = [429, 500, 502, 503];
+/// The longest `Retry-After` honoured; longer ones are capped (the budget still bounds all).
+const MAX_RETRY_AFTER: StdDuration = StdDuration::from_secs(10);
 
 /// An HTTP method of the Vault API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +104,8 @@ impl fmt::Display for TransportProblem {
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Zeroizing<Vec<u8>>,
+    /// The server's `Retry-After`, in seconds, when it sent one.
+    pub retry_after: Option<StdDuration>,
 }
 
 enum SendError {
@@ -177,11 +184,15 @@ pub struct VaultData {
 /// retry policy. Cheap to share by reference; requests may run concurrently.
 pub struct VaultClient {
     http: reqwest::Client,
-    address: String,
+    /// The address, then the other configured nodes: where requests go, in turn.
+    nodes: Vec<String>,
+    /// The node requests go to now: the last one that answered.
+    preferred: AtomicUsize,
     /// Where a redirect may lead: the address and the configured cluster nodes.
     trusted: Vec<Origin>,
     namespace: Option<HeaderValue>,
-    max_retries: u32,
+    max_retries: Option<u32>,
+    retry_budget: StdDuration,
     pub(super) credentials: Credentials,
     pub(super) token: tokio::sync::Mutex<TokenState>,
 }
@@ -189,7 +200,7 @@ pub struct VaultClient {
 impl fmt::Debug for VaultClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultClient")
-            .field("address", &self.address)
+            .field("nodes", &self.nodes)
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
@@ -276,16 +287,16 @@ impl VaultClient {
                 setting: "address",
                 problem: "no server address is configured".to_owned(),
             })?;
-        let address = normalise_address(address)?;
+        let mut nodes = vec![normalise_address(address)?];
+        for n in &settings.nodes {
+            let n = normalise(n, "nodes")?;
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
         let mut trusted = Vec::new();
-        for a in std::iter::once(address.clone()).chain(
-            settings
-                .nodes
-                .iter()
-                .map(|n| normalise(n, "nodes"))
-                .collect::<Result<Vec<_>>>()?,
-        ) {
-            let url = reqwest::Url::parse(&a).map_err(|e| Error::VaultConfig {
+        for a in &nodes {
+            let url = reqwest::Url::parse(a).map_err(|e| Error::VaultConfig {
                 setting: "nodes",
                 problem: e.to_string(),
             })?;
@@ -315,18 +326,33 @@ impl VaultClient {
         check_path_name("approle_mount", settings.approle_mount())?;
         Ok(Self {
             http,
-            address,
+            nodes,
+            preferred: AtomicUsize::new(0),
             trusted,
             namespace,
             max_retries: settings.max_retries()?,
+            retry_budget: settings.retry_budget(),
             credentials: Credentials::from_settings(settings)?,
             token: tokio::sync::Mutex::new(TokenState::default()),
         })
     }
 
-    /// The server address, without a trailing slash.
+    /// The address of the node requests go to now (the configured address until it fails),
+    /// without a trailing slash.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.nodes[self.node()]
+    }
+
+    fn node(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed) % self.nodes.len()
+    }
+
+    /// Moves on from `node`, unless another request already did.
+    fn move_on_from(&self, node: usize) {
+        let next = (node + 1) % self.nodes.len();
+        let _ = self
+            .preferred
+            .compare_exchange(node, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Reads `path` (below `/v1/`); `None` when nothing is there (404).
@@ -448,13 +474,13 @@ impl VaultClient {
                 .any(|e| e.to_ascii_lowercase().contains("sealed"))
         {
             return Error::VaultSealed {
-                address: self.address.clone(),
+                address: self.address().to_owned(),
                 method: method.name().to_owned(),
                 path: path.to_owned(),
             };
         }
         Error::VaultApi {
-            address: self.address.clone(),
+            address: self.address().to_owned(),
             method: method.name().to_owned(),
             path: path.to_owned(),
             status,
@@ -464,22 +490,24 @@ impl VaultClient {
 
     pub(crate) fn not_found(&self, path: &str) -> Error {
         Error::VaultNotFound {
-            address: self.address.clone(),
+            address: self.address().to_owned(),
             path: path.to_owned(),
         }
     }
 
     pub(crate) fn bad_response(&self, path: &str, problem: String) -> Error {
         Error::VaultResponse {
-            address: self.address.clone(),
+            address: self.address().to_owned(),
             path: path.to_owned(),
             problem,
         }
     }
 
-    /// Sends with retries on 429/500/502/503 (not sealed) and connection failures, with capped
-    /// exponential backoff and jitter. Timeouts and TLS failures are not retried: they would
-    /// only fail again, slower.
+    /// Sends, retrying transient failures until the retry budget is spent (and at most
+    /// `max_retries` times when that is set), with capped exponential backoff and jitter, and
+    /// at least the server's `Retry-After`. A node that refuses the connection, breaks it off,
+    /// times out, is sealed, or answers 500/502/503 (a standby without a leader during an
+    /// election) is left for the next configured node. TLS failures are never retried.
     pub(super) async fn send(&self, call: Call<'_>, token: Option<&SecretString>) -> Result<Reply> {
         let (method, path) = (call.method, call.path);
         let token_header = match token {
@@ -495,51 +523,111 @@ impl VaultClient {
             }
             None => None,
         };
-        let mut attempt = 0;
+        let started = Instant::now();
+        let mut retries = 0u32;
         loop {
-            let outcome = self.send_once(call, token_header.as_ref()).await;
-            let retry = match &outcome {
-                Ok(reply) => {
-                    RETRY_STATUS.contains(&reply.status)
-                        && !matches!(
-                            self.status_error(&call, reply.status, &reply.body),
-                            Error::VaultSealed { .. }
-                        )
-                }
-                Err(SendError::Http(e)) => {
-                    matches!(
-                        classify(e),
-                        TransportProblem::Connect | TransportProblem::Broken
-                    )
-                }
-                Err(SendError::Protocol(_)) => false,
+            let node = self.node();
+            let outcome = self
+                .send_once(&self.nodes[node], call, token_header.as_ref())
+                .await;
+            let Some(step) = self.retry_step(&call, &outcome) else {
+                return self.settle(&call, outcome);
             };
-            if !retry || attempt >= self.max_retries {
-                return outcome.map_err(|e| match e {
-                    SendError::Http(source) => Error::VaultTransport {
-                        address: self.address.clone(),
-                        method: method.name().to_owned(),
-                        path: path.to_owned(),
-                        problem: classify(&source),
-                        source,
-                    },
-                    SendError::Protocol(problem) => self.bad_response(path, problem),
+            if step.elsewhere && self.nodes.len() > 1 {
+                self.move_on_from(node);
+            }
+            let wait = backoff(retries).max(step.at_least);
+            let spent = started.elapsed() + wait > self.retry_budget;
+            if spent || self.max_retries.is_some_and(|m| retries >= m) {
+                let last = self.settle(&call, outcome);
+                if retries == 0 {
+                    return last;
+                }
+                let last = match last {
+                    Ok(reply) => self.status_error(&call, reply.status, &reply.body),
+                    Err(e) => e,
+                };
+                return Err(Error::VaultUnavailable {
+                    method: method.name().to_owned(),
+                    path: path.to_owned(),
+                    attempts: retries + 1,
+                    nodes: self.nodes.len(),
+                    elapsed: started.elapsed(),
+                    last: Box::new(last),
                 });
             }
-            tokio::time::sleep(backoff(attempt)).await;
-            attempt += 1;
+            tokio::time::sleep(wait).await;
+            retries += 1;
         }
+    }
+
+    /// Whether `outcome` is worth another attempt, and how.
+    fn retry_step(
+        &self,
+        call: &Call<'_>,
+        outcome: &std::result::Result<Reply, SendError>,
+    ) -> Option<RetryStep> {
+        let others = self.nodes.len() > 1;
+        match outcome {
+            Ok(reply) if RETRY_STATUS.contains(&reply.status) => {
+                let sealed = matches!(
+                    self.status_error(call, reply.status, &reply.body),
+                    Error::VaultSealed { .. }
+                );
+                if sealed && !others {
+                    return None;
+                }
+                Some(RetryStep {
+                    // Rate limiting (429) is this client's doing: the same node, later.
+                    elsewhere: reply.status != 429,
+                    at_least: reply.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER),
+                })
+            }
+            Ok(_) => None,
+            Err(SendError::Http(e)) => match classify(e) {
+                TransportProblem::Connect | TransportProblem::Broken => Some(RetryStep {
+                    elsewhere: true,
+                    at_least: StdDuration::ZERO,
+                }),
+                // A node that hangs: another may answer. Alone, it would only hang again.
+                TransportProblem::Timeout if others => Some(RetryStep {
+                    elsewhere: true,
+                    at_least: StdDuration::ZERO,
+                }),
+                _ => None,
+            },
+            Err(SendError::Protocol(_)) => None,
+        }
+    }
+
+    /// The outcome of the last attempt as the caller gets it.
+    fn settle(
+        &self,
+        call: &Call<'_>,
+        outcome: std::result::Result<Reply, SendError>,
+    ) -> Result<Reply> {
+        outcome.map_err(|e| match e {
+            SendError::Http(source) => Error::VaultTransport {
+                address: self.address().to_owned(),
+                method: call.method.name().to_owned(),
+                path: call.path.to_owned(),
+                problem: classify(&source),
+                source,
+            },
+            SendError::Protocol(problem) => self.bad_response(call.path, problem),
+        })
     }
 
     async fn send_once(
         &self,
+        node: &str,
         call: Call<'_>,
         token: Option<&HeaderValue>,
     ) -> std::result::Result<Reply, SendError> {
         let Call {
             method, path, body, ..
         } = call;
-        let mut url = reqwest::Url::parse(&format!("{}/v1/{path}", self.address))
+        let mut url = reqwest::Url::parse(&format!("{node}/v1/{path}"))
             .map_err(|e| SendError::Protocol(format!("cannot form the URL: {e}")))?;
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self.http.request(method.to_reqwest(), url.clone());
@@ -556,6 +644,12 @@ impl VaultClient {
             }
             let mut resp = req.send().await.map_err(SendError::Http)?;
             let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(StdDuration::from_secs);
             if matches!(status, 307 | 308) {
                 url = redirect_target(&url, resp.headers().get(LOCATION), &self.trusted)?;
                 continue;
@@ -584,12 +678,24 @@ impl VaultClient {
                 }
                 data.extend_from_slice(&chunk);
             }
-            return Ok(Reply { status, body: data });
+            return Ok(Reply {
+                status,
+                body: data,
+                retry_after,
+            });
         }
         Err(SendError::Protocol(format!(
             "more than {MAX_REDIRECTS} redirects"
         )))
     }
+}
+
+/// How a transient failure is retried.
+struct RetryStep {
+    /// On the next node (when there is one).
+    elsewhere: bool,
+    /// Not sooner than this (the server's `Retry-After`).
+    at_least: StdDuration,
 }
 
 /// Where a 307/308 points, if it may be followed: to the same scheme, host and port, or to a

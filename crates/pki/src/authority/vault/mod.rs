@@ -48,8 +48,8 @@ use time::OffsetDateTime;
 
 pub use client::{Method, TransportProblem, VaultClient, VaultData};
 pub use settings::{
-    DEFAULT_APPROLE_MOUNT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KV_MOUNT, DEFAULT_MAX_RETRIES,
-    DEFAULT_MOUNT, DEFAULT_REQUEST_TIMEOUT, VaultSettings, env,
+    DEFAULT_APPROLE_MOUNT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KV_MOUNT, DEFAULT_MOUNT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, VaultSettings, env,
 };
 
 use super::{

@@ -52,6 +52,8 @@ pub mod env {
     pub const CONNECT_TIMEOUT: &str = "PKI_VAULT_CONNECT_TIMEOUT";
     /// Retries after a transient failure (the Vault CLI's name).
     pub const MAX_RETRIES: &str = "VAULT_MAX_RETRIES";
+    /// How long transient failures are retried, across the nodes, a duration such as `30s`.
+    pub const RETRY_BUDGET: &str = "PKI_VAULT_RETRY_BUDGET";
 }
 
 /// Default PKI mount.
@@ -64,8 +66,9 @@ pub const DEFAULT_KV_MOUNT: &str = "secret";
 pub const DEFAULT_CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// Default request timeout (the Vault CLI's).
 pub const DEFAULT_REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(60);
-/// Default number of retries after 429, 500, 502, 503 or a connection failure.
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Default time over which transient failures (a node down, sealed, in an election) are
+/// retried: longer than a Raft election with default timing (about 12 s, measured).
+pub const DEFAULT_RETRY_BUDGET: StdDuration = StdDuration::from_secs(30);
 
 /// How to reach and authenticate to Vault / OpenBao. Every field is optional; see
 /// [`VaultSettings::with_env`] for the environment variables that fill the gaps.
@@ -81,9 +84,10 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub struct VaultSettings {
     /// Server address, e.g. `https://vault.example.internal:8200`.
     pub address: Option<String>,
-    /// The other members of its cluster (`https://vault-2.example.internal:8200`, ...): a
-    /// standby's redirect is followed, with the token or a login, only to the address itself
-    /// or one of these.
+    /// The other members of its cluster (`https://vault-2.example.internal:8200`, ...):
+    /// requests go on to the next of the address and these when a node is down, sealed or
+    /// without a leader, and a standby's redirect is followed, with the token or a login, only
+    /// to one of them.
     #[serde(default)]
     pub nodes: Vec<String>,
     /// PEM file of CA certificates to trust *instead of* the system roots.
@@ -115,8 +119,13 @@ pub struct VaultSettings {
     /// Request timeout (default 60 s); written as a duration such as `"60s"`.
     #[serde(default, deserialize_with = "de_duration")]
     pub request_timeout: Option<StdDuration>,
-    /// Retries after 429, 500, 502, 503 or a connection failure (default 3).
+    /// At most this many retries of a transient failure (default: as many as the retry budget
+    /// allows).
     pub max_retries: Option<u32>,
+    /// How long transient failures are retried, across the nodes (default 30 s); written as a
+    /// duration such as `"30s"`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub retry_budget: Option<StdDuration>,
     /// Whether the ambient credential sources (`VAULT_TOKEN`, `~/.vault-token`,
     /// `PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) may be used; set by [`VaultSettings::with_env`].
     #[serde(skip)]
@@ -216,6 +225,7 @@ impl VaultSettings {
     /// | `role_id_file`, `secret_id_file` | `PKI_VAULT_ROLE_ID_FILE`, `PKI_VAULT_SECRET_ID_FILE` |
     /// | `request_timeout`, `connect_timeout` | `VAULT_CLIENT_TIMEOUT`, `PKI_VAULT_CONNECT_TIMEOUT` |
     /// | `max_retries` | `VAULT_MAX_RETRIES` |
+    /// | `retry_budget` | `PKI_VAULT_RETRY_BUDGET` |
     ///
     /// The token (`VAULT_TOKEN`, `BAO_TOKEN`, `~/.vault-token`) and AppRole values
     /// (`PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) are read when connecting, not copied here.
@@ -268,6 +278,7 @@ impl VaultSettings {
                 env::CONNECT_TIMEOUT,
                 "connect_timeout",
             ),
+            (&mut self.retry_budget, env::RETRY_BUDGET, "retry_budget"),
         ] {
             if slot.is_none()
                 && let Some(text) = first_env(&[name])
@@ -315,10 +326,14 @@ impl VaultSettings {
         self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
-    pub(crate) fn max_retries(&self) -> Result<u32> {
+    pub(crate) fn retry_budget(&self) -> StdDuration {
+        self.retry_budget.unwrap_or(DEFAULT_RETRY_BUDGET)
+    }
+
+    pub(crate) fn max_retries(&self) -> Result<Option<u32>> {
         match self.max_retries {
-            None => Ok(DEFAULT_MAX_RETRIES),
-            Some(n) if n <= 20 => Ok(n),
+            None => Ok(None),
+            Some(n) if n <= 20 => Ok(Some(n)),
             Some(_) => Err(Error::VaultConfig {
                 setting: "max_retries",
                 problem: "must be a number from 0 to 20".to_owned(),
@@ -370,7 +385,8 @@ mod tests {
         assert_eq!(s.kv_mount(), "secret");
         assert_eq!(s.approle_mount(), "approle");
         assert_eq!(s.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
-        assert_eq!(s.max_retries().unwrap(), DEFAULT_MAX_RETRIES);
+        assert_eq!(s.max_retries().unwrap(), None);
+        assert_eq!(s.retry_budget(), DEFAULT_RETRY_BUDGET);
         assert!(!s.secrets_from_env);
     }
 
