@@ -62,6 +62,66 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// A fresh server bootstrapped without an offline root gets the hierarchy HashiCorp
+/// recommends: the root in `pki_root`, an intermediate in `pki` signed by it, the role on the
+/// intermediate. Leaves come with a one-certificate chain that openssl walks up to the root;
+/// a second bootstrap changes nothing.
+#[test]
+fn bootstrap_makes_a_root_mount_and_an_intermediate_that_leaves_chain_to() {
+    if !require(&["openssl"]) {
+        return;
+    }
+    let Some(bao) = Bao::dev() else { return };
+    let first = bao.bootstrap_with(&[]);
+    assert!(
+        first.stdout.contains("pki_root/") && first.stdout.contains("Bootstrapped"),
+        "{first:#?}"
+    );
+    let again = bao.bootstrap_with(&[]);
+    assert!(
+        again.stdout.contains("Nothing changed") && !again.stdout.contains(" changed "),
+        "{again:#?}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let web = work.path().join("web");
+    bao.issue("web.example.internal", "services", &web)
+        .run()
+        .ok();
+    let chain = std::fs::read_to_string(web.join("chain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 1, "{chain}");
+    let verify = openssl([
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        s(&web.join("ca.pem")),
+        "-untrusted",
+        s(&web.join("chain.pem")),
+        s(&web.join("cert.pem")),
+    ]);
+    assert!(
+        verify.code == 0 && verify.stdout.trim_end().ends_with(": OK"),
+        "{verify:#?}"
+    );
+    // The root is Vault's root mount's, and it signed the chain's intermediate.
+    let (status, body) = bao.api("GET", "/v1/pki_root/cert/ca", None, None);
+    assert_eq!(status, 200, "{body}");
+    let root: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let root = pki::Certificate::from_pem(
+        root["data"]["certificate"].as_str().unwrap().as_bytes(),
+        "root",
+    )
+    .unwrap();
+    let intermediate = pki::Certificate::from_pem(chain.as_bytes(), "chain").unwrap();
+    assert!(intermediate.is_signed_by(&root));
+    assert_eq!(
+        std::fs::read_to_string(web.join("ca.pem")).unwrap().trim(),
+        root.pem().trim()
+    );
+    // The leaf comes from the intermediate, not from the root.
+    let text = openssl(["x509", "-in", s(&web.join("cert.pem")), "-noout", "-issuer"]);
+    assert!(text.stdout.contains("pki Intermediate CA"), "{text:#?}");
+}
+
 /// Issue (key made here), sign a CSR, Vault-generated key, renew, revoke, CRL and list, with a
 /// Vault intermediate signed by our offline root, so the chain has two levels.
 #[test]

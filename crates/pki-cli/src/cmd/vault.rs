@@ -57,12 +57,21 @@ pub(crate) struct BootstrapArgs {
     /// The mount's max_lease_ttl, which caps every certificate it signs (CAs included).
     #[arg(long, default_value = "10y", value_name = "DURATION")]
     pub mount_max_ttl: String,
-    /// Lifetime of the CA created in Vault (default: 10y for a root, 5y for an intermediate).
+    /// Lifetime of the intermediate created in the issuing mount (default 5y; a root Vault
+    /// keeps lives as long as --mount-max-ttl).
     #[arg(long, value_name = "DURATION")]
     pub ca_ttl: Option<String>,
-    /// Common name of the CA created in Vault.
+    /// Common name of the intermediate created in the issuing mount.
     #[arg(long, value_name = "NAME")]
     pub common_name: Option<String>,
+    /// The mount that holds the root when Vault keeps it (not with --root-ca-dir).
+    #[arg(
+        long,
+        default_value = bootstrap::DEFAULT_ROOT_MOUNT,
+        value_name = "MOUNT",
+        conflicts_with = "root_ca_dir"
+    )]
+    pub root_mount: String,
     /// Key algorithm of the CA key generated inside Vault.
     #[arg(long, default_value = "ecdsa-p256", value_name = "ALG")]
     pub key: String,
@@ -82,7 +91,7 @@ pub(crate) struct BootstrapArgs {
 }
 
 const BOOTSTRAP_EXAMPLES: &str = "EXAMPLES:
-  # A root inside Vault and a role for one internal zone
+  # A root in pki_root, an intermediate in pki signed by it, a role on pki for one zone
   pki vault bootstrap --role services --allowed-domains example.internal
 
   # Keep the root offline: Vault holds an intermediate signed by the offline CA's root
@@ -135,13 +144,13 @@ fn role_options(a: &BootstrapArgs) -> Result<Option<RoleOptions>> {
 
 async fn bootstrap_cmd(a: BootstrapArgs, format: Format) -> Result<u8> {
     let mut options = BootstrapOptions::new(&a.mount);
+    options.root_mount = a.root_mount.clone();
     options.role = role_options(&a)?;
     options.max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
     options.offline_root = offline_root(&a)?;
     options.ca_ttl = match &a.ca_ttl {
         Some(t) => duration::parse(t)?,
-        None if options.offline_root.is_some() => bootstrap::DEFAULT_INTERMEDIATE_TTL,
-        None => options.max_lease_ttl,
+        None => bootstrap::DEFAULT_INTERMEDIATE_TTL,
     };
     options.ca_common_name = match &a.common_name {
         Some(name) => name.clone(),

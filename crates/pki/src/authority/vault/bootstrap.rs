@@ -1,6 +1,8 @@
-//! Preparing a fresh server: enable and tune the PKI mount, create its CA (a root in Vault, or
-//! an intermediate whose CSR our offline root signs), point `config/urls` at the mount, and
-//! write a role. Every step first reads what is there and writes only what differs, so a second
+//! Preparing a fresh server the way HashiCorp recommends: the root in a mount of its own
+//! (`pki_root`), an intermediate in the issuing mount signed by it, and the role on the
+//! intermediate, so that leaves come with their chain; or, with an offline root, only the
+//! intermediate, whose CSR that root signs. Each mount is enabled and tuned, its `config/urls`
+//! point at it, and the role is written. Every step first reads what is there and writes only what differs, so a second
 //! run changes nothing and says so.
 
 use serde::Serialize;
@@ -22,8 +24,9 @@ pub use crate::authority::offline::subordinate::Root as OfflineRoot;
 /// Lifetime of an intermediate that an offline root signs for Vault, when none is given.
 pub const DEFAULT_INTERMEDIATE_TTL: Duration = Duration::days(5 * 365);
 
-/// The common name of the CA that bootstrap creates in `mount`: "ORG Vault Intermediate CA"
-/// under an offline root of organisation ORG, else "MOUNT Root CA".
+/// The common name of the CA that bootstrap creates in the issuing `mount`: "ORG Vault
+/// Intermediate CA" under an offline root of organisation ORG, else "MOUNT Intermediate CA"
+/// (under "MOUNT Root CA" in the root mount).
 pub fn default_ca_name(mount: &str, offline_root: Option<&OfflineRoot>) -> String {
     match offline_root {
         Some(root) => {
@@ -36,9 +39,12 @@ pub fn default_ca_name(mount: &str, offline_root: Option<&OfflineRoot>) -> Strin
                 .unwrap_or("pki");
             naming::vault_intermediate(org)
         }
-        None => naming::root(mount),
+        None => naming::intermediate(mount),
     }
 }
+
+/// The mount that holds the root when Vault keeps it: `pki_root`.
+pub const DEFAULT_ROOT_MOUNT: &str = "pki_root";
 
 /// The PKI role to create or update.
 #[derive(Debug, Clone)]
@@ -79,14 +85,16 @@ impl RoleOptions {
 }
 
 impl BootstrapOptions {
-    /// A bootstrap of `mount`: a root inside Vault named by [`default_ca_name`], lifetime and
-    /// mount maximum [`DEFAULT_MOUNT_MAX_TTL`], an ECDSA P-256 key, no role.
+    /// A bootstrap of `mount`: a root inside Vault in [`DEFAULT_ROOT_MOUNT`] (lifetime and mount
+    /// maximum [`DEFAULT_MOUNT_MAX_TTL`]), an intermediate in `mount` named by
+    /// [`default_ca_name`] for [`DEFAULT_INTERMEDIATE_TTL`], ECDSA P-256 keys, no role.
     pub fn new(mount: &str) -> Self {
         Self {
             mount: mount.to_owned(),
+            root_mount: DEFAULT_ROOT_MOUNT.to_owned(),
             max_lease_ttl: DEFAULT_MOUNT_MAX_TTL,
             ca_common_name: default_ca_name(mount, None),
-            ca_ttl: DEFAULT_MOUNT_MAX_TTL,
+            ca_ttl: DEFAULT_INTERMEDIATE_TTL,
             ca_key: KeyAlgorithm::default(),
             offline_root: None,
             role: None,
@@ -98,18 +106,20 @@ impl BootstrapOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct BootstrapOptions {
-    /// The PKI mount path.
+    /// The PKI mount leaves are issued from.
     pub mount: String,
+    /// The mount of the root, when Vault keeps it (no `offline_root`).
+    pub root_mount: String,
     /// The mount's `max_lease_ttl`, which caps every certificate it signs, CAs included.
     pub max_lease_ttl: Duration,
-    /// Common name of the CA created in Vault.
+    /// Common name of the CA created in the issuing mount (the intermediate).
     pub ca_common_name: String,
-    /// Lifetime of that CA (capped by the mount's max and by the offline root's expiry).
+    /// Lifetime of that CA (capped by the mount's max and by its root's expiry).
     pub ca_ttl: Duration,
     /// Key algorithm of the CA key generated inside Vault.
     pub ca_key: KeyAlgorithm,
     /// When given, Vault gets only an intermediate, signed by this root; otherwise Vault
-    /// generates a root of its own.
+    /// generates a root of its own in `root_mount`, which signs the intermediate.
     pub offline_root: Option<OfflineRoot>,
     /// The role to write, if any.
     pub role: Option<RoleOptions>,
@@ -173,6 +183,15 @@ pub async fn bootstrap(
     now: OffsetDateTime,
 ) -> Result<BootstrapReport> {
     check_path_name("mount", &options.mount)?;
+    if options.offline_root.is_none() {
+        check_path_name("root_mount", &options.root_mount)?;
+        if options.root_mount == options.mount {
+            return Err(Error::VaultConfig {
+                setting: "root_mount",
+                problem: "the root needs a mount of its own, not the issuing mount".to_owned(),
+            });
+        }
+    }
     if let Some(role) = &options.role {
         check_path_name("role", &role.name)?;
         if role.allowed_domains.is_empty() {
@@ -188,9 +207,9 @@ pub async fn bootstrap(
         steps: Vec::new(),
         warnings: Vec::new(),
     };
-    mount(client, options, &mut report).await?;
+    mount(client, &options.mount, options.max_lease_ttl, &mut report).await?;
     // URLs before the CA, so that the CA is created with its AIA in place.
-    urls(client, options, &mut report).await?;
+    urls(client, &options.mount, &mut report).await?;
     ca(client, options, now, &mut report).await?;
     if let Some(role) = &options.role {
         write_role(client, &options.mount, role, &mut report).await?;
@@ -200,11 +219,12 @@ pub async fn bootstrap(
 
 async fn mount(
     client: &VaultClient,
-    o: &BootstrapOptions,
+    name: &str,
+    max_lease_ttl: Duration,
     report: &mut BootstrapReport,
 ) -> Result<()> {
     let mounts = client.read("sys/mounts").await?.and_then(|d| d.data);
-    let key = format!("{}/", o.mount);
+    let key = format!("{name}/");
     let existing = mounts.as_ref().and_then(|m| m.get(&key));
     match existing.and_then(|m| m.get("type")).and_then(Value::as_str) {
         Some("pki") => report.found("mount", format!("{key} is a PKI mount already")),
@@ -217,37 +237,32 @@ async fn mount(
         None => {
             client
                 .write(
-                    &format!("sys/mounts/{}", o.mount),
+                    &format!("sys/mounts/{name}"),
                     &json!({
                         "type": "pki",
                         "description": "certificates issued by pki",
-                        "config": { "max_lease_ttl": format!("{}s", secs(o.max_lease_ttl)) },
+                        "config": { "max_lease_ttl": format!("{}s", secs(max_lease_ttl)) },
                     }),
                 )
                 .await?;
             report.altered("mount", format!("enabled the PKI engine at {key}"));
         }
     }
-    let tune_path = format!("sys/mounts/{}/tune", o.mount);
+    let tune_path = format!("sys/mounts/{name}/tune");
     let current = client
         .read(&tune_path)
         .await?
         .and_then(|d| d.data)
         .and_then(|d| d.get("max_lease_ttl").and_then(Value::as_i64))
         .unwrap_or(0);
-    if current == secs(o.max_lease_ttl) {
-        report.found("tune", format!("max_lease_ttl is {current}s already"));
+    let want = secs(max_lease_ttl);
+    if current == want {
+        report.found("tune", format!("{key} max_lease_ttl is {current}s already"));
     } else {
         client
-            .write(
-                &tune_path,
-                &json!({ "max_lease_ttl": format!("{}s", secs(o.max_lease_ttl)) }),
-            )
+            .write(&tune_path, &json!({ "max_lease_ttl": format!("{want}s") }))
             .await?;
-        report.altered(
-            "tune",
-            format!("max_lease_ttl {current}s -> {}s", secs(o.max_lease_ttl)),
-        );
+        report.altered("tune", format!("{key} max_lease_ttl {current}s -> {want}s"));
     }
     Ok(())
 }
@@ -263,104 +278,185 @@ async fn ca(
         report.found(
             "ca",
             format!(
-                "{} issuer(s) exist already; the CA is left as it is",
-                issuers.len()
+                "{} issuer(s) exist already in {}/; the CA is left as it is",
+                issuers.len(),
+                o.mount
             ),
         );
         return Ok(());
     }
-    let (key_type, key_bits) = o.ca_key.vault_params();
     let ttl = o.ca_ttl.min(o.max_lease_ttl);
-    match &o.offline_root {
-        None => {
-            let out = client
-                .write(
-                    &format!("{}/root/generate/internal", o.mount),
-                    &json!({
-                        "common_name": o.ca_common_name,
-                        "ttl": format!("{}s", secs(ttl)),
-                        "key_type": key_type,
-                        "key_bits": key_bits,
-                        "issuer_name": "root",
-                        "max_path_length": 0,
-                    }),
-                )
-                .await?;
-            report.warnings.extend(out.warnings);
-            report.altered(
-                "ca",
-                format!("generated the root {:?} inside Vault", o.ca_common_name),
-            );
-        }
+    let csr = intermediate_csr(client, o, report).await?;
+    let (cert, root_pem, signer) = match &o.offline_root {
         Some(root) => {
-            let path = format!("{}/intermediate/generate/internal", o.mount);
+            let spec = Intermediate::new(&o.ca_common_name, ttl);
+            let cert = root.sign_intermediate(&csr, &spec, now)?;
+            let root_pem = root.certificate().pem();
+            (
+                cert.pem(),
+                root_pem,
+                format!("the offline root {}", root.certificate().info().subject),
+            )
+        }
+        None => {
+            let root_pem = vault_root(client, o, report).await?;
+            let path = format!("{}/root/sign-intermediate", o.root_mount);
             let out = client
                 .write(
                     &path,
                     &json!({
+                        "csr": csr.pem(),
                         "common_name": o.ca_common_name,
-                        "key_type": key_type,
-                        "key_bits": key_bits,
+                        "ttl": format!("{}s", secs(ttl)),
+                        "max_path_length": 0,
+                        "format": "pem",
                     }),
                 )
                 .await?;
             report.warnings.extend(out.warnings);
-            let csr_pem = out
+            let cert = out
                 .data
                 .as_ref()
-                .and_then(|d| d.get("csr"))
+                .and_then(|d| d.get("certificate"))
                 .and_then(Value::as_str)
-                .ok_or_else(|| client.bad_response(&path, "no csr in the answer".to_owned()))?;
-            let csr = Csr::from_pem(csr_pem.as_bytes(), &path)?;
-            let spec = Intermediate::new(&o.ca_common_name, ttl);
-            let cert = root.sign_intermediate(&csr, &spec, now)?;
-            let set = format!("{}/intermediate/set-signed", o.mount);
-            let bundle = format!("{}{}", cert.pem(), root.certificate().pem());
-            let out = client
-                .write(&set, &json!({ "certificate": bundle }))
-                .await?;
-            report.warnings.extend(out.warnings);
-            // The issuer that has a key (the intermediate) becomes the default, not the root.
-            let mapping = out.data.as_ref().and_then(|d| d.get("mapping"));
-            let default = mapping
-                .and_then(Value::as_object)
-                .and_then(|m| {
-                    m.iter()
-                        .find(|(_, key)| key.as_str().is_some_and(|k| !k.is_empty()))
-                })
-                .map(|(issuer, _)| issuer.clone())
                 .ok_or_else(|| {
-                    client.bad_response(&set, "no imported issuer has a key".to_owned())
-                })?;
-            client
-                .write(
-                    &format!("{}/config/issuers", o.mount),
-                    &json!({ "default": default }),
-                )
-                .await?;
-            report.altered(
-                "ca",
-                format!(
-                    "generated the intermediate {:?} in Vault, signed by {} (serial {})",
-                    o.ca_common_name,
-                    root.certificate().info().subject,
-                    cert.info().serial
-                ),
-            );
+                    client.bad_response(&path, "no certificate in the answer".to_owned())
+                })?
+                .to_owned();
+            (cert, root_pem, format!("the root in {}/", o.root_mount))
         }
-    }
+    };
+    install_signed(
+        client,
+        o,
+        &format!("{}\n{root_pem}", cert.trim_end()),
+        report,
+    )
+    .await?;
+    let serial = crate::cert::Certificate::from_pem(cert.as_bytes(), "intermediate")
+        .map(|c| c.info().serial.to_string())
+        .unwrap_or_default();
+    report.altered(
+        "ca",
+        format!(
+            "generated the intermediate {:?} in {}/, signed by {signer} (serial {serial})",
+            o.ca_common_name, o.mount
+        ),
+    );
     Ok(())
 }
 
-async fn urls(
+/// The CSR of an intermediate whose key Vault generates in the issuing mount.
+async fn intermediate_csr(
     client: &VaultClient,
     o: &BootstrapOptions,
     report: &mut BootstrapReport,
+) -> Result<Csr> {
+    let (key_type, key_bits) = o.ca_key.vault_params();
+    let path = format!("{}/intermediate/generate/internal", o.mount);
+    let out = client
+        .write(
+            &path,
+            &json!({
+                "common_name": o.ca_common_name,
+                "key_type": key_type,
+                "key_bits": key_bits,
+            }),
+        )
+        .await?;
+    report.warnings.extend(out.warnings);
+    let csr_pem = out
+        .data
+        .as_ref()
+        .and_then(|d| d.get("csr"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| client.bad_response(&path, "no csr in the answer".to_owned()))?;
+    Csr::from_pem(csr_pem.as_bytes(), &path)
+}
+
+/// The root in the root mount, made there first if it has none: its certificate as PEM.
+async fn vault_root(
+    client: &VaultClient,
+    o: &BootstrapOptions,
+    report: &mut BootstrapReport,
+) -> Result<String> {
+    mount(client, &o.root_mount, o.max_lease_ttl, report).await?;
+    urls(client, &o.root_mount, report).await?;
+    let issuers = client.list(&format!("{}/issuers", o.root_mount)).await?;
+    if issuers.is_empty() {
+        let (key_type, key_bits) = o.ca_key.vault_params();
+        let name = naming::root(&o.mount);
+        let out = client
+            .write(
+                &format!("{}/root/generate/internal", o.root_mount),
+                &json!({
+                    "common_name": name,
+                    "ttl": format!("{}s", secs(o.max_lease_ttl)),
+                    "key_type": key_type,
+                    "key_bits": key_bits,
+                    "issuer_name": "root",
+                    // It signs intermediates, which sign leaves.
+                    "max_path_length": 1,
+                }),
+            )
+            .await?;
+        report.warnings.extend(out.warnings);
+        report.altered(
+            "root",
+            format!("generated the root {name:?} in {}/", o.root_mount),
+        );
+    } else {
+        report.found("root", format!("{} has a root already", o.root_mount));
+    }
+    let path = format!("{}/cert/ca", o.root_mount);
+    client
+        .read(&path)
+        .await?
+        .and_then(|d| d.data)
+        .and_then(|d| {
+            d.get("certificate")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| client.bad_response(&path, "no root certificate".to_owned()))
+}
+
+/// Imports the signed intermediate (with its root) into the issuing mount and makes it the
+/// default issuer: the issuer that has a key, not the root.
+async fn install_signed(
+    client: &VaultClient,
+    o: &BootstrapOptions,
+    bundle: &str,
+    report: &mut BootstrapReport,
 ) -> Result<()> {
-    let base = format!("{}/v1/{}", client.address(), o.mount);
+    let set = format!("{}/intermediate/set-signed", o.mount);
+    let out = client
+        .write(&set, &json!({ "certificate": bundle }))
+        .await?;
+    report.warnings.extend(out.warnings);
+    let mapping = out.data.as_ref().and_then(|d| d.get("mapping"));
+    let default = mapping
+        .and_then(Value::as_object)
+        .and_then(|m| {
+            m.iter()
+                .find(|(_, key)| key.as_str().is_some_and(|k| !k.is_empty()))
+        })
+        .map(|(issuer, _)| issuer.clone())
+        .ok_or_else(|| client.bad_response(&set, "no imported issuer has a key".to_owned()))?;
+    client
+        .write(
+            &format!("{}/config/issuers", o.mount),
+            &json!({ "default": default }),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn urls(client: &VaultClient, mount: &str, report: &mut BootstrapReport) -> Result<()> {
+    let base = format!("{}/v1/{mount}", client.primary_address());
     let want_issuing = vec![format!("{base}/ca")];
     let want_crl = vec![format!("{base}/crl")];
-    let path = format!("{}/config/urls", o.mount);
+    let path = format!("{mount}/config/urls");
     let current = client.read(&path).await?.and_then(|d| d.data);
     let list = |field: &str| -> Vec<String> {
         current
@@ -375,7 +471,10 @@ async fn urls(
             .unwrap_or_default()
     };
     if list("issuing_certificates") == want_issuing && list("crl_distribution_points") == want_crl {
-        report.found("urls", "config/urls point at the mount already");
+        report.found(
+            "urls",
+            format!("{mount}/config/urls point at the mount already"),
+        );
         return Ok(());
     }
     client

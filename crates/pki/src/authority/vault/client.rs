@@ -343,6 +343,11 @@ impl VaultClient {
         &self.nodes[self.node()]
     }
 
+    /// The configured address (the first node), where clients are told to find the CA.
+    pub fn primary_address(&self) -> &str {
+        &self.nodes[0]
+    }
+
     fn node(&self) -> usize {
         self.preferred.load(Ordering::Relaxed) % self.nodes.len()
     }
