@@ -22,6 +22,8 @@ enum Answer {
     Redirect(String),
     /// 429 with `Retry-After` of this many seconds.
     Throttle(u64),
+    /// 204 with this `X-Vault-Index`, as a write answers.
+    Indexed(String),
 }
 
 /// One request as the fake saw it.
@@ -30,6 +32,8 @@ struct Seen {
     method: String,
     path: String,
     body: String,
+    /// The header lines, lowercased.
+    headers: String,
 }
 
 /// A fake Vault on a loopback port. `/v1/auth/token/lookup-self` is answered for every token;
@@ -119,6 +123,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Seen> {
         method,
         path,
         body: String::from_utf8_lossy(&body).into_owned(),
+        headers: head.to_ascii_lowercase(),
     })
 }
 
@@ -148,6 +153,10 @@ fn serve(
         ),
         Answer::Redirect(url) => format!(
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        ),
+        Answer::Indexed(index) => format!(
+            "HTTP/1.1 204 No Content\r\nX-Vault-Index: {index}\r\nContent-Length: 0\r\n\
              Connection: close\r\n\r\n"
         ),
         Answer::Throttle(secs) => format!(
@@ -295,6 +304,43 @@ fn retries_are_bounded_and_vaults_message_is_kept() {
         "{run:#?}"
     );
     assert_eq!(fake.seen().len(), 3, "one try and two retries");
+}
+
+/// A read that follows a write in the same process sends the write's `X-Vault-Index` and
+/// asks a standby that has not caught up to forward it, instead of answering stale.
+#[test]
+fn a_read_after_a_write_asks_for_what_the_write_made() {
+    let fake = Fake::start(|_, req| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v1/sys/mounts") => Answer::Json(200, r#"{"data":{}}"#.into()),
+        ("POST", "/v1/sys/mounts/pki") => Answer::Indexed("INDEX-OF-THE-MOUNT".into()),
+        ("GET", "/v1/sys/mounts/pki/tune") => {
+            Answer::Json(200, r#"{"data":{"max_lease_ttl":315360000}}"#.into())
+        }
+        _ => Answer::Json(400, r#"{"errors":["the fake stops here"]}"#.into()),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let run = fake.pki(["vault", "bootstrap"], home.path()).run();
+    assert_ne!(run.code, 0, "{run:#?}");
+    let seen = fake.seen();
+    let first_read = seen
+        .iter()
+        .find(|r| r.method == "GET" && r.path == "/v1/sys/mounts")
+        .unwrap();
+    assert!(
+        !first_read.headers.contains("x-vault-index"),
+        "{first_read:?}"
+    );
+    let tune = seen
+        .iter()
+        .find(|r| r.path == "/v1/sys/mounts/pki/tune")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(
+        tune.headers.contains("x-vault-index: index-of-the-mount")
+            && tune
+                .headers
+                .contains("x-vault-inconsistent: forward-active-node"),
+        "{tune:?}"
+    );
 }
 
 /// A port nothing listens on (bound, then released).

@@ -1,6 +1,6 @@
 //! The Vault backend against a real three-node OpenBao Raft cluster with default Raft timing:
-//! a sealed node first in the list, and the active node killed with SIGKILL while a rotation is
-//! issuing. The run rides through the election within its retry budget; a run whose budget is
+//! a bootstrap through a standby, a sealed node first in the list, and the active node killed
+//! with SIGKILL while a rotation is issuing. The run rides through the election within its retry budget; a run whose budget is
 //! shorter than the election fails clearly and leaves its targets as they were.
 
 use std::collections::HashSet;
@@ -62,6 +62,8 @@ fn verified(rig: &Rig, prefix: &str, n: usize) -> HashSet<String> {
             "sslserver",
             "-CAfile",
             out.join("ca.pem").to_str().unwrap(),
+            "-untrusted",
+            out.join("chain.pem").to_str().unwrap(),
             out.join("cert.pem").to_str().unwrap(),
         ]);
         assert_eq!(verify.code, 0, "{prefix}-{i}: {verify:#?}");
@@ -148,7 +150,10 @@ fn a_rotation_rides_through_a_sealed_node_and_a_leader_killed_mid_run() {
         ],
         cluster.dir.path(),
     )
-    .env("VAULT_ADDR", addr(leader))
+    // Through a standby: every write is forwarded to the active node, and every read after
+    // one (the tune just written, the root just made) sends the write's index, so that the
+    // standby, which serves reads itself, never answers from before it.
+    .env("VAULT_ADDR", addr(standbys[1]))
     .env("VAULT_TOKEN", &cluster.token)
     .run()
     .ok();

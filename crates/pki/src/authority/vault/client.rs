@@ -193,6 +193,9 @@ pub struct VaultClient {
     namespace: Option<HeaderValue>,
     max_retries: Option<u32>,
     retry_budget: StdDuration,
+    /// The `X-Vault-Index` of the last write: reads after it ask to see it (a standby that
+    /// has not caught up forwards them to the active node instead of answering stale).
+    index: std::sync::Mutex<Option<HeaderValue>>,
     pub(super) credentials: Credentials,
     pub(super) token: tokio::sync::Mutex<TokenState>,
 }
@@ -332,6 +335,7 @@ impl VaultClient {
             namespace,
             max_retries: settings.max_retries()?,
             retry_budget: settings.retry_budget(),
+            index: std::sync::Mutex::new(None),
             credentials: Credentials::from_settings(settings)?,
             token: tokio::sync::Mutex::new(TokenState::default()),
         })
@@ -341,6 +345,10 @@ impl VaultClient {
     /// without a trailing slash.
     pub fn address(&self) -> &str {
         &self.nodes[self.node()]
+    }
+
+    fn last_index(&self) -> Option<HeaderValue> {
+        self.index.lock().ok().and_then(|i| i.clone())
     }
 
     /// The configured address (the first node), where clients are told to find the CA.
@@ -642,6 +650,12 @@ impl VaultClient {
             if let Some(ns) = &self.namespace {
                 req = req.header("X-Vault-Namespace", ns.clone());
             }
+            let reads = matches!(method, Method::Get | Method::List);
+            if reads && let Some(index) = self.last_index() {
+                req = req
+                    .header("X-Vault-Index", index)
+                    .header("X-Vault-Inconsistent", "forward-active-node");
+            }
             if let Some(b) = body {
                 req = req
                     .header(CONTENT_TYPE, "application/json")
@@ -649,6 +663,12 @@ impl VaultClient {
             }
             let mut resp = req.send().await.map_err(SendError::Http)?;
             let status = resp.status().as_u16();
+            if !reads
+                && let Some(index) = resp.headers().get("x-vault-index")
+                && let Ok(mut last) = self.index.lock()
+            {
+                *last = Some(index.clone());
+            }
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
