@@ -1281,3 +1281,55 @@ fn the_example_configs_are_valid() {
     ));
     assert_eq!(host.certificates.len(), 3);
 }
+
+/// A certificate the backend issued but the store could not take (here: a file where its
+/// directory goes) is recorded first, and `--orphans` lists it with its serial, to be revoked.
+#[test]
+fn a_certificate_issued_and_never_stored_is_listed_as_an_orphan() {
+    let rig = Rig::new();
+    rig.config(&format!(
+        "[[certificate]]\nname = \"lost\"\ncommon_name = \"lost.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        rig.path("out/lost").display()
+    ));
+    std::fs::create_dir_all(rig.path("state/certs")).unwrap();
+    std::fs::write(rig.path("state/certs/lost"), "in the way").unwrap();
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let issued = run
+        .stderr
+        .lines()
+        .find_map(|l| l.split("serial ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{run:#?}"))
+        .to_owned();
+    let listed = rig.rotate(&["--orphans"]).ok();
+    assert!(
+        listed.stdout.starts_with("lost: serial ") && listed.stdout.contains("never stored"),
+        "{listed:#?}"
+    );
+    let json = Pki::new([
+        "--json",
+        "rotate",
+        "--config",
+        rig.config_path().to_str().unwrap(),
+        "--orphans",
+    ])
+    .run()
+    .ok()
+    .json();
+    let serial = json[0]["serial"].as_str().unwrap().to_owned();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(
+        serial.to_ascii_lowercase().replace(':', ""),
+        issued.to_ascii_lowercase().replace(':', ""),
+        "the serial the run logged"
+    );
+    // Once the way is clear, the next run stores and deploys a new certificate; the lost one
+    // stays listed until it expires or is revoked.
+    std::fs::remove_file(rig.path("state/certs/lost")).unwrap();
+    rig.rotate(&[]).ok();
+    assert_ne!(rig.current("lost").info().serial.to_string(), serial);
+    let again = rig.rotate(&["--orphans"]).ok();
+    assert!(again.stdout.contains(&serial), "{again:#?}");
+}

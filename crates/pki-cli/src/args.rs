@@ -337,6 +337,10 @@ pub(crate) struct RotateArgs {
     /// Only this certificate (repeatable).
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
+    /// List the certificates the backend issued that never reached the store (a run that
+    /// died, or a store that failed, after the answer came), to be revoked; change nothing.
+    #[arg(long, conflicts_with_all = ["dry_run", "force"])]
+    pub orphans: bool,
     /// Log lines on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
     pub log_format: LogFormat,

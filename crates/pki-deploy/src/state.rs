@@ -197,6 +197,24 @@ pub struct RunState {
     /// from the store once.)
     #[serde(default)]
     pub cache: BTreeMap<String, CachedCert>,
+    /// By serial (hex): certificates the backend issued that are not in the store yet. Each
+    /// is recorded, and the state saved, as soon as the backend's answer arrives, and dropped
+    /// once the store holds it: what stays was lost between the two (a crash, a full disk) and
+    /// is valid for nothing; [`RunState::orphans`] lists them to be revoked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub issued: BTreeMap<String, IssuedRecord>,
+}
+
+/// A certificate the backend issued, until the store holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedRecord {
+    /// The managed certificate it was issued for.
+    pub name: String,
+    /// Its expiry (Unix time).
+    pub not_after: i64,
+    /// When its issue was recorded (Unix time).
+    pub recorded: i64,
 }
 
 impl RunState {
@@ -243,6 +261,34 @@ impl RunState {
         self.certificates.retain(|n, _| names.contains(n.as_str()));
         self.cache.retain(|n, _| names.contains(n.as_str()));
         self.verified.retain(|k, _| targets.contains(k.as_str()));
+    }
+
+    /// Records that the backend issued `cert` for `name`, before the store has it.
+    pub fn record_issued(&mut self, name: &str, cert: &pki::Certificate, now: i64) {
+        let info = cert.info();
+        self.issued.insert(
+            info.serial.to_hex(),
+            IssuedRecord {
+                name: name.to_owned(),
+                not_after: info.not_after.unix_timestamp(),
+                recorded: now,
+            },
+        );
+    }
+
+    /// The store holds `cert` now: it is no orphan.
+    pub fn stored(&mut self, cert: &pki::Certificate) {
+        self.issued.remove(&cert.info().serial.to_hex());
+    }
+
+    /// Issued certificates that never reached the store and have not expired at `now`, by
+    /// serial (hex); expired ones are forgotten.
+    pub fn orphans(&mut self, now: i64) -> Vec<(String, IssuedRecord)> {
+        self.issued.retain(|_, r| r.not_after > now);
+        self.issued
+            .iter()
+            .map(|(serial, r)| (serial.clone(), r.clone()))
+            .collect()
     }
 
     /// Takes new stamps for a target whose mark still holds (after pruning changed its

@@ -164,6 +164,11 @@ impl Store {
         &self.root
     }
 
+    /// The state directory the store is in.
+    pub fn state_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
+    }
+
     /// The directory of a managed name.
     pub fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)

@@ -24,6 +24,9 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
         Ok(c) => c,
         Err(e) => return Err(UsageError(e.to_string()).into()),
     };
+    if a.orphans {
+        return orphans(&config, format);
+    }
     hard_stop(config.run_timeout, log);
     let mut options = rotate::Options::new(log);
     options.dry_run = a.dry_run;
@@ -64,6 +67,48 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
         }
     }
     Ok(if summary.failed() { 1 } else { 0 })
+}
+
+/// `--orphans`: what the run state holds of certificates issued and never stored.
+fn orphans(config: &config::Config, format: Format) -> Result<u8> {
+    let (mut state, unreadable) = pki_deploy::state::RunState::load(&config.state_dir);
+    if let Some(problem) = unreadable {
+        anyhow::bail!("{problem}");
+    }
+    let now = pki::clock::now().unix_timestamp();
+    let orphans = state.orphans(now);
+    let when = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .map(|t| pki::error::Rfc3339(t).to_string())
+            .unwrap_or_default()
+    };
+    if format.is_json() {
+        let list: Vec<_> = orphans
+            .iter()
+            .map(|(serial, r)| {
+                json!({
+                    "name": r.name, "serial": serial,
+                    "not_after": when(r.not_after), "recorded": when(r.recorded),
+                })
+            })
+            .collect();
+        output::print_json(&list)?;
+        return Ok(0);
+    }
+    let mut out = String::new();
+    for (serial, r) in &orphans {
+        out.push_str(&format!(
+            "{}: serial {serial}, valid until {}, issued {} and never stored\n",
+            r.name,
+            when(r.not_after),
+            when(r.recorded)
+        ));
+    }
+    if orphans.is_empty() {
+        out.push_str("no orphaned certificate\n");
+    }
+    std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes())?;
+    Ok(0)
 }
 
 /// How long after `run_timeout` a run that its own watchdog could not stop is ended.

@@ -263,7 +263,7 @@ async fn execute(
     state: &mut RunState,
     phase: &Phase<'_>,
 ) {
-    phases::issue_due(work, authority.as_ref(), phase).await;
+    phases::issue_due(work, authority.as_ref(), state, phase).await;
     let closing = std::thread::spawn(move || drop(authority));
     phases::publish(work, phase);
     phases::prepare_targets(work, state, phase);

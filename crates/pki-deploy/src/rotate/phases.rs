@@ -129,6 +129,7 @@ pub(crate) struct Phase<'a> {
 pub(crate) async fn issue_due(
     work: &mut [Work<'_>],
     authority: Option<&Authority>,
+    state: &mut RunState,
     phase: &Phase<'_>,
 ) {
     let log = phase.log;
@@ -180,18 +181,60 @@ pub(crate) async fn issue_due(
                 std::ops::ControlFlow::Continue(())
             })
             .await;
+        let answered = members.iter().zip(&results).filter_map(|(&i, r)| match r {
+            Some(Ok(issued)) => Some((work[i].cert.name.as_str(), &issued.certificate)),
+            _ => None,
+        });
+        record_issued(answered, state, phase);
         phase.batch.watch(phase.store.root());
         for (&i, result) in members.iter().zip(results) {
             let result = result.unwrap_or(Err(pki::Error::InvalidRequest("not issued")));
+            let name = work[i].cert.name.as_str();
             let stored = result.map_err(Error::from).and_then(|issued| {
                 let id = phase
                     .store
-                    .add(&work[i].cert.name, &issued, clock::now_precise())?;
+                    .add(name, &issued, clock::now_precise())
+                    .inspect_err(|_| {
+                        let serial = issued.certificate.info().serial.to_hex();
+                        log.warn(
+                            Event::of(
+                                "orphaned",
+                                name,
+                                format!(
+                                    "serial {serial} was issued but not stored; \
+                                     `pki rotate --orphans` lists it, to be revoked"
+                                ),
+                            )
+                            .with("serial", json!(serial)),
+                        );
+                    })?;
+                state.stored(&issued.certificate);
                 Ok((id, issued))
             });
             issued(&mut work[i], stored, phase);
             phase.batch.kick();
         }
+    }
+}
+
+/// Writes down every serial a batch got before anything else is done with it: a run that
+/// dies (or a store that fails) after the backend answered leaves it listed as an orphan.
+fn record_issued<'c>(
+    issued: impl Iterator<Item = (&'c str, &'c Certificate)>,
+    state: &mut RunState,
+    phase: &Phase<'_>,
+) {
+    let now = clock::now().unix_timestamp();
+    let mut any = false;
+    for (name, cert) in issued {
+        state.record_issued(name, cert, now);
+        any = true;
+    }
+    if any && let Err(e) = state.save(phase.store.state_dir()) {
+        phase.log.warn(Event::run(
+            "state-failed",
+            format!("cannot record the serials just issued: {e}"),
+        ));
     }
 }
 

@@ -125,7 +125,15 @@ fn issue_due_issues_missing_certificates_into_the_store_without_publishing() {
     let (store, state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, Some(&r.authority()), &phase));
+    let mut recorded = RunState::default();
+    rt().block_on(issue_due(
+        &mut work,
+        Some(&r.authority()),
+        &mut recorded,
+        &phase,
+    ));
+    // Every serial was recorded on its way, and dropped once the store held it.
+    assert!(recorded.issued.is_empty(), "{:?}", recorded.issued);
     for w in &work {
         assert_eq!(w.action, CertAction::Issued);
         assert!(w.issued && w.material.is_some() && w.version.is_some());
@@ -145,7 +153,7 @@ fn issue_due_without_an_authority_fails_each_certificate_and_goes_on() {
     let (store, state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, None, &phase));
+    rt().block_on(issue_due(&mut work, None, &mut RunState::default(), &phase));
     assert!(work.iter().all(|w| w.action == CertAction::Failed
         && matches!(w.error.as_deref(), Some(Error::NoAuthority))));
 }
@@ -156,7 +164,12 @@ fn publish_makes_the_new_versions_current() {
     let (store, state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, Some(&r.authority()), &phase));
+    rt().block_on(issue_due(
+        &mut work,
+        Some(&r.authority()),
+        &mut RunState::default(),
+        &phase,
+    ));
     publish(&mut work, &phase);
     for w in &work {
         assert_eq!(store.current(&w.cert.name), w.version);
@@ -170,7 +183,12 @@ fn prepare_writes_beside_and_activate_switches_in_and_records_it() {
     let (store, mut state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, Some(&r.authority()), &phase));
+    rt().block_on(issue_due(
+        &mut work,
+        Some(&r.authority()),
+        &mut RunState::default(),
+        &phase,
+    ));
     publish(&mut work, &phase);
     prepare_targets(&mut work, &mut state, &phase);
     // Written beside; the configured path is untouched until activation.
@@ -203,7 +221,12 @@ fn a_failing_target_fails_its_certificate_only() {
     let (store, mut state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, Some(&r.authority()), &phase));
+    rt().block_on(issue_due(
+        &mut work,
+        Some(&r.authority()),
+        &mut RunState::default(),
+        &phase,
+    ));
     publish(&mut work, &phase);
     prepare_targets(&mut work, &mut state, &phase);
     rt().block_on(activate_targets(&mut work, &mut state, &phase));
@@ -229,7 +252,12 @@ fn finish_reports_a_redeployment_and_in_sync_targets() {
     let (store, mut state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, Some(&r.authority()), &phase));
+    rt().block_on(issue_due(
+        &mut work,
+        Some(&r.authority()),
+        &mut RunState::default(),
+        &phase,
+    ));
     publish(&mut work, &phase);
     prepare_targets(&mut work, &mut state, &phase);
     rt().block_on(activate_targets(&mut work, &mut state, &phase));
