@@ -19,13 +19,13 @@ const CERTS: usize = 20;
 /// A rotation config for `n` certificates named `prefix-i` through the cluster's nodes in the
 /// order given, with `budget` as the retry budget and keys of type `key`.
 fn config(rig: &Rig, nodes: &[&str], budget: &str, prefix: &str, n: usize, key: &str) {
-    let (first, rest) = nodes.split_first().unwrap();
-    let others: Vec<String> = rest.iter().map(|a| format!("\"{a}\"")).collect();
+    // The list form of `address`: the first is tried first, the others are cluster nodes.
+    let listed: Vec<String> = nodes.iter().map(|a| format!("\"{a}\"")).collect();
     let mut text = format!(
-        "state_dir = \"{}\"\n[backend]\ntype = \"vault\"\naddress = \"{first}\"\nnodes = [{}]\n\
+        "state_dir = \"{}\"\n[backend]\ntype = \"vault\"\naddress = [{}]\n\
          mount = \"pki\"\nrole = \"services\"\nretry_budget = \"{budget}\"\n\n",
         rig.path("state").display(),
-        others.join(", ")
+        listed.join(", ")
     );
     for i in 0..n {
         text.push_str(&format!(

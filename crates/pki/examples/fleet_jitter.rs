@@ -38,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Profile::Server,
             TTL,
         )?;
-        let cert = ca.issue(&request, KeyAlgorithm::EcdsaP256, start)?.certificate;
+        let cert = ca
+            .issue(&request, KeyAlgorithm::EcdsaP256, start)?
+            .certificate;
         let mut checked = rotation::Checked::default();
         checked.key_matches = true;
         checked.issuer_current = Some(true);

@@ -290,7 +290,18 @@ impl VaultClient {
                 setting: "address",
                 problem: "no server address is configured".to_owned(),
             })?;
-        let mut nodes = vec![normalise_address(address)?];
+        let mut listed = address.split(',').map(str::trim).filter(|a| !a.is_empty());
+        let first = listed.next().ok_or_else(|| Error::VaultConfig {
+            setting: "address",
+            problem: "no server address is configured".to_owned(),
+        })?;
+        let mut nodes = vec![normalise_address(first)?];
+        for n in listed {
+            let n = normalise_address(n)?;
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
         for n in &settings.nodes {
             let n = normalise(n, "nodes")?;
             if !nodes.contains(&n) {

@@ -82,7 +82,10 @@ pub const DEFAULT_RETRY_BUDGET: StdDuration = StdDuration::from_secs(30);
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct VaultSettings {
-    /// Server address, e.g. `https://vault.example.internal:8200`.
+    /// Server address, e.g. `https://vault.example.internal:8200`; or several, separated by
+    /// commas (a config file may give a list): the first is tried first, the others are
+    /// cluster nodes as in `nodes`.
+    #[serde(default, deserialize_with = "de_addresses")]
     pub address: Option<String>,
     /// The other members of its cluster (`https://vault-2.example.internal:8200`, ...):
     /// requests go on to the next of the address and these when a node is down, sealed or
@@ -130,6 +133,23 @@ pub struct VaultSettings {
     /// `PKI_VAULT_ROLE_ID`, `PKI_VAULT_SECRET_ID`) may be used; set by [`VaultSettings::with_env`].
     #[serde(skip)]
     pub secrets_from_env: bool,
+}
+
+/// One address, or a list of them (kept as one comma-separated value).
+fn de_addresses<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Addresses {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match Addresses::deserialize(d)? {
+        Addresses::One(a) => a,
+        Addresses::Many(list) if list.is_empty() => {
+            return Err(serde::de::Error::custom("an empty list of addresses"));
+        }
+        Addresses::Many(list) => list.join(","),
+    }))
 }
 
 /// A duration written as text (`"90s"`, `"1m30s"`).
@@ -388,6 +408,16 @@ mod tests {
         assert_eq!(s.max_retries().unwrap(), None);
         assert_eq!(s.retry_budget(), DEFAULT_RETRY_BUDGET);
         assert!(!s.secrets_from_env);
+    }
+
+    #[test]
+    fn address_may_be_a_list() {
+        let s: VaultSettings =
+            toml::from_str("address = [\"https://a:8200\", \"https://b:8200\"]\n").unwrap();
+        assert_eq!(s.address.as_deref(), Some("https://a:8200,https://b:8200"));
+        let s: VaultSettings = toml::from_str("address = \"https://a:8200\"\n").unwrap();
+        assert_eq!(s.address.as_deref(), Some("https://a:8200"));
+        assert!(toml::from_str::<VaultSettings>("address = []\n").is_err());
     }
 
     #[test]
