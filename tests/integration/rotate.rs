@@ -1275,10 +1275,14 @@ fn the_example_configs_are_valid() {
         return;
     }
     let host = pki_deploy::config::load(&examples.join("debian-host.toml")).unwrap();
-    assert!(matches!(
-        host.backend,
-        pki_deploy::config::Backend::Vault(_)
-    ));
+    let pki_deploy::config::Backend::Vault(vault) = &host.backend else {
+        panic!("{:?}", host.backend);
+    };
+    // The cluster's three nodes, in order.
+    assert_eq!(
+        vault.address.as_deref().map(|a| a.split(',').count()),
+        Some(3)
+    );
     assert_eq!(host.certificates.len(), 3);
 }
 
