@@ -11,6 +11,10 @@ use crate::rotate::Rig;
 
 const NOBODY: u32 = 65534;
 
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -537,13 +541,7 @@ fn finding_1_every_files_directory_is_checked_and_adoption_never_follows_or_bloc
     std::fs::write(ours.join("key.pem"), "old key").unwrap();
     std::os::unix::fs::symlink(&secret, ours.join("cert.pem")).unwrap();
     let fifo = ours.join("chain.pem");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     rig.config(&split_target(
         &ours.join("key.pem"),
         &ours.join("cert.pem"),
@@ -617,13 +615,7 @@ fn a_fifo_planted_where_a_large_run_looks_first_never_blocks_it() {
     let rig = Rig::new();
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let fifo = shm.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let trap = rig.path("out/trap");
     std::fs::create_dir_all(&trap).unwrap();
     std::os::unix::fs::symlink(&fifo, trap.join(".pki")).unwrap();

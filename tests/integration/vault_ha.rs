@@ -139,24 +139,14 @@ fn a_rotation_rides_through_a_sealed_node_and_a_leader_killed_mid_run() {
     let leader = cluster.active().expect("an active node");
     let standbys: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let addr = |i: usize| cluster.nodes[i].addr.clone();
-    pki_clean(
-        [
-            "vault",
-            "bootstrap",
-            "--role",
-            "services",
-            "--allowed-domains",
-            "example.internal",
-        ],
-        cluster.dir.path(),
-    )
-    // Through a standby: every write is forwarded to the active node, and every read after
-    // one (the tune just written, the root just made) sends the write's index, so that the
-    // standby, which serves reads itself, never answers from before it.
-    .env("VAULT_ADDR", addr(standbys[1]))
-    .env("VAULT_TOKEN", &cluster.token)
-    .run()
-    .ok();
+    pki_clean(pki_tests::bao::BOOTSTRAP, cluster.dir.path())
+        // Through a standby: every write is forwarded to the active node, and every read after
+        // one (the tune just written, the root just made) sends the write's index, so that the
+        // standby, which serves reads itself, never answers from before it.
+        .env("VAULT_ADDR", addr(standbys[1]))
+        .env("VAULT_TOKEN", &cluster.token)
+        .run()
+        .ok();
 
     // 1. A sealed node first in the list: the run goes on to the next one.
     let sealed = standbys[0];

@@ -51,6 +51,17 @@ pub const VAULT_ENV: &[&str] = &[
     "PKI_VAULT_RETRY_BUDGET",
 ];
 
+/// `pki vault bootstrap` with the role the tests issue from: `services`, for
+/// `example.internal`.
+pub const BOOTSTRAP: [&str; 6] = [
+    "vault",
+    "bootstrap",
+    "--role",
+    "services",
+    "--allowed-domains",
+    "example.internal",
+];
+
 /// A `pki` invocation with no Vault variables from the host and `HOME` pointing at `home` (so
 /// `~/.vault-token` is under the test's control).
 pub fn pki_clean<I, S>(args: I, home: &Path) -> Pki
@@ -369,14 +380,7 @@ impl Bao {
 
     /// [`Bao::bootstrap`] with `extra` arguments (another root, say); must succeed.
     pub fn bootstrap_with(&self, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "vault",
-            "bootstrap",
-            "--role",
-            "services",
-            "--allowed-domains",
-            "example.internal",
-        ];
+        let mut args = BOOTSTRAP.to_vec();
         args.extend_from_slice(extra);
         self.pki(args).run().ok()
     }

@@ -314,15 +314,7 @@ async fn ca(
                 )
                 .await?;
             report.warnings.extend(out.warnings);
-            let cert = out
-                .data
-                .as_ref()
-                .and_then(|d| d.get("certificate"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    client.bad_response(&path, "no certificate in the answer".to_owned())
-                })?
-                .to_owned();
+            let cert = answered(client, out.data.as_ref(), &path, "certificate")?.to_owned();
             (cert, root_pem, format!("the root in {}/", o.root_mount))
         }
     };
@@ -365,13 +357,20 @@ async fn intermediate_csr(
         )
         .await?;
     report.warnings.extend(out.warnings);
-    let csr_pem = out
-        .data
-        .as_ref()
-        .and_then(|d| d.get("csr"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| client.bad_response(&path, "no csr in the answer".to_owned()))?;
+    let csr_pem = answered(client, out.data.as_ref(), &path, "csr")?;
     Csr::from_pem(csr_pem.as_bytes(), &path)
+}
+
+/// The text `field` of an answer's data, or an error saying the answer from `path` lacks it.
+fn answered<'a>(
+    client: &VaultClient,
+    data: Option<&'a Value>,
+    path: &str,
+    field: &str,
+) -> Result<&'a str> {
+    data.and_then(|d| d.get(field))
+        .and_then(Value::as_str)
+        .ok_or_else(|| client.bad_response(path, format!("no {field} in the answer")))
 }
 
 /// The root in the root mount, made there first if it has none: its certificate as PEM.
@@ -409,16 +408,8 @@ async fn vault_root(
         report.found("root", format!("{} has a root already", o.root_mount));
     }
     let path = format!("{}/cert/ca", o.root_mount);
-    client
-        .read(&path)
-        .await?
-        .and_then(|d| d.data)
-        .and_then(|d| {
-            d.get("certificate")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .ok_or_else(|| client.bad_response(&path, "no root certificate".to_owned()))
+    let data = client.read(&path).await?.and_then(|d| d.data);
+    answered(client, data.as_ref(), &path, "certificate").map(str::to_owned)
 }
 
 /// Imports the signed intermediate (with its root) into the issuing mount and makes it the
