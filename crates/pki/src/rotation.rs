@@ -4,6 +4,13 @@
 //! Pure: no I/O and no clock. The caller observes what is deployed, passes the time in, and gets
 //! back what to do. Jitter is deterministic per host and certificate, so that a fleet spreads
 //! its renewals without any coordination and a re-run on the same host makes the same decision.
+//!
+//! Each certificate renews at a slot of its own: the last point, at or before the renewal
+//! point, of a grid fixed in absolute time whose period is the width of the jitter window and
+//! whose phase is the host's [`jitter_fraction`]. A certificate renewed at its slot finds its
+//! next slot exactly one period later, so a fleet issued all at once (rebuilt from Ansible)
+//! spreads over one period at its first renewal and stays spread, instead of renewing in waves
+//! for ever.
 
 use std::fmt;
 
@@ -46,12 +53,18 @@ pub struct Desired {
     pub key_algorithm: KeyAlgorithm,
     /// Renewal point.
     pub renew_at: RenewAt,
-    /// Largest jitter, as a fraction of the lifetime, by which renewal is brought forward.
+    /// Width of the window before the renewal point in which the renewal slot falls, as a
+    /// fraction of the lifetime; capped so that the window never opens before
+    /// [`EARLIEST_RENEWAL`] of the lifetime. 0 renews at the renewal point itself.
     pub jitter: f64,
 }
 
-/// The default largest jitter: 5 % of the lifetime.
-pub const DEFAULT_JITTER: f64 = 0.05;
+/// The default jitter: the widest window, from [`EARLIEST_RENEWAL`] of the lifetime to the
+/// renewal point (from day 3 to day 20 of a 30-day certificate renewed at two thirds).
+pub const DEFAULT_JITTER: f64 = 1.0;
+
+/// The earliest renewal, as a fraction of the lifetime, that jitter may bring a renewal to.
+pub const EARLIEST_RENEWAL: f64 = 0.1;
 
 impl Desired {
     /// What `request` asks for, with a key of `key_algorithm`, renewed at the default point
@@ -192,7 +205,7 @@ impl fmt::Display for Reason {
 pub enum Decision {
     /// Keep it; renewal is due at `renew_after`.
     Keep {
-        /// When it becomes due (jitter applied).
+        /// When it becomes due (its slot: jitter applied).
         #[serde(with = "time::serde::rfc3339")]
         renew_after: OffsetDateTime,
     },
@@ -315,10 +328,7 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
     if let Some((reason, what, _, have, want)) = changes.into_iter().find(|c| c.2) {
         return issue(reason, format!("{what} {have} instead of {want}"));
     }
-    let point = renewal_point(current.not_before, current.not_after, desired.renew_at);
-    let lifetime = current.not_after - current.not_before;
-    let renew_after =
-        point - lifetime * (desired.jitter.clamp(0.0, 1.0) * at.jitter.clamp(0.0, 1.0));
+    let renew_after = renewal_slot(current, desired, at.jitter);
     if now >= renew_after {
         return issue(
             Reason::Due,
@@ -330,6 +340,25 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
         );
     }
     Decision::Keep { renew_after }
+}
+
+/// The renewal slot of `current`: the last point at or before its renewal point of the grid
+/// whose period is the jitter window and whose phase is `phase` (see the module docs).
+pub fn renewal_slot(current: &Current, desired: &Desired, phase: f64) -> OffsetDateTime {
+    let point = renewal_point(current.not_before, current.not_after, desired.renew_at);
+    let lifetime = current.not_after - current.not_before;
+    let earliest = current.not_before + lifetime * EARLIEST_RENEWAL;
+    let window = (point - earliest).min(lifetime * desired.jitter.clamp(0.0, 1.0));
+    // Whole seconds: the grid must not move when the lifetime differs by a fraction of a
+    // second from one issue to the next.
+    let period = window.as_seconds_f64().round() as i64;
+    if period <= 0 {
+        return point;
+    }
+    let offset = (phase.clamp(0.0, 1.0) * period as f64) as i64 % period;
+    let t = point.unix_timestamp();
+    let slot = (t - offset).div_euclid(period) * period + offset;
+    OffsetDateTime::from_unix_timestamp(slot).unwrap_or(point)
 }
 
 fn names_differ(desired: &Desired, current: &Current) -> Option<String> {
@@ -390,7 +419,7 @@ mod tests {
             profile: Profile::Server,
             key_algorithm: KeyAlgorithm::EcdsaP256,
             renew_at: RenewAt::default(),
-            jitter: 0.05,
+            jitter: 0.0,
         }
     }
 
@@ -436,14 +465,81 @@ mod tests {
             )),
             Some(Reason::Due)
         );
-        // Full jitter brings it forward by 5 % of 30 days = 36 hours.
+    }
+
+    fn slot(phase: f64, current: &Current) -> OffsetDateTime {
+        let mut d = desired();
+        d.jitter = DEFAULT_JITTER;
+        renewal_slot(current, &d, phase)
+    }
+
+    #[test]
+    fn the_slot_falls_between_the_earliest_renewal_and_the_renewal_point() {
+        let c = current();
+        // 10 % and 2/3 of 30 days: day 3 and day 20.
+        let (earliest, point) = (
+            datetime!(2026-01-04 0:00 UTC),
+            datetime!(2026-01-21 0:00 UTC),
+        );
+        let mut d = desired();
+        d.jitter = DEFAULT_JITTER;
+        for i in 0..100 {
+            let phase = f64::from(i) / 100.0;
+            let at = slot(phase, &c);
+            assert!(earliest <= at && at <= point, "{phase}: {at}");
+            let seen = Observed::Present(c.clone());
+            let before = Moment::new(at - Duration::seconds(1), phase);
+            assert_eq!(reason(decide(&d, &seen, &before)), None, "{phase}");
+            assert_eq!(
+                reason(decide(&d, &seen, &Moment::new(at, phase))),
+                Some(Reason::Due),
+                "{phase}"
+            );
+        }
+        // A narrower jitter narrows the window: 5 % of 30 days before day 20.
+        d.jitter = 0.05;
+        for i in 0..100 {
+            let at = renewal_slot(&c, &d, f64::from(i) / 100.0);
+            assert!(point - Duration::hours(36) <= at && at <= point, "{at}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_renewed_at_its_slot_renews_one_period_later() {
+        let period = Duration::days(17);
+        for phase in [0.0, 0.3, 0.99] {
+            let first = slot(phase, &current());
+            // Issued at the first run after its slot, backdated as Vault does.
+            let mut next = current();
+            next.not_before = first + Duration::minutes(7) - Duration::seconds(30);
+            next.not_after = next.not_before + Duration::days(30);
+            assert_eq!(slot(phase, &next), first + period, "{phase}");
+        }
+    }
+
+    #[test]
+    fn certificates_issued_at_once_spread_over_the_whole_window() {
+        let c = current();
+        let earliest = datetime!(2026-01-04 0:00 UTC);
+        let mut tenths = [0u32; 10];
+        for h in 0..2000 {
+            let at = slot(jitter_fraction(&format!("host-{h}"), "web"), &c);
+            let tenth = ((at - earliest) / Duration::days(17) * 10.0) as usize;
+            tenths[tenth.min(9)] += 1;
+        }
+        assert!(
+            tenths.iter().all(|&n| (140..260).contains(&n)),
+            "{tenths:?}"
+        );
+    }
+
+    #[test]
+    fn no_jitter_renews_at_the_point() {
+        let mut d = desired();
+        d.jitter = 0.0;
         assert_eq!(
-            reason(decide(
-                &desired(),
-                &c,
-                &Moment::new(datetime!(2026-01-19 13:00 UTC), 0.999)
-            )),
-            Some(Reason::Due)
+            renewal_slot(&current(), &d, 0.7),
+            datetime!(2026-01-21 0:00 UTC)
         );
     }
 

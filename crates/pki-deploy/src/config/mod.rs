@@ -30,13 +30,11 @@ use crate::service::TargetConfig;
 use doc::{Source, Table};
 
 pub use pki::request::DEFAULT_TTL;
-pub use pki::rotation::DEFAULT_JITTER;
+pub use pki::rotation::{DEFAULT_JITTER, EARLIEST_RENEWAL};
 
 /// How long a run may take unless configured otherwise.
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::hours(1);
 
-/// The earliest renewal point allowed once jitter is taken off, as a fraction of the lifetime.
-const MIN_RENEW_POINT: f64 = 0.1;
 /// Largest config file read (ten thousand certificates take about 1.5 MiB).
 const MAX_CONFIG: u64 = 64 << 20;
 
@@ -178,7 +176,7 @@ pub struct CertificateConfig {
     pub key_algorithm: KeyAlgorithm,
     /// Renewal point.
     pub renew_at: RenewAt,
-    /// Largest jitter, fraction of the lifetime.
+    /// Width of the renewal window, fraction of the lifetime (see [`pki::rotation::Desired`]).
     pub jitter: f64,
     /// Where it is deployed.
     pub targets: Vec<TargetConfig>,
@@ -544,7 +542,7 @@ fn certificate(
         .map_err(|e| table.error("common_name/sans", e))?;
     let renew_at = renewal(&table, &raw, policy, ttl)?;
     let jitter = raw.jitter.or(policy.jitter).unwrap_or(DEFAULT_JITTER);
-    check_renewal_point(&table, renew_at, jitter, ttl)?;
+    check_renewal_point(&table, renew_at, ttl)?;
     let mut c = CertificateConfig::new(&name, &request)?;
     c.key_algorithm = raw.key.or(policy.key).unwrap_or_default();
     c.renew_at = renew_at;
@@ -593,26 +591,22 @@ fn renewal(
     Ok(renew_at)
 }
 
-/// Refuses a renewal point that jitter could bring to the day of issue: every run would renew.
-fn check_renewal_point(
-    table: &Table<'_>,
-    renew_at: RenewAt,
-    jitter: f64,
-    ttl: Duration,
-) -> Result<()> {
+/// Refuses a renewal point before the earliest renewal: a certificate renewed so soon after its
+/// issue renews on nearly every run.
+fn check_renewal_point(table: &Table<'_>, renew_at: RenewAt, ttl: Duration) -> Result<()> {
     let point = match renew_at {
         RenewAt::Fraction(f) => f,
         RenewAt::BeforeExpiry(d) => 1.0 - d / ttl,
         _ => return Ok(()),
     };
-    if point - jitter < MIN_RENEW_POINT {
+    if point < EARLIEST_RENEWAL {
         return Err(table.error(
             "renew_at",
             format!(
-                "renewal at {:.0} % of the lifetime, brought forward by up to {:.0} % of \
-                 jitter, could fall on the day of issue; every run would renew",
+                "renewal at {:.0} % of the lifetime is earlier than {:.0} %; nearly every run \
+                 would renew",
                 point * 100.0,
-                jitter * 100.0
+                EARLIEST_RENEWAL * 100.0
             ),
         ));
     }

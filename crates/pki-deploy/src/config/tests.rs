@@ -70,7 +70,7 @@ fn wrong_types_and_values() {
         "common_name = \"web.example.internal\"\nrenew_before = \"40d\"",
     ));
     assert!(e.contains("renew_before"), "{e}");
-    for renew in ["renew_at = \"5%\"", "renew_at = \"20%\"\njitter = 15"] {
+    for renew in ["renew_at = \"5%\"", "renew_before = \"28d\""] {
         let e = err(&MINIMAL.replace(
             "common_name = \"web.example.internal\"",
             &format!("common_name = \"web.example.internal\"\n{renew}"),
@@ -201,6 +201,17 @@ fn percentages() {
     assert_eq!(c.certificates[0].renew_at, RenewAt::Fraction(0.75));
     assert!((c.certificates[0].jitter - 0.02).abs() < 1e-9);
     assert!(err(&text.replace("75%", "175%")).contains("outside"));
+    // A jitter wider than the room before the renewal point is capped, not refused.
+    let wide = parse(
+        &text.replace("jitter = 2", "jitter = 90"),
+        Path::new("x.toml"),
+    )
+    .unwrap();
+    assert!((wide.certificates[0].jitter - 0.9).abs() < 1e-9);
+    assert_eq!(
+        parse(MINIMAL, Path::new("x.toml")).unwrap().certificates[0].jitter,
+        DEFAULT_JITTER
+    );
 }
 
 #[test]
