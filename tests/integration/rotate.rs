@@ -1194,6 +1194,16 @@ fn a_new_ca_makes_every_certificate_due() {
     assert!(after.is_signed_by(&new_intermediate));
 }
 
+/// `pki rotate` of the rig's config against `bao`, with its token.
+fn vault_rotate(rig: &Rig, bao: &pki_tests::bao::Bao, extra: &[&str]) -> Run {
+    let config = rig.config_path();
+    let mut args = vec!["rotate", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    pki_tests::bao::pki_clean(args, bao.dir.path())
+        .env("VAULT_TOKEN", &bao.token)
+        .run()
+}
+
 #[test]
 fn rotation_through_vault() {
     let Some(bao) = pki_tests::bao::Bao::dev() else {
@@ -1214,17 +1224,7 @@ fn rotation_through_vault() {
         ),
     )
     .unwrap();
-    let rotate = |extra: &[&str]| {
-        let mut args = vec![
-            "rotate",
-            "--config",
-            rig.config_path().to_str().unwrap().to_owned().leak(),
-        ];
-        args.extend_from_slice(extra);
-        pki_tests::bao::pki_clean(args, bao.dir.path())
-            .env("VAULT_TOKEN", &bao.token)
-            .run()
-    };
+    let rotate = |extra: &[&str]| vault_rotate(&rig, &bao, extra);
     rotate(&[]).ok();
     let first = rig.current("api");
     // openssl verifies what was deployed against the chain Vault returned.
@@ -1264,6 +1264,89 @@ fn rotation_through_vault() {
     check_pair(&out.join("cert.pem"), &out.join("key.pem"));
 }
 
+/// An offline backend and a Vault one in the same config: each certificate goes to its own;
+/// with Vault gone, only Vault's certificate fails and its target keeps what it had.
+#[test]
+fn two_backends_and_one_of_them_down() {
+    let Some(bao) = pki_tests::bao::Bao::dev() else {
+        return;
+    };
+    bao.bootstrap();
+    let rig = Rig::new();
+    let text = format!(
+        "state_dir = \"{}\"\n\
+         [backends.internal]\ntype = \"offline\"\nca_dir = \"{}\"\n\
+         [backends.vault]\ntype = \"vault\"\naddress = \"{}\"\nmount = \"pki\"\nrole = \"services\"\n\
+         retry_budget = \"2s\"\n\n\
+         [[certificate]]\nname = \"db\"\ncommon_name = \"db.example.internal\"\nbackend = \"internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n\
+         [[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\nbackend = \"vault\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        rig.path("state").display(),
+        rig.path("ca").display(),
+        bao.addr,
+        rig.path("out/db").display(),
+        rig.path("out/api").display()
+    );
+    std::fs::write(rig.config_path(), text).unwrap();
+    let rotate = |extra: &[&str]| vault_rotate(&rig, &bao, extra);
+    let plan = rotate(&["--dry-run"]).ok();
+    assert!(
+        plan.stdout.contains("db: issue (missing") && plan.stdout.contains("backend internal)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("backend vault)"), "{}", plan.stdout);
+    rotate(&[]).ok();
+    // Each certificate came from its own backend: the offline CA's, and Vault's.
+    let issuer = |name: &str| {
+        let verify = pki_tests::openssl([
+            "x509".to_owned(),
+            "-noout".to_owned(),
+            "-issuer".to_owned(),
+            "-in".to_owned(),
+            rig.path(&format!("out/{name}/cert.pem"))
+                .display()
+                .to_string(),
+        ]);
+        assert_eq!(verify.code, 0, "{verify:#?}");
+        verify.stdout
+    };
+    let (db_issuer, api_issuer) = (issuer("db"), issuer("api"));
+    assert_ne!(db_issuer, api_issuer);
+    for name in ["db", "api"] {
+        let out = rig.path(&format!("out/{name}"));
+        let verify = pki_tests::openssl([
+            "verify".to_owned(),
+            "-CAfile".to_owned(),
+            out.join("ca.pem").display().to_string(),
+            "-untrusted".to_owned(),
+            out.join("chain.pem").display().to_string(),
+            out.join("cert.pem").display().to_string(),
+        ]);
+        assert_eq!(verify.code, 0, "{name}: {verify:#?}");
+    }
+    let api = rig.current("api").info().serial.clone();
+    let db = rig.current("db").info().serial.clone();
+    // Vault down: the offline certificate is still renewed, Vault's fails, exit 1.
+    let token = bao.token.clone();
+    let home = bao.dir.path().to_path_buf();
+    drop(bao);
+    let config = rig.config_path();
+    let run = pki_tests::bao::pki_clean(
+        ["rotate", "--config", config.to_str().unwrap(), "--force"],
+        &home,
+    )
+    .env("VAULT_TOKEN", &token)
+    .run();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("backend \"vault\""), "{run:#?}");
+    assert_ne!(rig.current("db").info().serial, db);
+    assert_eq!(rig.current("api").info().serial, api);
+    check_pair(&rig.path("out/api/cert.pem"), &rig.path("out/api/key.pem"));
+    check_pair(&rig.path("out/db/cert.pem"), &rig.path("out/db/key.pem"));
+}
+
 #[test]
 fn the_example_configs_are_valid() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -1275,8 +1358,8 @@ fn the_example_configs_are_valid() {
         return;
     }
     let host = pki_deploy::config::load(&examples.join("debian-host.toml")).unwrap();
-    let pki_deploy::config::Backend::Vault(vault) = &host.backend else {
-        panic!("{:?}", host.backend);
+    let Some(pki_deploy::config::Backend::Vault(vault)) = host.backend("default") else {
+        panic!("{:?}", host.backends);
     };
     // The cluster's three nodes, in order.
     assert_eq!(

@@ -162,9 +162,10 @@ fn print_plan(summary: &RunSummary) -> std::io::Result<()> {
                     .collect();
                 write!(
                     out,
-                    "{}: keep (renew after {})",
+                    "{}: keep (renew after {}; backend {})",
                     c.name,
-                    output::Utc(*renew_after)
+                    output::Utc(*renew_after),
+                    c.backend
                 )?;
                 if !stale.is_empty() {
                     write!(out, "; redeploy {}", stale.join(", "))?;
@@ -172,9 +173,16 @@ fn print_plan(summary: &RunSummary) -> std::io::Result<()> {
                 writeln!(out)?;
             }
             Some(Decision::Issue { reason, detail }) => {
-                writeln!(out, "{}: issue ({reason}: {detail})", c.name)?;
+                writeln!(
+                    out,
+                    "{}: issue ({reason}: {detail}; backend {})",
+                    c.name, c.backend
+                )?;
             }
-            _ => writeln!(out, "{}: {}", c.name, c.action)?,
+            _ => match &c.error {
+                Some(e) => writeln!(out, "{}: {} (backend {}: {e})", c.name, c.action, c.backend)?,
+                None => writeln!(out, "{}: {} (backend {})", c.name, c.action, c.backend)?,
+            },
         }
     }
     out.flush()

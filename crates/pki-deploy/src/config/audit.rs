@@ -50,18 +50,20 @@ pub(crate) fn audit(config: &Config, file: &Path, entry: &Entry) -> Result<()> {
     check_way(file, owners)?;
     check_dir(&config.state_dir, owners)?;
     let mut files: Vec<(&Path, Trust)> = Vec::new();
-    match &config.backend {
-        Backend::Offline(o) => {
-            check_dir(&o.ca_dir, owners)?;
-            files.extend(o.passphrase_file.as_deref().map(|p| (p, Trust::Secret)));
-        }
-        Backend::Vault(v) => {
-            files.extend(v.token_file.as_deref().map(|p| (p, Trust::Secret)));
-            files.extend(v.secret_id_file.as_deref().map(|p| (p, Trust::Secret)));
-            files.extend(v.role_id_file.as_deref().map(|p| (p, Trust::Content)));
-            files.extend(v.ca_cert.as_deref().map(|p| (p, Trust::Content)));
-            if let Some(dir) = v.ca_path.as_deref() {
-                check_dir(dir, owners)?;
+    for named in &config.backends {
+        match &named.backend {
+            Backend::Offline(o) => {
+                check_dir(&o.ca_dir, owners)?;
+                files.extend(o.passphrase_file.as_deref().map(|p| (p, Trust::Secret)));
+            }
+            Backend::Vault(v) => {
+                files.extend(v.token_file.as_deref().map(|p| (p, Trust::Secret)));
+                files.extend(v.secret_id_file.as_deref().map(|p| (p, Trust::Secret)));
+                files.extend(v.role_id_file.as_deref().map(|p| (p, Trust::Content)));
+                files.extend(v.ca_cert.as_deref().map(|p| (p, Trust::Content)));
+                if let Some(dir) = v.ca_path.as_deref() {
+                    check_dir(dir, owners)?;
+                }
             }
         }
     }

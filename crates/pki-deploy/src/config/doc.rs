@@ -224,6 +224,30 @@ impl<'i> Table<'i> {
         }
     }
 
+    /// Takes out a table of tables (`[backends.NAME]`): each sub-table with its key, in file
+    /// order, `scope` giving each one's error prefix.
+    pub(crate) fn take_named_tables(
+        &mut self,
+        key: &str,
+        scope: impl Fn(&str) -> String,
+    ) -> Result<Vec<(String, Self)>> {
+        let Some(value) = self.take(key) else {
+            return Ok(Vec::new());
+        };
+        let outer = self.of(format!("{}{key}.", self.scope), value, key)?;
+        let mut entries: Vec<_> = outer.entries.iter().map(|(k, _)| k.clone()).collect();
+        entries.sort_by_key(|k| k.span().start);
+        let mut outer = outer;
+        let mut tables = Vec::with_capacity(entries.len());
+        for k in entries {
+            let name = k.get_ref().to_string();
+            if let Some(v) = outer.take(&name) {
+                tables.push((name.clone(), outer.of(scope(&name), v, &name)?));
+            }
+        }
+        Ok(tables)
+    }
+
     /// Deserializes what is left of the table into `T`. A key `T` does not have is named as
     /// "not a key of `noun`"; a value of the wrong type names its key.
     pub(crate) fn read<T: DeserializeOwned>(&mut self, noun: &str) -> Result<T> {

@@ -51,8 +51,9 @@ pub struct Config {
     /// The longest a run may take before its watchdog stops it; a lock held twice as long is
     /// reported as stuck.
     pub run_timeout: Duration,
-    /// Where certificates are signed.
-    pub backend: Backend,
+    /// Where certificates are signed, by name (the single `[backend]` table is named
+    /// [`DEFAULT_BACKEND`]), in file order.
+    pub backends: Vec<NamedBackend>,
     /// Reports.
     pub report: ReportConfig,
     /// The managed certificates.
@@ -60,19 +61,44 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config with no certificates and no reports, for `host`, keeping its state in
-    /// `state_dir`.
+    /// A config with one backend, no certificates and no reports, for `host`, keeping its
+    /// state in `state_dir`.
     pub fn new(state_dir: PathBuf, host: &str, backend: Backend) -> Self {
         Self {
             file: PathBuf::new(),
             state_dir,
             host: host.to_owned(),
             run_timeout: DEFAULT_RUN_TIMEOUT,
-            backend,
+            backends: vec![NamedBackend {
+                name: DEFAULT_BACKEND.to_owned(),
+                backend,
+            }],
             report: ReportConfig::default(),
             certificates: Vec::new(),
         }
     }
+
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| &b.backend)
+    }
+}
+
+/// The name of the backend a single `[backend]` table declares, and of the one a
+/// certificate built in code signs with.
+pub const DEFAULT_BACKEND: &str = "default";
+
+/// A backend and the name certificates pick it by.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NamedBackend {
+    /// Its name (`[backends.NAME]`, or [`DEFAULT_BACKEND`]).
+    pub name: String,
+    /// What it is.
+    pub backend: Backend,
 }
 
 /// The signing backend.
@@ -174,6 +200,8 @@ pub struct CertificateConfig {
     pub request: CertificateRequest,
     /// Key algorithm.
     pub key_algorithm: KeyAlgorithm,
+    /// The name of the backend that signs it.
+    pub backend: String,
     /// Renewal point.
     pub renew_at: RenewAt,
     /// Width of the renewal window, fraction of the lifetime (see [`pki::rotation::Desired`]).
@@ -193,6 +221,7 @@ impl CertificateConfig {
             name,
             request: request.clone(),
             key_algorithm: KeyAlgorithm::default(),
+            backend: DEFAULT_BACKEND.to_owned(),
             renew_at: RenewAt::default(),
             jitter: DEFAULT_JITTER,
             targets: Vec::new(),
@@ -267,14 +296,12 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
     let src = Source::new(text, path);
     let mut doc = src.document(text)?;
     let certificates = doc.take_tables("certificate", |_| "certificate.".to_owned())?;
-    let backend = match doc.take("backend") {
-        Some(b) => backend(doc.of("backend.".into(), b, "backend")?)?,
-        None => return Err(doc.error("backend", "required")),
-    };
-    let defaults = match doc.take("defaults") {
+    let backends = backends(&mut doc)?;
+    let mut defaults = match doc.take("defaults") {
         Some(d) => RawDefaults::read(doc.of("defaults.".into(), d, "defaults")?)?,
         None => RawDefaults::default(),
     };
+    defaults.backends = backends.iter().map(|b| b.name.clone()).collect();
     let report = match doc.take("report") {
         Some(r) => report::read(doc.of("report.".into(), r, "report")?)?,
         None => ReportConfig::default(),
@@ -289,7 +316,7 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         state_dir: src.path(&top.state_dir),
         host: top.host.unwrap_or_else(|| facts.host.clone()),
         run_timeout: top.run_timeout.unwrap_or(DEFAULT_RUN_TIMEOUT),
-        backend,
+        backends,
         report,
         certificates,
     })
@@ -396,6 +423,36 @@ struct RawCreate {
     insecure_no_passphrase: bool,
 }
 
+/// The single `[backend]` (named [`DEFAULT_BACKEND`]) and every `[backends.NAME]`.
+fn backends(doc: &mut Table<'_>) -> Result<Vec<NamedBackend>> {
+    let mut all = Vec::new();
+    if let Some(b) = doc.take("backend") {
+        all.push(NamedBackend {
+            name: DEFAULT_BACKEND.to_owned(),
+            backend: backend(doc.of("backend.".into(), b, "backend")?)?,
+        });
+    }
+    for (name, table) in doc.take_named_tables("backends", |n| format!("backends.{n}."))? {
+        if pki::name::file_component(&name).is_err() || all.iter().any(|b| b.name == name) {
+            return Err(table.source().error_at(
+                table.line(),
+                format!(
+                    "backends.{name}: cannot name a backend (a file name, [a-z0-9._-], and \
+                     not {DEFAULT_BACKEND:?} beside a [backend] table)"
+                ),
+            ));
+        }
+        all.push(NamedBackend {
+            name,
+            backend: backend(table)?,
+        });
+    }
+    if all.is_empty() {
+        return Err(doc.error("backend", "required ([backend], or [backends.NAME] tables)"));
+    }
+    Ok(all)
+}
+
 fn backend(mut table: Table<'_>) -> Result<Backend> {
     let kind: String = table
         .take_as("type")?
@@ -454,6 +511,7 @@ fn backend(mut table: Table<'_>) -> Result<Backend> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
+    backend: Option<String>,
     profile: Option<Profile>,
     key: Option<KeyAlgorithm>,
     #[serde(default, deserialize_with = "de_opt_duration")]
@@ -471,6 +529,8 @@ pub(crate) struct RawPolicy {
 #[derive(Default)]
 pub(crate) struct RawDefaults {
     policy: RawPolicy,
+    /// The names of the config's backends (not read from `[defaults]`).
+    backends: Vec<String>,
     pub(crate) probe_timeout: Option<Duration>,
     pub(crate) command_timeout: Option<Duration>,
 }
@@ -492,6 +552,7 @@ impl RawDefaults {
         }
         Ok(Self {
             policy,
+            backends: Vec::new(),
             probe_timeout,
             command_timeout,
         })
@@ -544,6 +605,7 @@ fn certificate(
     let jitter = raw.jitter.or(policy.jitter).unwrap_or(DEFAULT_JITTER);
     check_renewal_point(&table, renew_at, ttl)?;
     let mut c = CertificateConfig::new(&name, &request)?;
+    c.backend = backend_of(&table, &raw, defaults)?;
     c.key_algorithm = raw.key.or(policy.key).unwrap_or_default();
     c.renew_at = renew_at;
     c.jitter = jitter;
@@ -555,6 +617,32 @@ fn certificate(
         return Err(table.error("target", "at least one [[certificate.target]] is needed"));
     }
     Ok(c)
+}
+
+/// The backend a certificate names (or `[defaults]` does); with none named, the only one, or
+/// the `[backend]` table's.
+fn backend_of(table: &Table<'_>, raw: &RawPolicy, defaults: &RawDefaults) -> Result<String> {
+    let known = &defaults.backends;
+    let list = || {
+        known
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match raw.backend.as_ref().or(defaults.policy.backend.as_ref()) {
+        Some(name) if known.contains(name) => Ok(name.clone()),
+        Some(name) => Err(table.error(
+            "backend",
+            format!("no backend {name:?} in this config (it has {})", list()),
+        )),
+        None if known.len() == 1 => Ok(known[0].clone()),
+        None if known.iter().any(|n| n == DEFAULT_BACKEND) => Ok(DEFAULT_BACKEND.to_owned()),
+        None => Err(table.error(
+            "backend",
+            format!("required with several backends (one of {})", list()),
+        )),
+    }
 }
 
 /// The renewal point: the certificate's `renew_at` or `renew_before`, else the defaults'.

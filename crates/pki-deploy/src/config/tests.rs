@@ -280,3 +280,83 @@ fn a_push_url_given_inline_never_shows_in_debug_output() {
     assert!(shown.contains("KumaConfig"), "{shown}");
     assert!(!shown.contains("S3CRETPUSH"), "{shown}");
 }
+
+const TWO_BACKENDS: &str = r#"
+state_dir = "state"
+[backends.internal]
+type = "offline"
+ca_dir = "ca"
+[backends.public]
+type = "vault"
+address = "https://vault.example.internal:8200"
+mount = "pki"
+role = "web"
+
+[defaults]
+backend = "internal"
+
+[[certificate]]
+name = "api"
+common_name = "api.example.internal"
+[[certificate.target]]
+type = "files"
+dir = "api"
+
+[[certificate]]
+name = "www"
+common_name = "www.example.com"
+backend = "public"
+[[certificate.target]]
+type = "files"
+dir = "www"
+"#;
+
+#[test]
+fn named_backends_each_certificate_picks_one() {
+    let c = parse(TWO_BACKENDS, Path::new("/etc/pki/rotate.toml")).unwrap();
+    let names: Vec<_> = c.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["internal", "public"]);
+    assert!(matches!(c.backend("internal"), Some(Backend::Offline(_))));
+    assert!(matches!(c.backend("public"), Some(Backend::Vault(_))));
+    assert_eq!(c.certificates[0].backend, "internal");
+    assert_eq!(c.certificates[1].backend, "public");
+    // The single table of before is the backend "default", which every certificate uses.
+    let single = parse(MINIMAL, Path::new("x.toml")).unwrap();
+    assert_eq!(single.backends.len(), 1);
+    assert_eq!(single.certificates[0].backend, DEFAULT_BACKEND);
+    // Beside [backend], a named one is picked by name and the rest use "default".
+    let both = MINIMAL.replace(
+        "[[certificate]]",
+        "[backends.other]\ntype = \"offline\"\nca_dir = \"ca2\"\n\n[[certificate]]",
+    );
+    let both = parse(&both, Path::new("x.toml")).unwrap();
+    assert_eq!(both.certificates[0].backend, DEFAULT_BACKEND);
+}
+
+#[test]
+fn named_backend_errors_name_line_and_key() {
+    let e = err(&TWO_BACKENDS.replace("backend = \"public\"", "backend = \"acme\""));
+    assert!(
+        e.contains(":25:") && e.contains("certificate \"www\": backend") && e.contains("\"acme\""),
+        "{e}"
+    );
+    let e = err(&TWO_BACKENDS.replace("backend = \"internal\"\n", ""));
+    assert!(
+        e.contains("certificate \"api\": backend: required with several backends"),
+        "{e}"
+    );
+    let e = err(&TWO_BACKENDS.replace("[backends.public]", "[backends.\"Public Site\"]"));
+    assert!(
+        e.contains(":6:") && e.contains("cannot name a backend"),
+        "{e}"
+    );
+    let e = err(&TWO_BACKENDS.replace("type = \"vault\"", "type = \"vault\"\nnodes = 3"));
+    assert!(e.contains("backends.public.") && e.contains(":8:"), "{e}");
+    let e = err(&MINIMAL.replace(
+        "[[certificate]]",
+        "[backends.default]\ntype = \"offline\"\nca_dir = \"x\"\n[[certificate]]",
+    ));
+    assert!(e.contains("cannot name a backend"), "{e}");
+    let e = err(&MINIMAL.replace("[backend]\ntype = \"offline\"\nca_dir = \"ca\"\n", ""));
+    assert!(e.contains("backend: required"), "{e}");
+}

@@ -1,14 +1,49 @@
-//! The authority a run signs with: opened once per run, and for the offline CA unlocked only
-//! when something is due.
+//! The authorities a run signs with: each backend its certificates name is opened once per
+//! run, and an offline CA is unlocked only when something it signs is due. A backend that
+//! cannot be opened fails its own certificates, not the others'.
 
-use pki::Authority;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use pki::authority::offline::{self, CaKeySource, KeyProtection, OfflineCa};
-use pki::clock;
+use pki::{Authority, Certificate, clock};
 
 use super::Options;
-use crate::config::{Backend, Config, OfflineBackend};
-use crate::error::Result;
+use crate::config::{Backend, CertificateConfig, Config, OfflineBackend};
+use crate::error::{Error, Result};
 use crate::log::Event;
+
+/// One backend of the run.
+#[derive(Debug)]
+pub(crate) struct Signer {
+    /// Its name in the config.
+    pub name: String,
+    /// The authority (none in a dry run before its offline CA exists).
+    pub authority: Option<Authority>,
+    /// Why it cannot sign (it could not be opened or unlocked).
+    pub broken: Option<Arc<Error>>,
+}
+
+/// Every backend the run's certificates use, and the current issuer of each that answered.
+#[derive(Debug, Default)]
+pub(crate) struct Signers {
+    /// By config order.
+    pub all: Vec<Signer>,
+    /// The current issuer of each backend that opened, by name.
+    pub issuers: HashMap<String, Certificate>,
+}
+
+impl Signers {
+    /// The signer called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Signer> {
+        self.all.iter().find(|s| s.name == name)
+    }
+
+    /// Why the backend called `name` cannot sign, if it cannot.
+    pub(crate) fn broken(&self, name: &str) -> Option<&Arc<Error>> {
+        self.get(name).and_then(|s| s.broken.as_ref())
+    }
+}
 
 /// Where the offline CA's passphrase comes from: the config's file, else the run's options.
 fn key_source(backend: &OfflineBackend, opts: &Options) -> CaKeySource {
@@ -19,11 +54,60 @@ fn key_source(backend: &OfflineBackend, opts: &Options) -> CaKeySource {
     }
 }
 
-/// Opens the backend without unlocking anything. A missing offline CA that the config asks
-/// to create is created first, except in a dry run, which then has no authority (`None`):
-/// every certificate plans as missing.
-pub(crate) async fn open(config: &Config, opts: &Options) -> Result<Option<Authority>> {
-    match &config.backend {
+/// Opens every backend `certs` use and asks each for its current issuer. With one backend in
+/// use, its failure is the run's (returned); with several, a failing one is logged and its
+/// certificates fail with its error.
+pub(crate) async fn open_all(
+    config: &Config,
+    opts: &Options,
+    certs: &[&CertificateConfig],
+) -> Result<Signers> {
+    let used: Vec<_> = config
+        .backends
+        .iter()
+        .filter(|b| certs.iter().any(|c| c.backend == b.name))
+        .collect();
+    let mut signers = Signers::default();
+    for named in &used {
+        let opened = match open(&named.backend, opts).await {
+            Ok(Some(a)) => match a.current_issuer().await {
+                Ok(i) => Ok((Some(a), Some(i))),
+                Err(e) => Err(e.into()),
+            },
+            Ok(None) => Ok((None, None)),
+            Err(e) => Err(e),
+        };
+        let mut signer = Signer {
+            name: named.name.clone(),
+            authority: None,
+            broken: None,
+        };
+        match opened {
+            Ok((authority, issuer)) => {
+                signer.authority = authority;
+                if let Some(issuer) = issuer {
+                    signers.issuers.insert(named.name.clone(), issuer);
+                }
+            }
+            Err(e) if used.len() == 1 => return Err(e),
+            Err(e) => {
+                opts.log.error(Event::run(
+                    "backend-failed",
+                    format!("backend {:?}: {e}", named.name),
+                ));
+                signer.broken = Some(Arc::new(e));
+            }
+        }
+        signers.all.push(signer);
+    }
+    Ok(signers)
+}
+
+/// Opens a backend without unlocking anything. A missing offline CA that the config asks to
+/// create is created first, except in a dry run, which then has no authority (`None`): its
+/// certificates plan as missing.
+async fn open(backend: &Backend, opts: &Options) -> Result<Option<Authority>> {
+    match backend {
         Backend::Vault(settings) => {
             let settings = settings.as_ref().clone().with_env()?;
             Ok(Some(Authority::Vault(
@@ -55,11 +139,36 @@ pub(crate) async fn open(config: &Config, opts: &Options) -> Result<Option<Autho
     }
 }
 
-/// Makes the authority ready to sign: loads the offline CA's key (a Vault backend logs in at
-/// its first request and needs nothing here).
-pub(crate) fn unlock(authority: &mut Authority, config: &Config, opts: &Options) -> Result<()> {
-    if let (Authority::Offline(ca), Backend::Offline(offline)) = (authority, &config.backend) {
-        ca.unlock_from(&key_source(offline, opts))?;
+/// Makes the backends that sign something due ready to sign: loads each offline CA's key (a
+/// Vault backend logs in at its first request and needs nothing here). With one backend in
+/// use its failure is the run's; with several, the backend is marked broken.
+pub(crate) fn unlock_due(
+    signers: &mut Signers,
+    due: &[&str],
+    config: &Config,
+    opts: &Options,
+) -> Result<()> {
+    let single = signers.all.len() == 1;
+    for signer in &mut signers.all {
+        if !due.contains(&signer.name.as_str()) {
+            continue;
+        }
+        let (Some(Authority::Offline(ca)), Some(Backend::Offline(offline))) =
+            (signer.authority.as_mut(), config.backend(&signer.name))
+        else {
+            continue;
+        };
+        match ca.unlock_from(&key_source(offline, opts)) {
+            Ok(()) => {}
+            Err(e) if single => return Err(e.into()),
+            Err(e) => {
+                opts.log.error(Event::run(
+                    "backend-failed",
+                    format!("backend {:?}: {e}", signer.name),
+                ));
+                signer.broken = Some(Arc::new(e.into()));
+            }
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! prune), save the state and report. One failing certificate or target does not stop the
 //! others; a run that stops early (backend unreachable, CA key locked) still reports.
 
-mod backend;
+pub(crate) mod backend;
 mod batch;
 pub mod phases;
 pub mod plan;
@@ -254,17 +254,17 @@ fn load_state(config: &Config, opts: &Options) -> RunState {
     state
 }
 
-/// The phases from issuing to activation. The authority is closed once everything due is
-/// issued, in a thread: closing the offline CA checkpoints its inventory (a sync of the
+/// The phases from issuing to activation. The authorities are closed once everything due is
+/// issued, in a thread: closing an offline CA checkpoints its inventory (a sync of the
 /// database), which need not hold up the targets.
 async fn execute(
     work: &mut [Work<'_>],
-    authority: Option<pki::Authority>,
+    signers: backend::Signers,
     state: &mut RunState,
     phase: &Phase<'_>,
 ) {
-    phases::issue_due(work, authority.as_ref(), state, phase).await;
-    let closing = std::thread::spawn(move || drop(authority));
+    phases::issue_due(work, &signers, state, phase).await;
+    let closing = std::thread::spawn(move || drop(signers));
     phases::publish(work, phase);
     phases::prepare_targets(work, state, phase);
     phases::activate_targets(work, state, phase).await;
@@ -276,31 +276,36 @@ impl Run<'_> {
     async fn locked(self, certs: &[&CertificateConfig]) -> Result<RunSummary> {
         let Self { config, opts, .. } = self;
         let store = open_store(config, opts)?;
-        let mut authority = backend::open(config, opts).await?;
-        let issuer = match &authority {
-            Some(a) => Some(a.current_issuer().await?),
-            None => None,
-        };
+        let mut signers = backend::open_all(config, opts, certs).await?;
+        // The certificates of a backend that did not open fail; the others go on.
+        let (live, down): (Vec<&CertificateConfig>, Vec<&CertificateConfig>) = certs
+            .iter()
+            .partition(|c| signers.broken(&c.backend).is_none());
+        let down: Vec<CertOutcome> = down
+            .into_iter()
+            .filter_map(|c| Some(failed(&store, c, signers.broken(&c.backend)?.clone())))
+            .collect();
         let mut state = load_state(config, opts);
         let input = PlanInput {
             config,
             store: &store,
             state: &state,
-            issuer: issuer.as_ref(),
+            issuers: &signers.issuers,
             force: opts.force,
             now: self.started.at,
         };
-        let planned = plan::plan(&input, certs);
+        let planned = plan::plan(&input, &live);
         if opts.dry_run {
             let outcomes = planned.into_iter().map(phases::planned_outcome).collect();
-            return Ok(self.started.planned(outcomes));
+            return Ok(self.started.planned(in_order(certs, outcomes, down)));
         }
-        // The signing key is unlocked only when something is to be issued.
-        if let Some(a) = authority.as_mut()
-            && planned.iter().any(plan::Planned::is_due)
-        {
-            backend::unlock(a, config, opts)?;
-        }
+        // A signing key is unlocked only when something it signs is to be issued.
+        let due: Vec<&str> = planned
+            .iter()
+            .filter(|p| p.is_due())
+            .map(|p| p.cert.backend.as_str())
+            .collect();
+        backend::unlock_due(&mut signers, &due, config, opts)?;
         for p in &planned {
             if let Some(fresh) = &p.fresh {
                 state.cache.insert(p.cert.name.clone(), fresh.clone());
@@ -314,8 +319,8 @@ impl Run<'_> {
             batch: &batch,
             log: &opts.log,
         };
-        execute(&mut work, authority, &mut state, &phase).await;
-        let outcomes = phases::finish(work, &mut state, &phase);
+        execute(&mut work, signers, &mut state, &phase).await;
+        let outcomes = in_order(certs, phases::finish(work, &mut state, &phase), down);
         Ok(self
             .conclude(&store, state, self.started.finished(outcomes))
             .await)
@@ -329,21 +334,7 @@ impl Run<'_> {
         let store = Store::open(&config.state_dir);
         let certificates = certs
             .iter()
-            .map(|c| {
-                let version = store.current(&c.name);
-                let current = version
-                    .as_ref()
-                    .and_then(|v| store.certificate(&c.name, v).ok());
-                CertOutcome {
-                    name: c.name.clone(),
-                    decision: None,
-                    action: CertAction::Failed,
-                    current,
-                    version,
-                    error: Some(error.clone()),
-                    targets: Vec::new(),
-                }
-            })
+            .map(|c| failed(&store, c, error.clone()))
             .collect();
         let mut summary = self.started.finished(certificates);
         summary.error = Some(error.clone());
@@ -399,6 +390,45 @@ impl Run<'_> {
         }
         summary
     }
+}
+
+/// A certificate failed before it was planned, with the store's current certificate so that
+/// expiry metrics stay.
+fn failed(store: &Store, cert: &CertificateConfig, error: Arc<Error>) -> CertOutcome {
+    let version = store.current(&cert.name);
+    let current = version
+        .as_ref()
+        .and_then(|v| store.certificate(&cert.name, v).ok());
+    CertOutcome {
+        name: cert.name.clone(),
+        backend: cert.backend.clone(),
+        decision: None,
+        action: CertAction::Failed,
+        current,
+        version,
+        error: Some(error),
+        targets: Vec::new(),
+    }
+}
+
+/// The outcomes of the planned certificates and of those failed before planning, in the
+/// order of `certs`.
+fn in_order(
+    certs: &[&CertificateConfig],
+    mut outcomes: Vec<CertOutcome>,
+    down: Vec<CertOutcome>,
+) -> Vec<CertOutcome> {
+    if down.is_empty() {
+        return outcomes;
+    }
+    let position: std::collections::HashMap<&str, usize> = certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    outcomes.extend(down);
+    outcomes.sort_by_key(|o| position.get(o.name.as_str()).copied().unwrap_or(usize::MAX));
+    outcomes
 }
 
 /// The state directory's store path, for tests and tools.

@@ -11,9 +11,10 @@
 use std::sync::Arc;
 
 use pki::rotation::Decision;
-use pki::{Authority, Certificate, IssuedCertificate, clock};
+use pki::{Certificate, IssuedCertificate, clock};
 use serde_json::json;
 
+use super::backend::{Signer, Signers};
 use super::batch::Batch;
 use super::plan::Planned;
 use super::summary::{CertAction, CertOutcome, Rollback, TargetAction, TargetResult};
@@ -124,11 +125,11 @@ pub(crate) struct Phase<'a> {
 }
 
 /// Phase 1: issues every due certificate and adds it to the store. Certificates are issued
-/// as batches, one per key algorithm (Vault answers several at once, the offline CA records a
-/// batch in few commits).
+/// as batches, one per backend and key algorithm (Vault answers several at once, the offline
+/// CA records a batch in few commits).
 pub(crate) async fn issue_due(
     work: &mut [Work<'_>],
-    authority: Option<&Authority>,
+    signers: &Signers,
     state: &mut RunState,
     phase: &Phase<'_>,
 ) {
@@ -148,24 +149,24 @@ pub(crate) async fn issue_due(
         );
         due.push(i);
     }
-    let Some(authority) = authority else {
-        for &i in &due {
-            issued(&mut work[i], Err(Error::NoAuthority), phase);
-        }
-        return;
-    };
-    let mut algorithms: Vec<pki::KeyAlgorithm> = Vec::new();
+    let mut groups: Vec<(&str, pki::KeyAlgorithm)> = Vec::new();
     for &i in &due {
-        if !algorithms.contains(&work[i].cert.key_algorithm) {
-            algorithms.push(work[i].cert.key_algorithm);
+        let group = (work[i].cert.backend.as_str(), work[i].cert.key_algorithm);
+        if !groups.contains(&group) {
+            groups.push(group);
         }
     }
-    for algorithm in algorithms {
+    for (backend, algorithm) in groups {
         let members: Vec<usize> = due
             .iter()
             .copied()
-            .filter(|&i| work[i].cert.key_algorithm == algorithm)
+            .filter(|&i| {
+                (work[i].cert.backend.as_str(), work[i].cert.key_algorithm) == (backend, algorithm)
+            })
             .collect();
+        let Some(authority) = authority_for(signers.get(backend), &members, work, phase) else {
+            continue;
+        };
         let requests: Vec<_> = members
             .iter()
             .map(|&i| work[i].cert.request.clone())
@@ -213,6 +214,36 @@ pub(crate) async fn issue_due(
             });
             issued(&mut work[i], stored, phase);
             phase.batch.kick();
+        }
+    }
+}
+
+/// The authority of a group's signer, or `None` with each of `members` failed: with the backend's
+/// error when it is broken, else for want of an authority.
+fn authority_for<'s>(
+    signer: Option<&'s Signer>,
+    members: &[usize],
+    work: &mut [Work<'_>],
+    phase: &Phase<'_>,
+) -> Option<&'s pki::Authority> {
+    match signer.map(|s| (&s.authority, &s.broken)) {
+        Some((_, Some(broken))) => {
+            for &i in members {
+                let w = &mut work[i];
+                phase
+                    .log
+                    .error(Event::of("issue-failed", &w.cert.name, broken.to_string()));
+                w.action = CertAction::Failed;
+                w.error = Some(broken.clone());
+            }
+            None
+        }
+        Some((Some(authority), None)) => Some(authority),
+        _ => {
+            for &i in members {
+                issued(&mut work[i], Err(Error::NoAuthority), phase);
+            }
+            None
         }
     }
 }
@@ -499,6 +530,7 @@ pub(crate) fn finish(
             };
             CertOutcome {
                 name,
+                backend: w.cert.backend.clone(),
                 decision: Some(w.decision),
                 action,
                 current: w.current,
@@ -528,6 +560,7 @@ pub(crate) fn planned_outcome(p: Planned<'_>) -> CertOutcome {
         .collect();
     CertOutcome {
         name: p.cert.name.clone(),
+        backend: p.cert.backend.clone(),
         decision: Some(p.decision),
         action: CertAction::Planned,
         current: p.current,

@@ -1,6 +1,8 @@
 //! Planning: what the store holds for each certificate, what the planner decides, and whether
 //! each target serves the store's version. No file is written.
 
+use std::collections::HashMap;
+
 use pki::Certificate;
 use pki::rotation::{self, Decision, Moment, Observed};
 use time::OffsetDateTime;
@@ -45,8 +47,9 @@ pub struct PlanInput<'a> {
     pub store: &'a Store,
     /// What earlier runs remember.
     pub state: &'a RunState,
-    /// The backend's current issuer, when known: a certificate it did not sign is reissued.
-    pub issuer: Option<&'a Certificate>,
+    /// Each backend's current issuer, by backend name, when known: a certificate that its
+    /// backend's issuer did not sign is reissued.
+    pub issuers: &'a HashMap<String, Certificate>,
     /// Reissue whatever the state.
     pub force: bool,
     /// The time of the decisions.
@@ -91,9 +94,11 @@ pub fn plan<'c>(input: &PlanInput<'_>, certs: &[&'c CertificateConfig]) -> Vec<P
 
 /// Plans one certificate.
 pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Planned<'c> {
-    let obs = input
-        .store
-        .observe(&cert.name, input.issuer, input.state.cache.get(&cert.name));
+    let obs = input.store.observe(
+        &cert.name,
+        input.issuers.get(&cert.backend),
+        input.state.cache.get(&cert.name),
+    );
     let mut moment = Moment::new(
         input.now,
         rotation::jitter_fraction(&input.config.host, &cert.name),

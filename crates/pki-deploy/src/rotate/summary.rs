@@ -145,6 +145,8 @@ impl TargetResult {
 pub struct CertOutcome {
     /// Its name.
     pub name: String,
+    /// The name of the backend that signs it.
+    pub backend: String,
     /// The planner's decision (none when the run stopped before planning).
     pub decision: Option<Decision>,
     /// What was done.
@@ -258,8 +260,9 @@ impl Serialize for CertOutcome {
             not_after: rfc3339(c.info().not_after),
             sha256_fingerprint: &c.info().sha256_fingerprint,
         });
-        let mut m = s.serialize_map(Some(7))?;
+        let mut m = s.serialize_map(Some(8))?;
         m.serialize_entry("name", &self.name)?;
+        m.serialize_entry("backend", &self.backend)?;
         m.serialize_entry("decision", &self.decision)?;
         m.serialize_entry("action", &self.action)?;
         m.serialize_entry("ok", &self.ok())?;
@@ -291,6 +294,7 @@ mod tests {
     fn outcome(targets: Vec<TargetResult>) -> CertOutcome {
         CertOutcome {
             name: "web".into(),
+            backend: "default".into(),
             decision: Some(Decision::Keep {
                 renew_after: OffsetDateTime::UNIX_EPOCH,
             }),

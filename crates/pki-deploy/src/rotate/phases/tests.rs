@@ -11,6 +11,7 @@ use super::*;
 use crate::config::{Backend, Config, OfflineBackend};
 use crate::exec::CommandSpec;
 use crate::log::{Level, LogFormat};
+use crate::rotate::backend::Signer;
 use crate::rotate::plan::{self, PlanInput};
 use crate::service::files::Files;
 use crate::service::{Settings, TargetConfig};
@@ -18,6 +19,7 @@ use crate::service::{Settings, TargetConfig};
 struct Rig {
     dir: tempfile::TempDir,
     config: Config,
+    issuers: std::collections::HashMap<String, Certificate>,
 }
 
 fn target(dir: &Path, reload: Option<&str>) -> TargetConfig {
@@ -50,17 +52,28 @@ fn rig(reload_b: Option<&str>) -> Rig {
             .push(target(&dir.path().join("out").join(name), reload));
         config.certificates.push(c);
     }
-    Rig { dir, config }
+    Rig {
+        dir,
+        config,
+        issuers: Default::default(),
+    }
 }
 
 impl Rig {
-    fn authority(&self) -> Authority {
-        let Backend::Offline(b) = &self.config.backend else {
+    /// The config's one backend, opened and unlocked.
+    fn signers(&self) -> Signers {
+        let Some(Backend::Offline(b)) = self.config.backend(crate::config::DEFAULT_BACKEND) else {
             unreachable!()
         };
         let mut ca = OfflineCa::open(&b.ca_dir).unwrap();
         ca.unlock(None).unwrap();
-        Authority::Offline(ca)
+        let mut signers = Signers::default();
+        signers.all.push(Signer {
+            name: crate::config::DEFAULT_BACKEND.to_owned(),
+            authority: Some(Authority::Offline(ca)),
+            broken: None,
+        });
+        signers
     }
 
     fn store(&self) -> Store {
@@ -81,7 +94,7 @@ impl Rig {
             config: &self.config,
             store,
             state,
-            issuer: None,
+            issuers: &self.issuers,
             force: false,
             now: clock::now(),
         }
@@ -126,12 +139,7 @@ fn issue_due_issues_missing_certificates_into_the_store_without_publishing() {
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
     let mut recorded = RunState::default();
-    rt().block_on(issue_due(
-        &mut work,
-        Some(&r.authority()),
-        &mut recorded,
-        &phase,
-    ));
+    rt().block_on(issue_due(&mut work, &r.signers(), &mut recorded, &phase));
     // Every serial was recorded on its way, and dropped once the store held it.
     assert!(recorded.issued.is_empty(), "{:?}", recorded.issued);
     for w in &work {
@@ -153,9 +161,43 @@ fn issue_due_without_an_authority_fails_each_certificate_and_goes_on() {
     let (store, state, log) = (r.store(), RunState::default(), log());
     let phase = phase(&store, &log);
     let mut work = r.work(&store, &state);
-    rt().block_on(issue_due(&mut work, None, &mut RunState::default(), &phase));
+    let none = Signers::default();
+    rt().block_on(issue_due(
+        &mut work,
+        &none,
+        &mut RunState::default(),
+        &phase,
+    ));
     assert!(work.iter().all(|w| w.action == CertAction::Failed
         && matches!(w.error.as_deref(), Some(Error::NoAuthority))));
+}
+
+#[test]
+fn issue_due_fails_only_the_certificates_of_a_broken_backend() {
+    let mut r = rig(None);
+    r.config.certificates[1].backend = "public".to_owned();
+    let (store, state, log) = (r.store(), RunState::default(), log());
+    let phase = phase(&store, &log);
+    let mut work = r.work(&store, &state);
+    let mut signers = r.signers();
+    signers.all.push(Signer {
+        name: "public".to_owned(),
+        authority: None,
+        broken: Some(Arc::new(Error::Task {
+            what: "the test",
+            reason: "the ACME server is down".to_owned(),
+        })),
+    });
+    rt().block_on(issue_due(
+        &mut work,
+        &signers,
+        &mut RunState::default(),
+        &phase,
+    ));
+    assert_eq!(work[0].action, CertAction::Issued);
+    assert_eq!(work[1].action, CertAction::Failed);
+    let error = work[1].error.as_ref().unwrap().to_string();
+    assert!(error.contains("ACME server is down"), "{error}");
 }
 
 #[test]
@@ -166,7 +208,7 @@ fn publish_makes_the_new_versions_current() {
     let mut work = r.work(&store, &state);
     rt().block_on(issue_due(
         &mut work,
-        Some(&r.authority()),
+        &r.signers(),
         &mut RunState::default(),
         &phase,
     ));
@@ -185,7 +227,7 @@ fn prepare_writes_beside_and_activate_switches_in_and_records_it() {
     let mut work = r.work(&store, &state);
     rt().block_on(issue_due(
         &mut work,
-        Some(&r.authority()),
+        &r.signers(),
         &mut RunState::default(),
         &phase,
     ));
@@ -223,7 +265,7 @@ fn a_failing_target_fails_its_certificate_only() {
     let mut work = r.work(&store, &state);
     rt().block_on(issue_due(
         &mut work,
-        Some(&r.authority()),
+        &r.signers(),
         &mut RunState::default(),
         &phase,
     ));
@@ -254,7 +296,7 @@ fn finish_reports_a_redeployment_and_in_sync_targets() {
     let mut work = r.work(&store, &state);
     rt().block_on(issue_due(
         &mut work,
-        Some(&r.authority()),
+        &r.signers(),
         &mut RunState::default(),
         &phase,
     ));
