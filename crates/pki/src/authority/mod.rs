@@ -3,6 +3,7 @@
 //! [`Authority`] is an enum rather than a trait object: there are two implementations, both
 //! known here, and callers may still reach the variant for backend-specific operations.
 
+pub(crate) mod answer;
 pub mod offline;
 pub mod vault;
 

@@ -6,10 +6,9 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::wire::pem_list;
-use crate::authority::IssuedCertificate;
-use crate::cert::{self, Certificate, Serial, Trust, Usage};
+use crate::authority::{IssuedCertificate, answer};
+use crate::cert::{Certificate, Serial};
 use crate::key::PrivateKey;
-use crate::name::SubjectName;
 use crate::request::CertificateRequest;
 use crate::secret::SecretString;
 
@@ -119,7 +118,7 @@ pub(crate) fn assemble(
         }
     };
 
-    check_names(&leaf, request)?;
+    answer::check_names(&leaf, request)?;
     let mut warnings = warnings;
     check_profile(&leaf, request, &mut warnings)?;
 
@@ -139,7 +138,7 @@ pub(crate) fn assemble(
     if verified {
         check_link(&leaf, &chain, root.as_ref(), now)?;
     } else {
-        verify(&leaf, (&chain, root.as_ref()), request, now)?;
+        answer::verify(&leaf, (&chain, root.as_ref()), request, now)?;
         chains.mark_verified(chain_text);
     }
 
@@ -160,36 +159,6 @@ pub(crate) fn assemble(
         private_key,
         warnings,
     })
-}
-
-/// Every name asked for is in the certificate (Vault may add none we did not ask for, but a
-/// role that takes names from elsewhere must not silently drop ours).
-fn check_names(leaf: &Certificate, request: &CertificateRequest) -> Result<(), String> {
-    let info = leaf.info();
-    let missing: Vec<String> = request
-        .names()
-        .iter()
-        .filter(|n| !info.subject_alt_names.contains(n))
-        .map(SubjectName::to_string)
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "the certificate lacks the requested name(s) {}",
-            missing.join(", ")
-        ));
-    }
-    let cn_ok = info
-        .common_name
-        .as_deref()
-        .is_some_and(|cn| cn.eq_ignore_ascii_case(request.common_name()));
-    if !cn_ok {
-        return Err(format!(
-            "the certificate's common name is {:?}, not {:?}",
-            info.common_name.as_deref().unwrap_or(""),
-            request.common_name()
-        ));
-    }
-    Ok(())
 }
 
 /// The certificate must serve the requested profile; more usages than asked is a warning (the
@@ -314,54 +283,5 @@ pub(crate) fn split_chain(text: &str) -> Result<(Vec<Certificate>, Option<Certif
     if text.trim().is_empty() {
         return Err("no CA chain in the answer (ca_chain and issuing_ca are empty)".to_owned());
     }
-    let all = Certificate::all_from_pem(text.as_bytes(), "the CA chain Vault returned")
-        .map_err(|e| e.to_string())?;
-    let mut chain: Vec<Certificate> = Vec::new();
-    let mut root = None;
-    for c in all {
-        if chain.iter().any(|k| k.der() == c.der())
-            || root
-                .as_ref()
-                .is_some_and(|r: &Certificate| r.der() == c.der())
-        {
-            continue;
-        }
-        if c.info().self_issued {
-            root = Some(c);
-        } else {
-            chain.push(c);
-        }
-    }
-    Ok((chain, root))
-}
-
-/// Verifies the leaf up to the root Vault named or, when the mount knows no root (an
-/// intermediate imported alone), up to the top of the chain it returned.
-fn verify(
-    leaf: &Certificate,
-    (chain, root): (&[Certificate], Option<&Certificate>),
-    request: &CertificateRequest,
-    now: OffsetDateTime,
-) -> Result<(), String> {
-    let usage = if request.profile().server() {
-        Usage::Server
-    } else {
-        Usage::Client
-    };
-    let result = match (root, chain.split_last()) {
-        (Some(r), _) => cert::verify_chain(
-            leaf,
-            &Trust::new(chain, std::slice::from_ref(r)),
-            usage,
-            now,
-        ),
-        (None, Some((top, below))) => cert::verify_chain(
-            leaf,
-            &Trust::new(below, std::slice::from_ref(top)),
-            usage,
-            now,
-        ),
-        (None, None) => return Err("no CA chain in the answer".to_owned()),
-    };
-    result.map_err(|e| format!("the returned chain does not verify: {e}"))
+    answer::split_chain(text, "the CA chain Vault returned")
 }
