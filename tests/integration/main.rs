@@ -6,6 +6,7 @@
 // Tests write fixtures directly (often deliberately broken ones) and read the clock.
 #![allow(clippy::disallowed_methods)]
 
+mod acme;
 mod bad_inputs;
 mod concurrency;
 mod durability;

@@ -143,7 +143,8 @@ impl Drop for Server {
     }
 }
 
-fn spawn(cmd: &mut Command, log: &Path) -> Child {
+/// Starts `cmd` with its output in `log`.
+pub fn spawn(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     let err = out.try_clone().unwrap();
     cmd.stdin(Stdio::null())

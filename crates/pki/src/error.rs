@@ -36,6 +36,8 @@ pub enum IoOp {
     Remove,
     /// Locking.
     Lock,
+    /// Listening on a socket address (the path holds the address).
+    Listen,
 }
 
 impl fmt::Display for IoOp {
@@ -51,6 +53,7 @@ impl fmt::Display for IoOp {
             Self::CreateDir => "cannot create directory",
             Self::Remove => "cannot remove",
             Self::Lock => "cannot lock",
+            Self::Listen => "cannot listen on",
         })
     }
 }
@@ -427,6 +430,37 @@ pub enum Error {
         /// The setting at fault (e.g. `address`, `role`, `ca_cert`).
         setting: &'static str,
         /// What is wrong.
+        problem: String,
+    },
+
+    /// The backend does not do this (an ACME server keeps no inventory and signs no CRL).
+    #[error("the {backend} backend cannot {what}")]
+    NotSupported {
+        /// The backend (`acme`).
+        backend: &'static str,
+        /// What was asked (`list certificates`, `sign a CRL`).
+        what: &'static str,
+    },
+
+    /// The ACME backend is not configured well enough to be used (no directory, terms not
+    /// agreed, an unusable account or EAB file).
+    #[error("ACME configuration: {setting}: {problem}")]
+    AcmeConfig {
+        /// The setting at fault (e.g. `directory`, `terms_agreed`, `account_file`).
+        setting: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// An ACME server refused or failed an operation; `problem` carries its problem
+    /// document's type and detail when it sent one.
+    #[error("ACME {operation} at {directory}: {problem}")]
+    Acme {
+        /// What was being done (`account`, `order`, `challenge`, `finalize`, `revoke`).
+        operation: &'static str,
+        /// The directory URL.
+        directory: String,
+        /// What went wrong.
         problem: String,
     },
 

@@ -53,10 +53,24 @@ pub struct Desired {
     pub key_algorithm: KeyAlgorithm,
     /// Renewal point.
     pub renew_at: RenewAt,
+    /// How the deployed certificate's profile must match [`Desired::profile`].
+    pub profile_match: ProfileMatch,
     /// Width of the window before the renewal point in which the renewal slot falls, as a
     /// fraction of the lifetime; capped so that the window never opens before
     /// [`EARLIEST_RENEWAL`] of the lifetime. 0 renews at the renewal point itself.
     pub jitter: f64,
+}
+
+/// How strictly a certificate's profile (its EKUs) must match the one asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProfileMatch {
+    /// The same usages, no more: a changed profile is reissued.
+    #[default]
+    Exact,
+    /// At least the usages asked for: for an authority that decides the EKUs itself (an ACME
+    /// server adding clientAuth), where reissuing would bring the same usages back forever.
+    Covers,
 }
 
 /// The default jitter: the widest window, from [`EARLIEST_RENEWAL`] of the lifetime to the
@@ -76,6 +90,7 @@ impl Desired {
             profile: request.profile(),
             key_algorithm,
             renew_at: RenewAt::default(),
+            profile_match: ProfileMatch::Exact,
             jitter: DEFAULT_JITTER,
         }
     }
@@ -313,7 +328,7 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
         (
             Reason::ProfileChanged,
             "profile",
-            current.profile != Some(desired.profile),
+            !profile_matches(current.profile, desired),
             current.profile.map_or("none", Profile::name),
             desired.profile.name(),
         ),
@@ -359,6 +374,16 @@ pub fn renewal_slot(current: &Current, desired: &Desired, phase: f64) -> OffsetD
     let t = point.unix_timestamp();
     let slot = (t - offset).div_euclid(period) * period + offset;
     OffsetDateTime::from_unix_timestamp(slot).unwrap_or(point)
+}
+
+fn profile_matches(current: Option<Profile>, desired: &Desired) -> bool {
+    match (current, desired.profile_match) {
+        (Some(p), ProfileMatch::Exact) => p == desired.profile,
+        (Some(p), ProfileMatch::Covers) => {
+            (p.server() || !desired.profile.server()) && (p.client() || !desired.profile.client())
+        }
+        (None, _) => false,
+    }
 }
 
 fn names_differ(desired: &Desired, current: &Current) -> Option<String> {
@@ -419,6 +444,7 @@ mod tests {
             profile: Profile::Server,
             key_algorithm: KeyAlgorithm::EcdsaP256,
             renew_at: RenewAt::default(),
+            profile_match: ProfileMatch::Exact,
             jitter: 0.0,
         }
     }
@@ -607,6 +633,20 @@ mod tests {
         );
         assert_eq!(
             with(&|c| c.profile = Some(Profile::Client)),
+            Some(Reason::ProfileChanged)
+        );
+        // An authority that decides the usages itself: more than asked is kept, less is not.
+        let covers = |has: Profile, wanted: Profile| {
+            let mut d = desired();
+            d.profile = wanted;
+            d.profile_match = ProfileMatch::Covers;
+            let mut c = current();
+            c.profile = Some(has);
+            reason(decide(&d, &Observed::Present(c), &Moment::new(now, 0.0)))
+        };
+        assert_eq!(covers(Profile::ServerClient, Profile::Server), None);
+        assert_eq!(
+            covers(Profile::Server, Profile::ServerClient),
             Some(Reason::ProfileChanged)
         );
         assert_eq!(

@@ -65,6 +65,14 @@ pub(crate) fn audit(config: &Config, file: &Path, entry: &Entry) -> Result<()> {
                     check_dir(dir, owners)?;
                 }
             }
+            Backend::Acme(a) => {
+                files.extend(a.ca_cert.as_deref().map(|p| (p, Trust::Content)));
+                files.extend(a.eab.as_ref().map(|(_, p)| (p.as_path(), Trust::Secret)));
+                // Written on the first run; once there, it holds the account key.
+                if std::fs::symlink_metadata(&a.account_file).is_ok() {
+                    files.push((a.account_file.as_path(), Trust::Secret));
+                }
+            }
         }
     }
     let report = &config.report;

@@ -17,6 +17,7 @@ mod target;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use pki::authority::acme::{self, AcmeSettings, Challenge};
 use pki::authority::offline::{self, InitOptions, KeyProtection};
 use pki::authority::vault::VaultSettings;
 use pki::rotation::RenewAt;
@@ -110,6 +111,9 @@ pub enum Backend {
     /// A PKI mount and role on Vault / OpenBao; settings not given here come from the
     /// environment (VAULT_ADDR, VAULT_CACERT, AppRole or token files).
     Vault(Box<VaultSettings>),
+    /// An account on an ACME server (Let's Encrypt); its credentials are kept in the state
+    /// directory unless `account_file` says otherwise.
+    Acme(Box<AcmeSettings>),
 }
 
 /// The offline CA a run signs with.
@@ -311,9 +315,18 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         return Err(doc.error("state_dir", "must not be empty"));
     }
     let certificates = certificates_of(certificates, &defaults, facts)?;
+    let state_dir = src.path(&top.state_dir);
+    let mut backends = backends;
+    for b in &mut backends {
+        if let Backend::Acme(a) = &mut b.backend
+            && a.account_file.as_os_str().is_empty()
+        {
+            a.account_file = state_dir.join("acme").join(format!("{}.json", b.name));
+        }
+    }
     Ok(Config {
         file: path.to_path_buf(),
-        state_dir: src.path(&top.state_dir),
+        state_dir,
         host: top.host.unwrap_or_else(|| facts.host.clone()),
         run_timeout: top.run_timeout.unwrap_or(DEFAULT_RUN_TIMEOUT),
         backends,
@@ -456,8 +469,9 @@ fn backends(doc: &mut Table<'_>) -> Result<Vec<NamedBackend>> {
 fn backend(mut table: Table<'_>) -> Result<Backend> {
     let kind: String = table
         .take_as("type")?
-        .ok_or_else(|| table.error("type", "required (\"offline\" or \"vault\")"))?;
+        .ok_or_else(|| table.error("type", "required (\"offline\", \"vault\" or \"acme\")"))?;
     match kind.as_str() {
+        "acme" => acme_backend(table),
         "vault" => {
             let base = table.source().base().to_path_buf();
             let settings = table.read_via::<VaultSettings, _>("vault backends", |d| {
@@ -502,9 +516,106 @@ fn backend(mut table: Table<'_>) -> Result<Backend> {
         }
         other => Err(table.error(
             "type",
-            format!("unknown backend {other:?} (expected \"offline\" or \"vault\")"),
+            format!("unknown backend {other:?} (expected \"offline\", \"vault\" or \"acme\")"),
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory: Option<String>,
+    ca_cert: Option<String>,
+    #[serde(default)]
+    contact: Vec<String>,
+    #[serde(default)]
+    terms_agreed: bool,
+    eab_key_id: Option<String>,
+    eab_hmac_file: Option<String>,
+    account_file: Option<String>,
+    challenge: Option<String>,
+    listen: Option<std::net::SocketAddr>,
+    webroot: Option<String>,
+    dns_hook: Option<Vec<String>>,
+    profile: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    order_timeout: Option<Duration>,
+}
+
+/// The loopback port the built-in http-01 responder listens on unless `listen` says.
+pub const DEFAULT_ACME_LISTEN: &str = "127.0.0.1:8402";
+
+/// `type = "acme"`. The account file, unless given, is placed once the state directory is
+/// known (`acme/NAME.json` in it).
+fn acme_backend(mut table: Table<'_>) -> Result<Backend> {
+    let raw: RawAcme = table.read("acme backends")?;
+    let src = table.source();
+    let directory = raw.directory.ok_or_else(|| {
+        table.error(
+            "directory",
+            "required (a URL, \"letsencrypt\" or \"letsencrypt-staging\")",
+        )
+    })?;
+    let url = acme::directory_url(&directory);
+    if !url.starts_with("https://") {
+        return Err(table.error("directory", format!("{url:?} is not an https:// URL")));
+    }
+    let challenge =
+        match raw.challenge.as_deref().unwrap_or("http-01") {
+            "http-01" => Challenge::Http01Responder {
+                listen: raw.listen.unwrap_or_else(|| {
+                    DEFAULT_ACME_LISTEN
+                        .parse()
+                        .unwrap_or(([127, 0, 0, 1], 8402).into())
+                }),
+            },
+            "http-01-stateless" => Challenge::Http01Stateless,
+            "webroot" => Challenge::Http01Webroot {
+                dir: src.path(raw.webroot.as_deref().ok_or_else(|| {
+                    table.error("webroot", "required with challenge = \"webroot\"")
+                })?),
+            },
+            "dns-01" => Challenge::Dns01Hook {
+                command: raw.dns_hook.filter(|c| !c.is_empty()).ok_or_else(|| {
+                    table.error("dns_hook", "required with challenge = \"dns-01\" (argv)")
+                })?,
+            },
+            other => {
+                return Err(table.error(
+                    "challenge",
+                    format!(
+                        "unknown challenge {other:?} (expected \"http-01\", \"http-01-stateless\", \
+                     \"webroot\" or \"dns-01\")"
+                    ),
+                ));
+            }
+        };
+    for c in &raw.contact {
+        if !c.starts_with("mailto:") {
+            return Err(table.error("contact", format!("{c:?} is not a mailto: URI")));
+        }
+    }
+    let eab = match (raw.eab_key_id, raw.eab_hmac_file) {
+        (Some(kid), Some(file)) => Some((kid, src.path(&file))),
+        (None, None) => None,
+        _ => return Err(table.error("eab_key_id", "give eab_key_id and eab_hmac_file together")),
+    };
+    let account_file = raw
+        .account_file
+        .as_deref()
+        .map(|p| src.path(p))
+        .unwrap_or_default();
+    let mut settings = AcmeSettings::new(&directory, account_file, challenge);
+    settings.ca_cert = raw.ca_cert.as_deref().map(|p| src.path(p));
+    settings.contact = raw.contact;
+    settings.terms_agreed = raw.terms_agreed;
+    settings.eab = eab;
+    settings.profile = raw.profile;
+    if let Some(t) = raw.order_timeout {
+        settings.order_timeout = std::time::Duration::try_from(t)
+            .map_err(|_| table.error("order_timeout", "must be positive"))?;
+    }
+    Ok(Backend::Acme(Box::new(settings)))
 }
 
 /// What a certificate asks for besides its names, in `[[certificate]]` and in `[defaults]`.

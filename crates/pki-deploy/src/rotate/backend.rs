@@ -71,7 +71,7 @@ pub(crate) async fn open_all(
     for named in &used {
         let opened = match open(&named.backend, opts).await {
             Ok(Some(a)) => match a.current_issuer().await {
-                Ok(i) => Ok((Some(a), Some(i))),
+                Ok(i) => Ok((Some(a), i)),
                 Err(e) => Err(e.into()),
             },
             Ok(None) => Ok((None, None)),
@@ -108,6 +108,11 @@ pub(crate) async fn open_all(
 /// certificates plan as missing.
 async fn open(backend: &Backend, opts: &Options) -> Result<Option<Authority>> {
     match backend {
+        // A dry run plans without the server (and creates no account).
+        Backend::Acme(_) if opts.dry_run => Ok(None),
+        Backend::Acme(settings) => Ok(Some(Authority::Acme(
+            pki::authority::acme::AcmeAuthority::connect(settings).await?,
+        ))),
         Backend::Vault(settings) => {
             let settings = settings.as_ref().clone().with_env()?;
             Ok(Some(Authority::Vault(

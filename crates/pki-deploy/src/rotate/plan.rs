@@ -104,7 +104,12 @@ pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Plann
         rotation::jitter_fraction(&input.config.host, &cert.name),
     );
     moment.force = input.force;
-    let decision = rotation::decide(&cert.desired(), &obs.observed, &moment);
+    let mut desired = cert.desired();
+    if let Some(crate::config::Backend::Acme(_)) = input.config.backend(&cert.backend) {
+        // The ACME server decides the usages (clientAuth or not): more than asked is kept.
+        desired.profile_match = rotation::ProfileMatch::Covers;
+    }
+    let decision = rotation::decide(&desired, &obs.observed, &moment);
     let targets = cert
         .targets
         .iter()

@@ -1,8 +1,10 @@
-//! Signing authorities behind one interface: the offline CA and Vault / OpenBao.
+//! Signing authorities behind one interface: the offline CA, Vault / OpenBao, and an ACME
+//! server (Let's Encrypt).
 //!
-//! [`Authority`] is an enum rather than a trait object: there are two implementations, both
+//! [`Authority`] is an enum rather than a trait object: there are three implementations, all
 //! known here, and callers may still reach the variant for backend-specific operations.
 
+pub mod acme;
 pub(crate) mod answer;
 pub mod offline;
 pub mod vault;
@@ -115,14 +117,25 @@ pub enum Authority {
     Offline(offline::OfflineCa),
     /// A PKI mount and role on Vault / OpenBao.
     Vault(vault::VaultAuthority),
+    /// An account on an ACME server.
+    Acme(acme::AcmeAuthority),
+}
+
+/// What an ACME server does not do.
+fn not_by_acme(what: &'static str) -> crate::Error {
+    crate::Error::NotSupported {
+        backend: "acme",
+        what,
+    }
 }
 
 impl Authority {
-    /// A short name of the backend for messages: `offline` or `vault`.
+    /// A short name of the backend for messages: `offline`, `vault` or `acme`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Offline(_) => "offline",
             Self::Vault(_) => "vault",
+            Self::Acme(_) => "acme",
         }
     }
 
@@ -132,11 +145,13 @@ impl Authority {
     }
 
     /// The CA certificate that signs new certificates now (a certificate it did not sign was
-    /// issued by an earlier or another CA).
-    pub async fn current_issuer(&self) -> Result<Certificate> {
+    /// issued by an earlier or another CA); `None` for an ACME server, whose intermediates
+    /// change without notice and are not a reason to reissue.
+    pub async fn current_issuer(&self) -> Result<Option<Certificate>> {
         match self {
-            Self::Offline(ca) => Ok(ca.intermediate().clone()),
-            Self::Vault(v) => v.issuing_ca().await,
+            Self::Offline(ca) => Ok(Some(ca.intermediate().clone())),
+            Self::Vault(v) => v.issuing_ca().await.map(Some),
+            Self::Acme(_) => Ok(None),
         }
     }
 
@@ -150,6 +165,7 @@ impl Authority {
         match self {
             Self::Offline(ca) => ca.issue(request, algorithm, now),
             Self::Vault(v) => v.issue(request, algorithm, now).await,
+            Self::Acme(a) => a.issue(request, algorithm, now).await,
         }
     }
 
@@ -164,6 +180,12 @@ impl Authority {
         match self {
             Self::Offline(ca) => Ok(ca.issued(ca.sign(request, key, now)?, None)),
             Self::Vault(v) => v.sign(request, key, now).await,
+            Self::Acme(a) => match key {
+                SubjectKey::Key(k) => a.order(request, k, now).await,
+                _ => Err(not_by_acme(
+                    "sign a CSR made elsewhere (its key must be ours)",
+                )),
+            },
         }
     }
 
@@ -210,6 +232,9 @@ impl Authority {
         match self {
             Self::Offline(ca) => ca.revoke(serial, reason, now),
             Self::Vault(v) => v.revoke(serial, reason, now).await,
+            Self::Acme(_) => Err(not_by_acme(
+                "revoke by serial (ACME revokes a certificate file: pki revoke --cert)",
+            )),
         }
     }
 
@@ -219,6 +244,7 @@ impl Authority {
         match self {
             Self::Offline(ca) => ca.crl(next_update, now),
             Self::Vault(v) => v.crl().await,
+            Self::Acme(_) => Err(not_by_acme("sign a CRL (the ACME CA publishes its own)")),
         }
     }
 
@@ -233,6 +259,9 @@ impl Authority {
         match self {
             Self::Offline(ca) => ca.inventory().for_each(filter, now, f),
             Self::Vault(v) => v.list_each(filter, now, f).await,
+            Self::Acme(_) => Err(not_by_acme(
+                "list certificates (an ACME CA keeps no inventory for us)",
+            )),
         }
     }
 
@@ -241,6 +270,9 @@ impl Authority {
         match self {
             Self::Offline(ca) => ca.list(filter, now),
             Self::Vault(v) => v.list(filter, now).await,
+            Self::Acme(_) => Err(not_by_acme(
+                "list certificates (an ACME CA keeps no inventory for us)",
+            )),
         }
     }
 
@@ -255,6 +287,16 @@ impl Authority {
         match self {
             Self::Vault(v) => v.issue_many(batch, now, on_result).await,
             Self::Offline(ca) => ca.issue_many(batch, now, on_result),
+            Self::Acme(a) => {
+                // One order after the other: an ACME server rate-limits orders per account.
+                let mut on_result = on_result;
+                for (k, request) in batch.requests.iter().enumerate() {
+                    let result = a.issue(request, batch.algorithm, now).await;
+                    if on_result(k, result).is_break() {
+                        break;
+                    }
+                }
+            }
         }
     }
 }
