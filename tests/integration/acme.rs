@@ -71,3 +71,229 @@ fn a_public_certificate_through_the_builtin_responder() {
     let plan = rig.rotate(&["--dry-run"]).ok();
     assert!(plan.stdout.starts_with("www: keep"), "{}", plan.stdout);
 }
+
+/// What `openssl s_client` sees for `sni` on 127.0.0.1:`port`, verifying against `root`:
+/// whether it verified (and the hostname matched), and the leaf's serial.
+fn served_verified(port: u16, sni: &str, root: &Path) -> (bool, pki::Serial) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            sni,
+        ])
+        .args(["-verify_return_error", "-verify_hostname", sni, "-CAfile"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let leaf = pki::Certificate::from_pem(&out.stdout, "s_client output")
+        .unwrap_or_else(|e| panic!("no certificate for {sni}: {e}\n{text}"));
+    let verified = out.status.success() && text.contains("Verify return code: 0 (ok)");
+    (verified, leaf.info().serial.clone())
+}
+
+/// An HAProxy target for `pem`, probed with `sni`.
+fn haproxy_target(pem: &Path, socket: &Path, port: u16, sni: &str) -> String {
+    format!(
+        "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\n\
+         probe = {{ address = \"127.0.0.1:{port}\", server_name = \"{sni}\" }}\n",
+        pem.display(),
+        socket.display()
+    )
+}
+
+/// The issue's scene: one HAProxy, its internal certificate from the offline CA, its public
+/// one from pebble, which validates through HAProxy's port-80 frontend routed to the hook.
+#[test]
+fn public_and_internal_certificates_on_one_haproxy() {
+    let (http_port, responder) = (free_port(), free_port());
+    let Some(pebble) = Pebble::start(http_port, None) else {
+        return;
+    };
+    if !pki_tests::require(&["haproxy"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = pki_tests::servers::short_tempdir();
+    let (internal, public) = (
+        dir.path().join("internal.pem"),
+        dir.path().join("public.pem"),
+    );
+    rig.bootstrap("localhost", None, None, Some(&internal));
+    // The site starts on a placeholder, as before its first public certificate.
+    rig.bootstrap("www.example.com", None, None, Some(&public));
+    let haproxy = pki_tests::servers::haproxy_front(
+        dir,
+        &[&internal, &public],
+        http_port,
+        pki_tests::servers::Challenges::Responder(responder),
+    );
+    let socket = haproxy.path("admin.sock");
+    let internal_cert = format!(
+        "[[certificate]]\nname = \"internal\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\
+         [[certificate.target]]\n{}\n",
+        haproxy_target(&internal, &socket, haproxy.port, "localhost")
+    );
+    rig.config(&internal_cert);
+    rig.rotate(&[]).ok();
+    let offline_root = rig.path("ca/root.pem");
+    let (ok, internal_serial) = served_verified(haproxy.port, "localhost", &offline_root);
+    assert!(
+        ok,
+        "the internal certificate verifies against the offline CA"
+    );
+    // The public site joins: its certificate comes from pebble, through HAProxy's :80.
+    let public_cert = format!(
+        "[[certificate]]\nname = \"www\"\ncommon_name = \"www.example.com\"\nbackend = \"public\"\n\
+         [[certificate.target]]\n{}\n",
+        haproxy_target(&public, &socket, haproxy.port, "www.example.com")
+    );
+    rig.config(&format!(
+        "{}{internal_cert}{public_cert}",
+        acme_backend(&pebble, &format!("listen = \"127.0.0.1:{responder}\""))
+    ));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
+    let root = rig.path("pebble-root.pem");
+    pebble.root(&root);
+    let (ok, www_serial) = served_verified(haproxy.port, "www.example.com", &root);
+    assert!(ok, "the served chain verifies against pebble's root");
+    assert_eq!(www_serial, rig.current("www").info().serial);
+    // HAProxy logged the validation requests going to the hook's responder.
+    let log = std::fs::read_to_string(&haproxy.log).unwrap_or_default();
+    assert!(
+        log.contains("be_acme") && log.contains("/.well-known/acme-challenge/"),
+        "{log}"
+    );
+    // The internal certificate was not touched.
+    let (ok, serial) = served_verified(haproxy.port, "localhost", &offline_root);
+    assert!(ok);
+    assert_eq!(serial, internal_serial);
+    // A second run does nothing.
+    let again = rig.rotate(&[]).ok();
+    assert!(
+        again.stderr.contains("0 issued, 0 redeployed, 2 current"),
+        "{again:#?}"
+    );
+    assert_eq!(
+        served_verified(haproxy.port, "www.example.com", &root).1,
+        www_serial
+    );
+}
+
+/// Stateless http-01: HAProxy answers the challenge itself from the account thumbprint,
+/// which `pki acme thumbprint` prints (creating the account).
+#[test]
+fn stateless_http01_answered_by_haproxy() {
+    let http_port = free_port();
+    let Some(pebble) = Pebble::start(http_port, None) else {
+        return;
+    };
+    if !pki_tests::require(&["haproxy"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let dir = pki_tests::servers::short_tempdir();
+    let public = dir.path().join("public.pem");
+    rig.bootstrap("www.example.com", None, None, Some(&public));
+    let target_for =
+        |socket: &Path, port: u16| haproxy_target(&public, socket, port, "www.example.com");
+    // The thumbprint is needed before HAProxy starts: the config names its socket-to-be.
+    let socket = dir.path().join("admin.sock");
+    let config = |port: u16| {
+        format!(
+            "{}[[certificate]]\nname = \"www\"\ncommon_name = \"www.example.com\"\nbackend = \"public\"\n\
+             [[certificate.target]]\n{}\n",
+            acme_backend(&pebble, "challenge = \"http-01-stateless\""),
+            target_for(&socket, port)
+        )
+    };
+    rig.config(&config(1));
+    let thumbprint = pki_tests::Pki::new([
+        "acme",
+        "thumbprint",
+        "--config",
+        rig.config_path().to_str().unwrap(),
+    ])
+    .run()
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    assert_eq!(thumbprint.len(), 43, "{thumbprint:?}");
+    let haproxy = pki_tests::servers::haproxy_front(
+        dir,
+        &[&public],
+        http_port,
+        pki_tests::servers::Challenges::Stateless(&thumbprint),
+    );
+    rig.config(&config(haproxy.port));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
+    let root = rig.path("pebble-root.pem");
+    pebble.root(&root);
+    let (ok, serial) = served_verified(haproxy.port, "www.example.com", &root);
+    assert!(ok, "the served chain verifies against pebble's root");
+    assert_eq!(serial, rig.current("www").info().serial);
+}
+
+/// Webroot http-01 for Nginx: the challenge file is written under the site's root, served
+/// by Nginx on its port 80 stand-in, and removed afterwards.
+#[test]
+fn webroot_http01_served_by_nginx() {
+    let http_port = free_port();
+    let Some(pebble) = Pebble::start(http_port, None) else {
+        return;
+    };
+    if !pki_tests::require(&["nginx"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let webroot = rig.path("www-root");
+    std::fs::create_dir(&webroot).unwrap();
+    std::fs::set_permissions(
+        &webroot,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (nginx, cert, key) = rig.service("cert.pem", "key.pem", |dir, cert, key| {
+        pki_tests::servers::nginx_with(
+            dir,
+            cert,
+            key,
+            &format!(
+                "  server {{\n    listen 127.0.0.1:{http_port};\n    \
+                 location /.well-known/acme-challenge/ {{ root {}; default_type text/plain; }}\n    \
+                 location / {{ return 301 https://$host$request_uri; }}\n  }}\n",
+                webroot.display()
+            ),
+        )
+    });
+    let (test, reload) = crate::rotate::nginx_commands(&nginx);
+    rig.config(&format!(
+        "{}[[certificate]]\nname = \"www\"\ncommon_name = \"www.example.com\"\nbackend = \"public\"\n\
+         [[certificate.target]]\ntype = \"nginx\"\ncert = \"{}\"\nkey = \"{}\"\n{test}\n{reload}\n\
+         probe = {{ address = \"127.0.0.1:{}\", server_name = \"www.example.com\" }}\n",
+        acme_backend(
+            &pebble,
+            &format!("challenge = \"webroot\"\nwebroot = \"{}\"", webroot.display())
+        ),
+        cert.display(),
+        key.display(),
+        nginx.port
+    ));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
+    let root = rig.path("pebble-root.pem");
+    pebble.root(&root);
+    let (ok, serial) = served_verified(nginx.port, "www.example.com", &root);
+    assert!(ok, "the served chain verifies against pebble's root");
+    assert_eq!(serial, rig.current("www").info().serial);
+    let access = std::fs::read_to_string(nginx.path("access.log")).unwrap_or_default();
+    assert!(access.contains("/.well-known/acme-challenge/"), "{access}");
+    let left = pki_tests::dir_entries(&webroot.join(".well-known/acme-challenge"));
+    assert!(left.is_empty(), "challenge files left behind: {left:?}");
+}

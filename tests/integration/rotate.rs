@@ -226,7 +226,7 @@ fn redis_target(r: &Server, cert: &Path, key: &Path, timeout: Option<&str>) -> S
 }
 
 /// The `test_command` and `reload_command` lines for the nginx `ngx` (its prefix and config).
-fn nginx_commands(ngx: &Server) -> (String, String) {
+pub(crate) fn nginx_commands(ngx: &Server) -> (String, String) {
     let conf = ngx.path("nginx.conf");
     let (d, c) = (ngx.dir.path().display(), conf.display());
     (

@@ -196,8 +196,90 @@ pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
     )
 }
 
+/// HAProxy in front of public sites: `pems` on its TLS `bind` (SNI picks, the first is
+/// default), and a plain HTTP frontend on `http_port` (standing for :80) that routes
+/// `/.well-known/acme-challenge/` to 127.0.0.1:`responder` and redirects the rest to https.
+/// With `thumbprint`, it answers challenges itself instead (stateless http-01).
+pub fn haproxy_front(
+    dir: tempfile::TempDir,
+    pems: &[&Path],
+    http_port: u16,
+    challenges: Challenges<'_>,
+) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let crts: String = pems
+        .iter()
+        .map(|p| format!(" crt {}", p.display()))
+        .collect();
+    // http-request rules run before use_backend, in their order: the challenge answer (or
+    // route) must come before the redirect, as README's lines show.
+    let (global, answer, route) = match challenges {
+        Challenges::Responder(_) => (
+            String::new(),
+            String::new(),
+            "    use_backend be_acme if is_acme\n",
+        ),
+        Challenges::Stateless(thumbprint) => (
+            format!("    setenv ACCOUNT_THUMBPRINT '{thumbprint}'\n"),
+            "    http-request return status 200 content-type text/plain \
+             lf-string \"%[path,field(-1,/)].${ACCOUNT_THUMBPRINT}\" if is_acme\n"
+                .to_owned(),
+            "",
+        ),
+    };
+    let responder = match challenges {
+        Challenges::Responder(port) => port,
+        Challenges::Stateless(_) => free_port(),
+    };
+    let cfg = format!(
+        "global\n    stats socket {sock} mode 600 level admin\n    log stderr format raw local0 info\n{global}\
+         defaults\n    mode http\n    log global\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:{port} ssl{crts}\n    \
+         http-request return status 200 content-type text/plain lf-string \"conn-cert-serial=%[ssl_f_serial,hex]\\n\"\n\
+         frontend http\n    bind 127.0.0.1:{http_port}\n    option httplog\n\
+         acl is_acme path_beg /.well-known/acme-challenge/\n\
+         {answer}    http-request redirect scheme https code 301 unless is_acme\n{route}\
+         backend be_acme\n    server hook 127.0.0.1:{responder}\n",
+        sock = d.join("admin.sock").display(),
+    );
+    std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
+    let log = d.join("haproxy.log");
+    let child = spawn(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(d.join("haproxy.cfg")),
+        &log,
+    );
+    let sock = d.join("admin.sock");
+    ready(
+        child,
+        dir,
+        port,
+        log,
+        "haproxy",
+        Duration::from_secs(10),
+        || sock.exists() && port_open(port) && port_open(http_port),
+    )
+}
+
+/// How [`haproxy_front`] answers ACME http-01 challenges.
+#[derive(Debug, Clone, Copy)]
+pub enum Challenges<'a> {
+    /// Routed to the hook's responder on this loopback port.
+    Responder(u16),
+    /// From the account thumbprint, by HAProxy itself.
+    Stateless(&'a str),
+}
+
 /// Nginx serving `cert` and `key` (paths as the rotation config names them).
 pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    nginx_with(dir, cert, key, "")
+}
+
+/// [`nginx`] with `extra` added inside its `http` block (another `server`, say).
+pub fn nginx_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) -> Server {
     let port = free_port();
     let d = dir.path();
     std::fs::create_dir_all(d.join("tmp")).unwrap();
@@ -206,7 +288,7 @@ pub fn nginx(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
          http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n  \
          fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n  \
          server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {cert};\n    \
-         ssl_certificate_key {key};\n    location / {{ default_type text/plain; return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+         ssl_certificate_key {key};\n    location / {{ default_type text/plain; return 200 \"ok\\n\"; }}\n  }}\n{extra}}}\n",
         d = d.display(),
         cert = cert.display(),
         key = key.display(),

@@ -139,6 +139,9 @@ pub(crate) enum Command {
     /// Prepare a Vault / OpenBao server for pki.
     #[command(subcommand)]
     Vault(crate::cmd::vault::VaultCommand),
+    /// The ACME account of a rotation config (its thumbprint for stateless http-01).
+    #[command(subcommand)]
+    Acme(crate::cmd::acme::AcmeCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share: opening the CA, parsing values.
 
+pub(crate) mod acme;
 mod backend;
 mod batch;
 mod ca;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Rotate(a) => rotate::run(a, format).await,
         Command::Secret(c) => secret::run(c, format).await,
         Command::Vault(c) => vault::run(c, format).await,
+        Command::Acme(c) => acme::run(c, format).await,
     }
 }
 
