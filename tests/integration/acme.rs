@@ -297,3 +297,116 @@ fn webroot_http01_served_by_nginx() {
     let left = pki_tests::dir_entries(&webroot.join(".well-known/acme-challenge"));
     assert!(left.is_empty(), "challenge files left behind: {left:?}");
 }
+
+/// What goes wrong is said plainly, exits 1, and leaves what is deployed in place: the server
+/// down, a challenge it cannot validate, an account file that is not one.
+#[test]
+fn acme_failures_are_clear_and_keep_the_certificate_in_place() {
+    let port = free_port();
+    let Some(pebble) = Pebble::start(port, None) else {
+        return;
+    };
+    let rig = Rig::new();
+    let out = rig.path("out/www");
+    let config = |listen: u16| {
+        format!(
+            "{}{}",
+            acme_backend(&pebble, &format!("listen = \"127.0.0.1:{listen}\"")),
+            public_cert("www", "www.example.com", &out)
+        )
+    };
+    rig.config(&config(port));
+    rig.rotate(&[]).ok();
+    let serial = rig.current("www").info().serial.clone();
+    // A challenge nobody answers: the error names the domain and pebble's problem detail.
+    rig.config(&config(free_port()));
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("www.example.com")
+            && run.stderr.contains("urn:ietf:params:acme:error:"),
+        "{run:#?}"
+    );
+    assert_eq!(rig.current("www").info().serial, serial);
+    crate::rotate::check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+    // An account file that is not one is refused with its path.
+    let account = rig.path("state/acme/public.json");
+    let kept = std::fs::read(&account).unwrap();
+    std::fs::write(&account, b"{ not json").unwrap();
+    rig.config(&config(port));
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains(&account.display().to_string()),
+        "{run:#?}"
+    );
+    std::fs::write(&account, kept).unwrap();
+    // The server gone: exit 1, a clear error, the certificate in place.
+    let directory = pebble.directory.clone();
+    let mut pebble = pebble;
+    pebble.server.child.kill().unwrap();
+    pebble.server.child.wait().unwrap();
+    let run = rig.rotate(&["--force"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains(&directory), "{run:#?}");
+    assert_eq!(rig.current("www").info().serial, serial);
+    crate::rotate::check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+}
+
+/// dns-01 through the hook command, for a wildcard: the hook sets and clears the TXT records
+/// on pebble's DNS server (challtestsrv's management API).
+#[test]
+fn dns01_through_the_hook_for_a_wildcard() {
+    let Some(pebble) = Pebble::start(free_port(), None) else {
+        return;
+    };
+    if !pki_tests::require(&["curl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let hook = rig.path("dns-hook");
+    let calls = rig.path("dns-calls");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$PKI_ACME_ACTION $PKI_ACME_NAME\" >> {calls}\n\
+             case \"$PKI_ACME_ACTION\" in\n\
+             set) curl -sSf -d \"{{\\\"host\\\":\\\"$PKI_ACME_NAME.\\\",\\\"value\\\":\\\"$PKI_ACME_VALUE\\\"}}\" http://127.0.0.1:{m}/set-txt ;;\n\
+             clear) curl -sSf -d \"{{\\\"host\\\":\\\"$PKI_ACME_NAME.\\\"}}\" http://127.0.0.1:{m}/clear-txt ;;\n\
+             esac\n",
+            calls = calls.display(),
+            m = pebble.dns.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let out = rig.path("out/wild");
+    rig.config(&format!(
+        "{}[[certificate]]\nname = \"wild\"\ncommon_name = \"example.com\"\nsans = [\"*.example.com\"]\n\
+         backend = \"public\"\n[[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        acme_backend(&pebble, &format!("challenge = \"dns-01\"\ndns_hook = [\"{}\"]", hook.display())),
+        out.display()
+    ));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
+    verifies_against_pebble(&pebble, &rig, &out);
+    let names = rig.current("wild").info().subject_alt_names.clone();
+    assert!(
+        names
+            .iter()
+            .any(|n| matches!(n, pki::SubjectName::Dns(d) if d == "*.example.com")),
+        "{names:?}"
+    );
+    // Both names' records were set, then cleared.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.matches("set _acme-challenge.example.com").count(),
+        2,
+        "{calls}"
+    );
+    assert_eq!(
+        calls.matches("clear _acme-challenge.example.com").count(),
+        2,
+        "{calls}"
+    );
+}
