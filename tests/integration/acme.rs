@@ -410,3 +410,37 @@ fn dns01_through_the_hook_for_a_wildcard() {
         "{calls}"
     );
 }
+
+/// A failed order is not placed again on the next run (a timer every 15 minutes would use up
+/// the server's failed-authorization limit): the wait is kept in the run state.
+#[test]
+fn a_failed_order_backs_off_across_runs() {
+    let port = free_port();
+    let Some(pebble) = Pebble::start(port, None) else {
+        return;
+    };
+    let rig = Rig::new();
+    // Nothing answers the challenges.
+    rig.config(&format!(
+        "{}{}",
+        acme_backend(&pebble, &format!("listen = \"127.0.0.1:{}\"", free_port())),
+        public_cert("www", "www.example.com", &rig.path("out/www"))
+    ));
+    let orders = || pebble.log().matches("POST /order-plz").count();
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let placed = orders();
+    assert_eq!(placed, 1, "{}", pebble.log());
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("not ordering again before") && run.stderr.contains("1 failed order"),
+        "{run:#?}"
+    );
+    assert_eq!(orders(), placed, "no order while backing off");
+    let state = std::fs::read_to_string(rig.path("state/state.json")).unwrap();
+    assert!(state.contains("\"backoff\""), "{state}");
+    // Forced, it orders anyway.
+    assert_eq!(rig.rotate(&["--force"]).code, 1);
+    assert_eq!(orders(), placed + 1);
+}

@@ -197,6 +197,22 @@ pub enum Error {
     #[error("no authority to issue with")]
     NoAuthority,
 
+    /// An ACME certificate is not ordered again yet: its last orders failed, and the server's
+    /// rate limits count failures.
+    #[error(
+        "not ordering again before {}: {failures} failed order(s) in a row (last: {last}); \
+         `pki rotate --force` orders now",
+        pki::error::Rfc3339(*until)
+    )]
+    BackingOff {
+        /// Failed orders in a row.
+        failures: u32,
+        /// When the next order may be placed.
+        until: time::OffsetDateTime,
+        /// The last failure.
+        last: String,
+    },
+
     /// A task handed to the runtime did not finish (the runtime shut down).
     #[error("{what}: the task did not finish ({reason})")]
     Task {

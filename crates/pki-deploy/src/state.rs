@@ -31,6 +31,21 @@ pub struct CertState {
     /// The last error, if the last result was a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// ACME: the orders that failed in a row, and when the next may be placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// Failed ACME orders in a row (see `rotate::backoff`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// How many.
+    pub failures: u32,
+    /// Unix time before which no new order is placed.
+    pub until: i64,
+    /// The last failure.
+    pub last: String,
 }
 
 /// What identifies a file's or directory's content without reading it: a digest of its inode,

@@ -85,6 +85,18 @@ pub(crate) fn audit(config: &Config, file: &Path, entry: &Entry) -> Result<()> {
         files.extend(k.ca_cert.as_deref().map(|p| (p, Trust::Content)));
     }
     let mut programs = Vec::new();
+    for named in &config.backends {
+        if let Backend::Acme(a) = &named.backend
+            && let pki::authority::acme::Challenge::Dns01Hook { command } = &a.challenge
+            && let Some((program_name, args)) = command.split_first()
+        {
+            // The dns-01 hook runs as this process: it is checked like a reload command.
+            programs.extend(program(&CommandSpec::Argv {
+                program: program_name.clone(),
+                args: args.to_vec(),
+            }));
+        }
+    }
     for t in config.certificates.iter().flat_map(|c| &c.targets) {
         let uses = t.ops().uses();
         files.extend(uses.secrets.into_iter().map(|p| (p, Trust::Secret)));

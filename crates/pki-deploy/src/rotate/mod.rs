@@ -5,6 +5,7 @@
 //! others; a run that stops early (backend unreachable, CA key locked) still reports.
 
 pub(crate) mod backend;
+mod backoff;
 mod batch;
 pub mod phases;
 pub mod plan;
@@ -318,6 +319,7 @@ impl Run<'_> {
             store: &store,
             batch: &batch,
             log: &opts.log,
+            force: opts.force,
         };
         execute(&mut work, signers, &mut state, &phase).await;
         let outcomes = in_order(certs, phases::finish(work, &mut state, &phase), down);

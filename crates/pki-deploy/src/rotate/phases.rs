@@ -122,6 +122,8 @@ pub(crate) struct Phase<'a> {
     pub batch: &'a Batch,
     /// Where log lines go.
     pub log: &'a Logger,
+    /// A forced run: everything is issued now, an ACME backoff notwithstanding.
+    pub force: bool,
 }
 
 /// Phase 1: issues every due certificate and adds it to the store. Certificates are issued
@@ -167,6 +169,12 @@ pub(crate) async fn issue_due(
         let Some(authority) = authority_for(signers.get(backend), &members, work, phase) else {
             continue;
         };
+        let acme = matches!(authority, pki::Authority::Acme(_));
+        let members = if acme {
+            held_back(members, work, state, phase)
+        } else {
+            members
+        };
         let requests: Vec<_> = members
             .iter()
             .map(|&i| work[i].cert.request.clone())
@@ -187,6 +195,9 @@ pub(crate) async fn issue_due(
             _ => None,
         });
         record_issued(answered, state, phase);
+        if acme {
+            record_orders(&members, &results, work, state);
+        }
         phase.batch.watch(phase.store.root());
         for (&i, result) in members.iter().zip(results) {
             let result = result.unwrap_or(Err(pki::Error::InvalidRequest("not issued")));
@@ -216,6 +227,51 @@ pub(crate) async fn issue_due(
             phase.batch.kick();
         }
     }
+}
+
+/// Each ACME order's outcome, for the backoff.
+fn record_orders(
+    members: &[usize],
+    results: &[Option<pki::Result<IssuedCertificate>>],
+    work: &[Work<'_>],
+    state: &mut RunState,
+) {
+    let now = clock::now();
+    for (&i, r) in members.iter().zip(results) {
+        let failure = match r {
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(e.to_string()),
+            None => Some("not ordered".to_owned()),
+        };
+        super::backoff::record(state, &work[i].cert.name, failure, now);
+    }
+}
+
+/// The members an ACME server may be asked for now: those still waiting after failed orders
+/// fail with the wait (a forced run orders them anyway).
+fn held_back(
+    members: Vec<usize>,
+    work: &mut [Work<'_>],
+    state: &RunState,
+    phase: &Phase<'_>,
+) -> Vec<usize> {
+    let now = clock::now();
+    members
+        .into_iter()
+        .filter(|&i| {
+            let w = &mut work[i];
+            match super::backoff::waiting(state, &w.cert.name, now) {
+                Some(e) if !phase.force => {
+                    phase
+                        .log
+                        .error(Event::of("issue-failed", &w.cert.name, e.to_string()));
+                    w.fail(e);
+                    false
+                }
+                _ => true,
+            }
+        })
+        .collect()
 }
 
 /// The authority of a group's signer, or `None` with each of `members` failed: with the backend's
@@ -304,7 +360,9 @@ fn issued(w: &mut Work<'_>, result: Result<(String, IssuedCertificate)>, phase: 
 
 /// Phase 2: makes the new versions current in the store, once their files are durable.
 pub(crate) fn publish(work: &mut [Work<'_>], phase: &Phase<'_>) {
-    let Phase { store, batch, log } = *phase;
+    let Phase {
+        store, batch, log, ..
+    } = *phase;
     let written = batch.flush();
     for w in work.iter_mut().filter(|w| w.issued && w.error.is_none()) {
         let switched = written.clone().and_then(|()| {
@@ -329,7 +387,9 @@ pub(crate) fn publish(work: &mut [Work<'_>], phase: &Phase<'_>) {
 /// Phase 3: writes every target's new version beside the one in service (nothing a service
 /// reads changes yet). Targets in sync are done.
 pub(crate) fn prepare_targets(work: &mut [Work<'_>], state: &mut RunState, phase: &Phase<'_>) {
-    let Phase { store, batch, log } = *phase;
+    let Phase {
+        store, batch, log, ..
+    } = *phase;
     for w in work.iter_mut() {
         let Some(version) = w.version.clone() else {
             continue;

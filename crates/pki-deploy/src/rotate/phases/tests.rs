@@ -122,6 +122,7 @@ fn phase<'a>(store: &'a Store, log: &'a Logger) -> Phase<'a> {
         store,
         batch: &NOW,
         log,
+        force: false,
     }
 }
 
