@@ -444,3 +444,45 @@ fn a_failed_order_backs_off_across_runs() {
     assert_eq!(rig.rotate(&["--force"]).code, 1);
     assert_eq!(orders(), placed + 1);
 }
+
+/// 6-day certificates (`certificateValidityPeriod` in pebble's config), planned at fixed
+/// times: kept until two thirds of their life, due from then on, at the point itself (an
+/// ACME certificate has no jitter by default).
+#[test]
+fn six_day_certificates_renew_on_schedule() {
+    let port = free_port();
+    let Some(pebble) = Pebble::start(port, Some(6 * 86_400)) else {
+        return;
+    };
+    let rig = Rig::new();
+    rig.config(&format!(
+        "{}{}",
+        acme_backend(&pebble, &format!("listen = \"127.0.0.1:{port}\"")),
+        public_cert("www", "www.example.com", &rig.path("out/www"))
+    ));
+    rig.rotate(&[]).ok();
+    let cert = rig.current("www");
+    let (nb, na) = (cert.info().not_before, cert.info().not_after);
+    // pebble's NotAfter is inclusive: six days less a second.
+    assert!((na - nb - time::Duration::days(6)).abs() <= time::Duration::seconds(1));
+    let config = pki_deploy::config::load(&rig.config_path()).unwrap();
+    let store = pki_deploy::store::Store::open(&config.state_dir);
+    let (state, _) = pki_deploy::state::RunState::load(&config.state_dir);
+    let certs: Vec<_> = config.certificates.iter().collect();
+    let point = nb + (na - nb) * (2.0 / 3.0);
+    for (at, due) in [
+        (nb + time::Duration::days(1), false),
+        (point - time::Duration::minutes(1), false),
+        (point + time::Duration::seconds(1), true),
+        (na - time::Duration::hours(1), true),
+    ] {
+        let input = pki_deploy::rotate::plan::PlanInput::new(&config, &store, &state, at);
+        let planned = pki_deploy::rotate::plan::plan(&input, &certs);
+        assert_eq!(
+            planned[0].is_due(),
+            due,
+            "at {at}: {:?}",
+            planned[0].decision
+        );
+    }
+}

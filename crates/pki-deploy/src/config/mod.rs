@@ -306,6 +306,11 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         None => RawDefaults::default(),
     };
     defaults.backends = backends.iter().map(|b| b.name.clone()).collect();
+    defaults.acme_backends = backends
+        .iter()
+        .filter(|b| matches!(b.backend, Backend::Acme(_)))
+        .map(|b| b.name.clone())
+        .collect();
     let report = match doc.take("report") {
         Some(r) => report::read(doc.of("report.".into(), r, "report")?)?,
         None => ReportConfig::default(),
@@ -642,6 +647,8 @@ pub(crate) struct RawDefaults {
     policy: RawPolicy,
     /// The names of the config's backends (not read from `[defaults]`).
     backends: Vec<String>,
+    /// Those of them that are ACME servers.
+    acme_backends: Vec<String>,
     pub(crate) probe_timeout: Option<Duration>,
     pub(crate) command_timeout: Option<Duration>,
 }
@@ -664,6 +671,7 @@ impl RawDefaults {
         Ok(Self {
             policy,
             backends: Vec::new(),
+            acme_backends: Vec::new(),
             probe_timeout,
             command_timeout,
         })
@@ -713,10 +721,17 @@ fn certificate(
     let request = CertificateRequest::new(&names.common_name, names.sans, profile, ttl)
         .map_err(|e| table.error("common_name/sans", e))?;
     let renew_at = renewal(&table, &raw, policy, ttl)?;
-    let jitter = raw.jitter.or(policy.jitter).unwrap_or(DEFAULT_JITTER);
     check_renewal_point(&table, renew_at, ttl)?;
     let mut c = CertificateConfig::new(&name, &request)?;
     c.backend = backend_of(&table, &raw, defaults)?;
+    // An ACME certificate renews at its point: the CA spreads renewals itself (ARI), and
+    // renewing early spends its rate limits.
+    let default_jitter = if defaults.acme_backends.contains(&c.backend) {
+        0.0
+    } else {
+        DEFAULT_JITTER
+    };
+    let jitter = raw.jitter.or(policy.jitter).unwrap_or(default_jitter);
     c.key_algorithm = raw.key.or(policy.key).unwrap_or_default();
     c.renew_at = renew_at;
     c.jitter = jitter;

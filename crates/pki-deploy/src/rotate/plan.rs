@@ -56,6 +56,28 @@ pub struct PlanInput<'a> {
     pub now: OffsetDateTime,
 }
 
+impl<'a> PlanInput<'a> {
+    /// Planning `config` from `store` and `state` at `now`: not forced, no backend's issuer
+    /// known (set the fields to change that).
+    pub fn new(
+        config: &'a Config,
+        store: &'a Store,
+        state: &'a RunState,
+        now: OffsetDateTime,
+    ) -> Self {
+        static NONE: std::sync::LazyLock<HashMap<String, Certificate>> =
+            std::sync::LazyLock::new(HashMap::new);
+        Self {
+            config,
+            store,
+            state,
+            issuers: &NONE,
+            force: false,
+            now,
+        }
+    }
+}
+
 /// Below this many certificates a plan is made on one thread.
 const PARALLEL_PLAN: usize = 512;
 /// Most planning threads: each needs little but a core, and a few `stat` calls.
