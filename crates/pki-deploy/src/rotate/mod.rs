@@ -4,6 +4,7 @@
 //! prune), save the state and report. One failing certificate or target does not stop the
 //! others; a run that stops early (backend unreachable, CA key locked) still reports.
 
+mod ari;
 pub(crate) mod backend;
 mod backoff;
 mod batch;
@@ -295,7 +296,8 @@ impl Run<'_> {
             force: opts.force,
             now: self.started.at,
         };
-        let planned = plan::plan(&input, &live);
+        let mut planned = plan::plan(&input, &live);
+        ari::consult(&self, &signers, &mut planned, &store).await;
         if opts.dry_run {
             let outcomes = planned.into_iter().map(phases::planned_outcome).collect();
             return Ok(self.started.planned(in_order(certs, outcomes, down)));

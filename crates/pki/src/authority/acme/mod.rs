@@ -15,7 +15,10 @@ mod responder;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use instant_acme::{Account, AuthorizationStatus, Identifier, NewOrder, OrderStatus, RetryPolicy};
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, Identifier, NewOrder, OrderStatus,
+    RetryPolicy,
+};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -130,6 +133,26 @@ fn problem_text(p: &instant_acme::Problem) -> String {
 pub struct AcmeAuthority {
     account: Account,
     settings: AcmeSettings,
+    /// By the names of a request: the certificate its next order replaces (ARI).
+    replaces: std::sync::Mutex<Vec<(Vec<SubjectName>, CertificateIdentifier<'static>)>>,
+}
+
+/// The renewal window an ACME server suggests for a certificate (ARI, RFC 9773).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RenewalWindow {
+    /// Its start.
+    pub start: OffsetDateTime,
+    /// Its end.
+    pub end: OffsetDateTime,
+}
+
+impl RenewalWindow {
+    /// The point of the window this host renews at: `phase` (0–1, fixed per host and
+    /// certificate) of the way through, as RFC 9773 asks clients to pick.
+    pub fn point(&self, phase: f64) -> OffsetDateTime {
+        self.start + (self.end - self.start) * phase.clamp(0.0, 1.0)
+    }
 }
 
 impl std::fmt::Debug for AcmeAuthority {
@@ -145,10 +168,60 @@ impl AcmeAuthority {
     pub async fn connect(settings: &AcmeSettings) -> Result<Self> {
         let client = http::Client::new(settings.ca_cert.as_deref())?;
         let account = account::load_or_create(settings, &client).await?;
-        Ok(Self {
+        Ok(Self::of(account, settings))
+    }
+
+    fn of(account: Account, settings: &AcmeSettings) -> Self {
+        Self {
             account,
             settings: settings.clone(),
-        })
+            replaces: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The renewal window the server suggests for `certificate`, or `None` when its directory
+    /// offers no renewal information (ARI).
+    pub async fn renewal_window(&self, certificate: &Certificate) -> Result<Option<RenewalWindow>> {
+        let der = CertificateDer::from(certificate.der());
+        let id = CertificateIdentifier::try_from(&der).map_err(|e| Error::Acme {
+            operation: "renewal info",
+            directory: self.settings.directory.clone(),
+            problem: format!("no ARI identifier for this certificate: {e}"),
+        })?;
+        match self.account.renewal_info(&id).await {
+            Ok((info, _)) => Ok(Some(RenewalWindow {
+                start: info.suggested_window.start,
+                end: info.suggested_window.end,
+            })),
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(e) => Err(self.settings.failed("renewal info", &e)),
+        }
+    }
+
+    /// Announces that the next order for `request` replaces `current` (ARI: such renewals are
+    /// exempt from Let's Encrypt's rate limits). Only for a server that offers ARI.
+    pub fn replacing(&self, request: &CertificateRequest, current: &Certificate) -> Result<()> {
+        let der = CertificateDer::from(current.der());
+        let id = CertificateIdentifier::try_from(&der)
+            .map_err(|e| Error::Acme {
+                operation: "order",
+                directory: self.settings.directory.clone(),
+                problem: format!("no ARI identifier for the certificate replaced: {e}"),
+            })?
+            .into_owned();
+        if let Ok(mut r) = self.replaces.lock() {
+            r.retain(|(names, _)| names != request.names());
+            r.push((request.names().to_vec(), id));
+        }
+        Ok(())
+    }
+
+    /// The certificate an order for `request` replaces, if one was announced.
+    fn replaced(&self, request: &CertificateRequest) -> Option<CertificateIdentifier<'static>> {
+        let r = self.replaces.lock().ok()?;
+        r.iter()
+            .find(|(names, _)| names == request.names())
+            .map(|(_, id)| id.clone())
     }
 
     /// The account key's thumbprint (RFC 7638), which stateless http-01 answers with.
@@ -200,6 +273,9 @@ impl AcmeAuthority {
         let mut new = NewOrder::new(&identifiers);
         if let Some(p) = &settings.profile {
             new = new.profile(p);
+        }
+        if let Some(id) = self.replaced(request) {
+            new = new.replaces(id);
         }
         let mut order = self
             .account
@@ -401,3 +477,6 @@ fn revocation_reason(code: u8) -> Option<instant_acme::RevocationReason> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests;
