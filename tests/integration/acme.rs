@@ -486,3 +486,75 @@ fn six_day_certificates_renew_on_schedule() {
         );
     }
 }
+
+/// `pki issue`, `renew` and `revoke` with `--backend acme`: the same output files as the
+/// other backends, and a revocation pebble records.
+#[test]
+fn issue_renew_and_revoke_from_the_command_line() {
+    let port = free_port();
+    let Some(pebble) = Pebble::start(port, None) else {
+        return;
+    };
+    let rig = Rig::new();
+    let settings = rig.path("acme.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "directory = \"{}\"\nca_cert = \"{}\"\nterms_agreed = true\nlisten = \"127.0.0.1:{port}\"\n",
+            pebble.directory,
+            pebble.tls_ca.display()
+        ),
+    )
+    .unwrap();
+    let acme = [
+        "--backend",
+        "acme",
+        "--acme-config",
+        settings.to_str().unwrap(),
+    ];
+    let out = rig.path("site");
+    let mut issue = vec!["issue", "www.example.com", "--out", out.to_str().unwrap()];
+    issue.extend(acme);
+    pki_tests::Pki::new(issue).run().ok();
+    for f in ["cert.pem", "key.pem", "chain.pem", "fullchain.pem"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    verifies_against_pebble(&pebble, &rig, &out);
+    crate::rotate::check_pair(&out.join("cert.pem"), &out.join("key.pem"));
+    let first =
+        pki::Certificate::from_pem(&std::fs::read(out.join("cert.pem")).unwrap(), "cert").unwrap();
+    // The account was kept beside the settings, private.
+    let account = rig.path("acme-account.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&account).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let mut renew = vec!["renew", out.to_str().unwrap()];
+    renew.extend(acme);
+    pki_tests::Pki::new(renew).run().ok();
+    let second =
+        pki::Certificate::from_pem(&std::fs::read(out.join("cert.pem")).unwrap(), "cert").unwrap();
+    assert_ne!(second.info().serial, first.info().serial);
+    verifies_against_pebble(&pebble, &rig, &out);
+    let mut revoke = vec![
+        "revoke",
+        out.join("cert.pem").to_str().unwrap().to_owned().leak() as &str,
+        "--reason",
+        "superseded",
+    ];
+    revoke.extend(acme);
+    let run = pki_tests::Pki::new(revoke).run().ok();
+    assert!(run.stdout.contains("Revoked serial"), "{run:#?}");
+    assert!(
+        pebble.log().contains("POST /revoke-cert"),
+        "{}",
+        pebble.log()
+    );
+    // A serial alone cannot be revoked through ACME: the certificate is needed.
+    let serial = second.info().serial.to_hex();
+    let mut by_serial = vec!["revoke", serial.as_str()];
+    by_serial.extend(acme);
+    let run = pki_tests::Pki::new(by_serial).run();
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("certificate file"), "{run:#?}");
+}

@@ -184,6 +184,19 @@ impl Pebble {
         ]));
     }
 
+    /// What pebble's management API says of the certificate with this serial (hex).
+    pub fn cert_status(&self, serial_hex: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert", &self.tls_ca.display().to_string()])
+            .arg(format!(
+                "https://127.0.0.1:{}/cert-status-by-serial/{serial_hex}",
+                self.management
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// pebble's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.server.log).unwrap_or_default()

@@ -81,6 +81,8 @@ pub(crate) enum Backend {
     Offline,
     /// Vault / OpenBao at VAULT_ADDR.
     Vault,
+    /// An ACME server (Let's Encrypt) as --acme-config describes.
+    Acme,
 }
 
 /// Options that choose the backend and, for Vault, the PKI mount and role. The address, TLS
@@ -88,7 +90,8 @@ pub(crate) enum Backend {
 /// a --vault-config file, never from a flag.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct BackendOpts {
-    /// Signing backend: offline (the CA in --ca-dir) or vault (Vault / OpenBao at VAULT_ADDR).
+    /// Signing backend: offline (the CA in --ca-dir), vault (Vault / OpenBao at VAULT_ADDR)
+    /// or acme (the ACME server of --acme-config).
     #[arg(long, env = "PKI_BACKEND", value_enum, default_value = "offline")]
     pub backend: Backend,
     /// Vault PKI mount [default: pki].
@@ -105,6 +108,10 @@ pub(crate) struct BackendOpts {
     /// role_id_file, secret_id_file…); the environment fills what it leaves out.
     #[arg(long, env = "PKI_VAULT_CONFIG", value_name = "FILE")]
     pub vault_config: Option<PathBuf>,
+    /// TOML file of ACME settings for --backend acme (directory, contact, terms_agreed,
+    /// challenge…, the keys of an acme backend in a rotation config, without `type`).
+    #[arg(long, env = "PKI_ACME_CONFIG", value_name = "FILE")]
+    pub acme_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
-//! Choosing the backend: the offline CA of `--ca-dir`, or Vault / OpenBao configured by a
-//! `--vault-config` file, the environment and the `--mount`/`--role` flags.
+//! Choosing the backend: the offline CA of `--ca-dir`, Vault / OpenBao configured by a
+//! `--vault-config` file, the environment and the `--mount`/`--role` flags, or an ACME server
+//! described by an `--acme-config` file.
 
 use std::path::Path;
 
@@ -47,6 +48,16 @@ pub(crate) async fn open_backend(ca: &CaOpts, opts: &BackendOpts, usage: Use) ->
     match opts.backend {
         Backend::Offline => open_authority(ca, usage),
         Backend::Vault => Ok(Authority::Vault(connect_vault(opts).await?)),
+        Backend::Acme => {
+            let path = opts.acme_config.as_deref().ok_or_else(|| {
+                UsageError("--backend acme needs --acme-config FILE (or PKI_ACME_CONFIG)".into())
+            })?;
+            let settings = pki_deploy::config::load_acme_settings(path)
+                .map_err(|e| UsageError(e.to_string()))?;
+            Ok(Authority::Acme(
+                pki::authority::acme::AcmeAuthority::connect(&settings).await?,
+            ))
+        }
     }
 }
 

@@ -25,13 +25,14 @@ struct Report {
 pub(crate) async fn run(a: RevokeArgs, format: Format) -> Result<u8> {
     let reason: RevocationReason = parse(&a.reason)?;
     let path = Path::new(&a.target);
-    let serial = if path.is_file() {
-        Certificate::from_pem(&read_pem(path)?, &a.target)?
-            .info()
-            .serial
-            .clone()
+    let certificate = if path.is_file() {
+        Some(Certificate::from_pem(&read_pem(path)?, &a.target)?)
     } else {
-        Serial::parse(&a.target)?
+        None
+    };
+    let serial = match &certificate {
+        Some(c) => c.info().serial.clone(),
+        None => Serial::parse(&a.target)?,
     };
     let authority = open_backend(&a.ca, &a.backend, Use::Read).await?;
     let vault = !authority.records_revocation_reasons();
@@ -42,7 +43,11 @@ pub(crate) async fn run(a: RevokeArgs, format: Format) -> Result<u8> {
         );
     }
     let now = clock::now();
-    let report = match authority.revoke(&serial, reason, now).await? {
+    let outcome = match &certificate {
+        Some(c) => authority.revoke_certificate(c, reason, now).await?,
+        None => authority.revoke(&serial, reason, now).await?,
+    };
+    let report = match outcome {
         RevokeOutcome::Revoked => Report {
             serial,
             reason: reason.name().to_owned(),
@@ -64,6 +69,11 @@ pub(crate) async fn run(a: RevokeArgs, format: Format) -> Result<u8> {
             report.serial,
             output::time(report.revoked_at),
             report.reason
+        );
+    } else if authority.kind() == "acme" {
+        println!(
+            "Revoked serial {} ({}) at the ACME server; it publishes the revocation itself",
+            report.serial, report.reason
         );
     } else {
         if vault {

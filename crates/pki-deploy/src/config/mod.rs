@@ -289,6 +289,27 @@ pub fn load(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
+/// Reads a file of ACME settings: the keys of an `acme` backend table, without `type` (the
+/// CLI's `--acme-config`). The account is kept beside it, in `acme-account.json`, unless the
+/// file names an `account_file`.
+pub fn load_acme_settings(path: &Path) -> Result<AcmeSettings> {
+    let bytes = pki::fsio::read_limited(path, MAX_CONFIG)?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Config {
+        file: path.to_path_buf(),
+        line: None,
+        message: "not UTF-8 text".to_owned(),
+    })?;
+    let src = Source::new(&text, path);
+    let doc = src.document(&text)?;
+    let Backend::Acme(mut settings) = acme_backend(doc)? else {
+        return Err(src.error_at(1, "not ACME settings".to_owned()));
+    };
+    if settings.account_file.as_os_str().is_empty() {
+        settings.account_file = src.path("acme-account.json");
+    }
+    Ok(*settings)
+}
+
 /// Validates config text for this host and process; `path` names the file in errors and
 /// anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config> {

@@ -139,9 +139,9 @@ impl Authority {
         }
     }
 
-    /// Whether a revocation reason is recorded (Vault keeps none).
+    /// Whether a revocation reason is recorded (Vault keeps none; an ACME server is sent it).
     pub fn records_revocation_reasons(&self) -> bool {
-        matches!(self, Self::Offline(_))
+        matches!(self, Self::Offline(_) | Self::Acme(_))
     }
 
     /// The CA certificate that signs new certificates now (a certificate it did not sign was
@@ -235,6 +235,23 @@ impl Authority {
             Self::Acme(_) => Err(not_by_acme(
                 "revoke by serial (ACME revokes a certificate file: pki revoke --cert)",
             )),
+        }
+    }
+
+    /// Revokes `certificate`: by its serial for the offline CA and Vault; an ACME server is
+    /// sent the certificate itself, signed by the account that ordered it.
+    pub async fn revoke_certificate(
+        &self,
+        certificate: &Certificate,
+        reason: RevocationReason,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome> {
+        match self {
+            Self::Acme(a) => a
+                .revoke(certificate, reason)
+                .await
+                .map(|()| RevokeOutcome::Revoked),
+            _ => self.revoke(&certificate.info().serial, reason, now).await,
         }
     }
 

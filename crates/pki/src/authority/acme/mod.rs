@@ -443,9 +443,12 @@ impl AcmeAuthority {
         Ok(IssuedCertificate::new(leaf, chain, root, None))
     }
 
-    /// Revokes `certificate` (signed by the account that ordered it), with an RFC 5280 reason
-    /// code.
-    pub async fn revoke(&self, certificate: &Certificate, reason: u8) -> Result<()> {
+    /// Revokes `certificate` (ordered by this account), for `reason`.
+    pub async fn revoke(
+        &self,
+        certificate: &Certificate,
+        reason: crate::authority::RevocationReason,
+    ) -> Result<()> {
         let der = CertificateDer::from(certificate.der());
         let reason = revocation_reason(reason);
         self.account
@@ -463,17 +466,21 @@ fn domain_of(identifier: &str) -> &str {
     identifier.strip_prefix("*.").unwrap_or(identifier)
 }
 
-/// RFC 5280's code as instant-acme's reason (`None`: unspecified).
-fn revocation_reason(code: u8) -> Option<instant_acme::RevocationReason> {
+/// Our reason as instant-acme's (`None`: unspecified, sent as no reason code).
+fn revocation_reason(
+    reason: crate::authority::RevocationReason,
+) -> Option<instant_acme::RevocationReason> {
+    use crate::authority::RevocationReason as Ours;
     use instant_acme::RevocationReason as R;
-    Some(match code {
-        1 => R::KeyCompromise,
-        2 => R::CaCompromise,
-        3 => R::AffiliationChanged,
-        4 => R::Superseded,
-        5 => R::CessationOfOperation,
-        6 => R::CertificateHold,
-        9 => R::PrivilegeWithdrawn,
+    Some(match reason {
+        Ours::KeyCompromise => R::KeyCompromise,
+        Ours::CaCompromise => R::CaCompromise,
+        Ours::AffiliationChanged => R::AffiliationChanged,
+        Ours::Superseded => R::Superseded,
+        Ours::CessationOfOperation => R::CessationOfOperation,
+        Ours::CertificateHold => R::CertificateHold,
+        Ours::PrivilegeWithdrawn => R::PrivilegeWithdrawn,
+        Ours::AaCompromise => R::AaCompromise,
         _ => return None,
     })
 }
