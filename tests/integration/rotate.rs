@@ -1366,7 +1366,24 @@ fn the_example_configs_are_valid() {
         vault.address.as_deref().map(|a| a.split(',').count()),
         Some(3)
     );
-    assert_eq!(host.certificates.len(), 3);
+    assert_eq!(host.certificates.len(), 4);
+    // The public site from Let's Encrypt, beside Vault.
+    assert!(matches!(
+        host.backend("public"),
+        Some(pki_deploy::config::Backend::Acme(_))
+    ));
+    let www = host
+        .certificates
+        .iter()
+        .find(|c| c.name == "www-public")
+        .unwrap();
+    assert_eq!(www.backend, "public");
+    assert!(
+        host.certificates
+            .iter()
+            .filter(|c| c.name != "www-public")
+            .all(|c| c.backend == "default")
+    );
 }
 
 /// A certificate the backend issued but the store could not take (here: a file where its
