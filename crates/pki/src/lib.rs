@@ -1,8 +1,9 @@
 //! `pki`: issue, renew, revoke and rotate the certificates of a private infrastructure.
 //!
-//! Two ways to sign, behind one interface ([`authority`]): an **offline** CA (root and
+//! Three ways to sign, behind one interface ([`authority`]): an **offline** CA (root and
 //! intermediate kept in a directory, keys encrypted at rest, an SQLite inventory of everything
-//! issued) and **Vault / OpenBao**'s PKI secrets engine over HTTPS. Around them: keys
+//! issued), **Vault / OpenBao**'s PKI secrets engine over HTTPS, and an **ACME** server (Let's
+//! Encrypt) for publicly trusted certificates. Around them: keys
 //! ([`key`]), parsed certificates and chain checks ([`cert`]), requests and CSR vetting
 //! ([`request`]), file rendering ([`bundle`]) and atomic,
 //! durable file output ([`fsio`]).

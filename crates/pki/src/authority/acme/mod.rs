@@ -317,7 +317,9 @@ impl AcmeAuthority {
 
     fn retry(&self) -> RetryPolicy {
         RetryPolicy::new()
-            .initial_delay(Duration::from_millis(250))
+            // The first look after 50 ms, doubling: a fast server is not kept waiting, a slow one
+            // is polled a few times a second at most after the first second.
+            .initial_delay(Duration::from_millis(50))
             .timeout(self.settings.order_timeout)
     }
 
