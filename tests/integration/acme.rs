@@ -558,3 +558,48 @@ fn issue_renew_and_revoke_from_the_command_line() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("certificate file"), "{run:#?}");
 }
+
+/// External account binding: a server that requires it takes the account with the key id and
+/// the HMAC key from a 0600 file, and refuses it without them.
+#[test]
+fn an_account_with_external_binding() {
+    let port = free_port();
+    // 32 bytes, base64url, as a CA hands them out.
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let Some(pebble) = Pebble::start_eab(port, "kid-1", hmac) else {
+        return;
+    };
+    let rig = Rig::new();
+    let out = rig.path("out/www");
+    let key_file = rig.path("eab.key");
+    std::fs::write(&key_file, hmac).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let listen = format!("listen = \"127.0.0.1:{port}\"");
+    // Without the binding the server refuses the account.
+    rig.config(&format!(
+        "{}{}",
+        acme_backend(&pebble, &listen),
+        public_cert("www", "www.example.com", &out)
+    ));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("ACME account"), "{run:#?}");
+    rig.config(&format!(
+        "{}{}",
+        acme_backend(
+            &pebble,
+            &format!(
+                "{listen}\neab_key_id = \"kid-1\"\neab_hmac_file = \"{}\"",
+                key_file.display()
+            )
+        ),
+        public_cert("www", "www.example.com", &out)
+    ));
+    let run = rig.rotate(&[]);
+    assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
+    verifies_against_pebble(&pebble, &rig, &out);
+}

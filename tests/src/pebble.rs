@@ -36,6 +36,26 @@ impl Pebble {
     /// valid for `validity` seconds when given. `None` when pebble is not installed (a failure
     /// under CI).
     pub fn start(http_port: u16, validity: Option<u64>) -> Option<Self> {
+        let extra = validity.map_or_else(String::new, |v| {
+            format!(", \"certificateValidityPeriod\": {v}")
+        });
+        Self::start_with(http_port, &extra)
+    }
+
+    /// [`Pebble::start`] requiring external account binding with the key id `kid` and the
+    /// base64url HMAC key `hmac`.
+    pub fn start_eab(http_port: u16, kid: &str, hmac: &str) -> Option<Self> {
+        Self::start_with(
+            http_port,
+            &format!(
+                ", \"externalAccountBindingRequired\": true, \
+                 \"externalAccountMACKeys\": {{ \"{kid}\": \"{hmac}\" }}"
+            ),
+        )
+    }
+
+    /// pebble with `extra` keys (`, "key": value` text) in its config.
+    fn start_with(http_port: u16, extra: &str) -> Option<Self> {
         if !crate::require(&["pebble", "pebble-challtestsrv", "openssl"]) {
             return None;
         }
@@ -98,17 +118,13 @@ impl Pebble {
         ]));
         let (acme, management, dns, dns_mgmt) =
             (free_port(), free_port(), free_port(), free_port());
-        let validity = validity.map_or_else(String::new, |v| {
-            format!(", \"certificateValidityPeriod\": {v}")
-        });
         std::fs::write(
             d.join("pebble.json"),
             format!(
                 "{{ \"pebble\": {{ \"listenAddress\": \"127.0.0.1:{acme}\", \
                  \"managementListenAddress\": \"127.0.0.1:{management}\", \
                  \"certificate\": \"{}\", \"privateKey\": \"{}\", \
-                 \"httpPort\": {http_port}, \"tlsPort\": {}, \"ocspResponderURL\": \"\", \
-                 \"externalAccountBindingRequired\": false{validity} }} }}",
+                 \"httpPort\": {http_port}, \"tlsPort\": {}, \"ocspResponderURL\": \"\"{extra} }} }}",
                 p("server.pem"),
                 p("server.key"),
                 free_port()
