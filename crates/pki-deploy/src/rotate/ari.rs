@@ -5,8 +5,10 @@
 //! does not answer, leaves the plan as it was.
 
 use pki::Authority;
+use pki::authority::acme::RenewalWindow;
 use pki::rotation::{self, Decision, Reason};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::Run;
 use super::backend::Signers;
@@ -57,32 +59,87 @@ pub(crate) async fn consult(
                 continue;
             }
         };
-        let point = window.point(rotation::jitter_fraction(&run.config.host, &p.cert.name));
-        let span = format!(
-            "{} to {}",
+        let phase = rotation::jitter_fraction(&run.config.host, &p.cert.name);
+        p.decision = within(window, phase, now);
+        if let Decision::Issue { detail, .. } = &p.decision {
+            if let Err(e) = acme.replacing(&p.cert.request, &current) {
+                run.opts
+                    .log
+                    .warn(Event::of("ari-failed", &p.cert.name, e.to_string()));
+            }
+            run.opts.log.info(
+                Event::of("ari", &p.cert.name, detail.clone())
+                    .with(
+                        "window_start",
+                        json!(pki::error::Rfc3339(window.start).to_string()),
+                    )
+                    .with(
+                        "window_end",
+                        json!(pki::error::Rfc3339(window.end).to_string()),
+                    ),
+            );
+        }
+    }
+}
+
+/// What a certificate's renewal window decides at `now`: kept until this host's point of the
+/// window (`phase` of the way through), due from then on.
+fn within(window: RenewalWindow, phase: f64, now: OffsetDateTime) -> Decision {
+    let point = window.point(phase);
+    if now < point {
+        return Decision::Keep { renew_after: point };
+    }
+    Decision::Issue {
+        reason: Reason::Due,
+        detail: format!(
+            "inside the renewal window the ACME server suggests ({} to {})",
             pki::error::Rfc3339(window.start),
             pki::error::Rfc3339(window.end)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_window_moves_renewal_earlier_or_later_than_the_point() {
+        let window = RenewalWindow::new(
+            datetime!(2027-01-20 0:00 UTC),
+            datetime!(2027-01-22 0:00 UTC),
         );
-        if now < point {
-            p.decision = Decision::Keep { renew_after: point };
-            continue;
+        // Before the window, and before this host's point in it: kept until the point.
+        for now in [
+            datetime!(2027-01-01 0:00 UTC),
+            datetime!(2027-01-20 23:00 UTC),
+        ] {
+            assert_eq!(
+                within(window, 0.5, now),
+                Decision::Keep {
+                    renew_after: datetime!(2027-01-21 0:00 UTC)
+                }
+            );
         }
-        if let Err(e) = acme.replacing(&p.cert.request, &current) {
-            run.opts
-                .log
-                .warn(Event::of("ari-failed", &p.cert.name, e.to_string()));
+        // From the point on, through the window and past it: due.
+        for now in [
+            datetime!(2027-01-21 0:00 UTC),
+            datetime!(2027-02-01 0:00 UTC),
+        ] {
+            let Decision::Issue { reason, detail } = within(window, 0.5, now) else {
+                panic!("due at {now}");
+            };
+            assert_eq!(reason, Reason::Due);
+            assert!(
+                detail.contains("2027-01-20T00:00:00Z to 2027-01-22"),
+                "{detail}"
+            );
         }
-        run.opts.log.info(
-            Event::of(
-                "ari",
-                &p.cert.name,
-                format!("inside the renewal window the ACME server suggests ({span})"),
-            )
-            .with("window", json!(span)),
-        );
-        p.decision = Decision::Issue {
-            reason: Reason::Due,
-            detail: format!("inside the renewal window the ACME server suggests ({span})"),
-        };
+        // Another host's point in the same window.
+        assert!(matches!(
+            within(window, 0.0, datetime!(2027-01-20 0:00 UTC)),
+            Decision::Issue { .. }
+        ));
     }
 }

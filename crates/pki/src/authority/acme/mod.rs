@@ -148,6 +148,11 @@ pub struct RenewalWindow {
 }
 
 impl RenewalWindow {
+    /// A window from `start` to `end`.
+    pub fn new(start: OffsetDateTime, end: OffsetDateTime) -> Self {
+        Self { start, end }
+    }
+
     /// The point of the window this host renews at: `phase` (0–1, fixed per host and
     /// certificate) of the way through, as RFC 9773 asks clients to pick.
     pub fn point(&self, phase: f64) -> OffsetDateTime {
