@@ -95,6 +95,17 @@ fn served_verified(port: u16, sni: &str, root: &Path) -> (bool, pki::Serial) {
     (verified, leaf.info().serial.clone())
 }
 
+/// What 127.0.0.1:`port` serves for www.example.com: its chain verifies against pebble's root
+/// and its leaf is the store's current `www`, whose serial is returned.
+fn served_from_pebble(pebble: &Pebble, rig: &Rig, port: u16) -> pki::Serial {
+    let root = rig.path("pebble-root.pem");
+    pebble.root(&root);
+    let (ok, serial) = served_verified(port, "www.example.com", &root);
+    assert!(ok, "the served chain verifies against pebble's root");
+    assert_eq!(serial, rig.current("www").info().serial);
+    serial
+}
+
 /// An HAProxy target for `pem`, probed with `sni`.
 fn haproxy_target(pem: &Path, socket: &Path, port: u16, sni: &str) -> String {
     format!(
@@ -157,11 +168,7 @@ fn public_and_internal_certificates_on_one_haproxy() {
     ));
     let run = rig.rotate(&[]);
     assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
-    let root = rig.path("pebble-root.pem");
-    pebble.root(&root);
-    let (ok, www_serial) = served_verified(haproxy.port, "www.example.com", &root);
-    assert!(ok, "the served chain verifies against pebble's root");
-    assert_eq!(www_serial, rig.current("www").info().serial);
+    let www_serial = served_from_pebble(&pebble, &rig, haproxy.port);
     // HAProxy logged the validation requests going to the hook's responder.
     let log = std::fs::read_to_string(&haproxy.log).unwrap_or_default();
     assert!(
@@ -178,10 +185,7 @@ fn public_and_internal_certificates_on_one_haproxy() {
         again.stderr.contains("0 issued, 0 redeployed, 2 current"),
         "{again:#?}"
     );
-    assert_eq!(
-        served_verified(haproxy.port, "www.example.com", &root).1,
-        www_serial
-    );
+    assert_eq!(served_from_pebble(&pebble, &rig, haproxy.port), www_serial);
 }
 
 /// Stateless http-01: HAProxy answers the challenge itself from the account thumbprint,
@@ -233,11 +237,7 @@ fn stateless_http01_answered_by_haproxy() {
     rig.config(&config(haproxy.port));
     let run = rig.rotate(&[]);
     assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
-    let root = rig.path("pebble-root.pem");
-    pebble.root(&root);
-    let (ok, serial) = served_verified(haproxy.port, "www.example.com", &root);
-    assert!(ok, "the served chain verifies against pebble's root");
-    assert_eq!(serial, rig.current("www").info().serial);
+    served_from_pebble(&pebble, &rig, haproxy.port);
 }
 
 /// Webroot http-01 for Nginx: the challenge file is written under the site's root, served
@@ -287,11 +287,7 @@ fn webroot_http01_served_by_nginx() {
     ));
     let run = rig.rotate(&[]);
     assert_eq!(run.code, 0, "{run:#?}\n{}", pebble.log());
-    let root = rig.path("pebble-root.pem");
-    pebble.root(&root);
-    let (ok, serial) = served_verified(nginx.port, "www.example.com", &root);
-    assert!(ok, "the served chain verifies against pebble's root");
-    assert_eq!(serial, rig.current("www").info().serial);
+    served_from_pebble(&pebble, &rig, nginx.port);
     let access = std::fs::read_to_string(nginx.path("access.log")).unwrap_or_default();
     assert!(access.contains("/.well-known/acme-challenge/"), "{access}");
     let left = pki_tests::dir_entries(&webroot.join(".well-known/acme-challenge"));

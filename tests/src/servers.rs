@@ -175,6 +175,13 @@ pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
          http-request return status 200 content-type text/plain lf-string \"conn-cert-serial=%[ssl_f_serial,hex]\\n\"\n",
         sock = d.join("admin.sock").display(),
     );
+    start_haproxy(dir, &cfg, port, port)
+}
+
+/// Runs HAProxy on `cfg` (its admin socket `admin.sock` in `dir`), ready once the socket and
+/// both ports answer.
+fn start_haproxy(dir: tempfile::TempDir, cfg: &str, port: u16, other_port: u16) -> Server {
+    let d = dir.path();
     std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
     let log = d.join("haproxy.log");
     let child = spawn(
@@ -192,7 +199,7 @@ pub fn haproxy_with(dir: tempfile::TempDir, pems: &[&Path]) -> Server {
         log,
         "haproxy",
         Duration::from_secs(10),
-        || sock.exists() && port_open(port),
+        || sock.exists() && port_open(port) && port_open(other_port),
     )
 }
 
@@ -243,25 +250,7 @@ pub fn haproxy_front(
          backend be_acme\n    server hook 127.0.0.1:{responder}\n",
         sock = d.join("admin.sock").display(),
     );
-    std::fs::write(d.join("haproxy.cfg"), cfg).unwrap();
-    let log = d.join("haproxy.log");
-    let child = spawn(
-        Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(d.join("haproxy.cfg")),
-        &log,
-    );
-    let sock = d.join("admin.sock");
-    ready(
-        child,
-        dir,
-        port,
-        log,
-        "haproxy",
-        Duration::from_secs(10),
-        || sock.exists() && port_open(port) && port_open(http_port),
-    )
+    start_haproxy(dir, &cfg, port, http_port)
 }
 
 /// How [`haproxy_front`] answers ACME http-01 challenges.
