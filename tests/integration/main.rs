@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod acme;
+mod backup;
 mod bad_inputs;
 mod concurrency;
 mod durability;

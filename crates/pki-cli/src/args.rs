@@ -156,7 +156,37 @@ pub(crate) enum CaCommand {
     /// Create a root CA and an intermediate signed by it.
     #[command(after_help = CA_INIT_EXAMPLES)]
     Init(CaInitArgs),
+    /// Copy a live CA directory into one archive (a consistent snapshot of its inventory; the
+    /// keys as they are on disk, encrypted).
+    #[command(after_help = CA_BACKUP_EXAMPLES)]
+    Backup(CaBackupArgs),
+    /// Unpack a backup into a new CA directory and check it.
+    Restore(CaRestoreArgs),
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct CaBackupArgs {
+    /// The archive to write (mode 0600, replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub ca: CaOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CaRestoreArgs {
+    /// An archive written by `pki ca backup`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The directory to restore into (created 0700; must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+const CA_BACKUP_EXAMPLES: &str = "\
+Examples:
+  pki ca backup --ca-dir /var/lib/pki/ca --out /var/backups/pki/ca.tar
+  pki ca restore /var/backups/pki/ca.tar --dir /var/lib/pki/ca-restored";
 
 #[derive(Debug, Args)]
 pub(crate) struct CaInitArgs {

@@ -1,11 +1,12 @@
-//! `pki ca init`.
+//! `pki ca init`, `pki ca backup`, `pki ca restore`.
 
 use anyhow::Result;
 use pki::authority::offline::{self, InitOptions, KeyProtection};
 use pki::clock;
 
 use super::parse;
-use crate::args::CaInitArgs;
+use crate::UsageError;
+use crate::args::{CaBackupArgs, CaInitArgs, CaRestoreArgs};
 use crate::output::{self, Format};
 
 pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
@@ -48,6 +49,51 @@ pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
         if !summary.encrypted {
             eprintln!("warning: the CA keys are NOT encrypted (--insecure-no-passphrase)");
         }
+    }
+    Ok(0)
+}
+
+pub(crate) fn backup(a: CaBackupArgs, format: Format) -> Result<u8> {
+    let dir = a.ca.ca_dir.as_deref().ok_or_else(|| {
+        UsageError("no CA directory: give --ca-dir DIR or set PKI_CA_DIR".to_owned())
+    })?;
+    let manifest = offline::backup::backup(dir, &a.out, clock::now())?;
+    if format.is_json() {
+        output::print_json(&serde_json::json!({
+            "out": a.out,
+            "created": manifest.created,
+            "certificates": manifest.certificates,
+        }))?;
+    } else {
+        println!(
+            "Backed up {} ({} certificates in the inventory) to {}",
+            dir.display(),
+            manifest.certificates,
+            a.out.display()
+        );
+    }
+    Ok(0)
+}
+
+pub(crate) fn restore(a: CaRestoreArgs, format: Format) -> Result<u8> {
+    let restored = offline::backup::restore(&a.file, &a.dir)?;
+    if format.is_json() {
+        output::print_json(&serde_json::json!({
+            "dir": a.dir,
+            "created": restored.manifest.created,
+            "certificates": restored.manifest.certificates,
+            "root": restored.root.info().subject,
+            "intermediate": restored.intermediate.info().subject,
+        }))?;
+    } else {
+        println!(
+            "Restored the CA backed up at {} into {}: {} certificates; {} signed by {}",
+            restored.manifest.created,
+            a.dir.display(),
+            restored.manifest.certificates,
+            restored.intermediate.info().subject,
+            restored.root.info().subject
+        );
     }
     Ok(0)
 }

@@ -27,6 +27,8 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
     let format = if cli.json { Format::Json } else { Format::Text };
     match cli.command {
         Command::Ca(CaCommand::Init(a)) => ca::init(a, format),
+        Command::Ca(CaCommand::Backup(a)) => ca::backup(a, format),
+        Command::Ca(CaCommand::Restore(a)) => ca::restore(a, format),
         Command::Issue(a) => issue::run(a, format).await,
         Command::Renew(a) => renew::run(a, format).await,
         Command::Revoke(a) => revoke::run(a, format).await,

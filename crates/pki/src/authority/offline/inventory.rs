@@ -246,6 +246,21 @@ fn private(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates an empty file owner-only (0600 whatever the umask); fails if it exists.
+fn create_private(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io {
+            op: crate::error::IoOp::Create,
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    private(path)
+}
+
 fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -267,17 +282,7 @@ impl Inventory {
         }
         // Made 0600 before SQLite opens it, whatever the umask: SQLite gives the WAL and its
         // index the mode of the database file.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::Io {
-                op: crate::error::IoOp::Create,
-                path: path.to_path_buf(),
-                source: e,
-            })?;
-        private(path)?;
+        create_private(path)?;
         let inv = Self::open_with(path, flags)?;
         inv.conn
             .execute_batch(&format!(
@@ -354,6 +359,29 @@ impl Inventory {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Writes a consistent copy of the database to `path`, which must not exist (`VACUUM
+    /// INTO`: one read transaction, so writers in other processes are neither stopped nor
+    /// seen half-way). The copy is made 0600 before SQLite writes it and synced.
+    pub fn snapshot_into(&self, path: &Path) -> Result<()> {
+        create_private(path)?;
+        let target = path.to_str().ok_or_else(|| Error::InvalidArgument {
+            what: "backup path",
+            value: path.display().to_string(),
+            expected: "a UTF-8 path",
+        })?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|e| self.err(e))?;
+        // VACUUM INTO does not sync its output.
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::Io {
+                op: crate::error::IoOp::Sync,
+                path: path.to_path_buf(),
+                source: e,
+            })
     }
 
     /// Records a newly issued certificate. Returns `false` (and stores nothing) if the serial is

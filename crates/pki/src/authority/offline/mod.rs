@@ -11,7 +11,8 @@
 //! | `intermediate.key.pem` | intermediate key, encrypted PKCS#8 |
 //! | `inventory.db` | SQLite inventory (WAL mode) |
 
-pub mod inventory;
+pub mod backup;
+mod inventory;
 mod keysource;
 pub mod naming;
 pub mod signer;
