@@ -15,6 +15,7 @@ mod offline_ca;
 mod rotate;
 mod rotate_drift;
 mod security;
+mod status;
 mod tls_handshake;
 mod vault;
 mod vault_faults;

@@ -1437,3 +1437,31 @@ fn a_certificate_issued_and_never_stored_is_listed_as_an_orphan() {
     let again = rig.rotate(&["--orphans"]).ok();
     assert!(again.stdout.contains(&serial), "{again:#?}");
 }
+
+/// README's first command: the quickstart config runs as it is, from a fresh directory, and a
+/// second run finds nothing due.
+#[test]
+fn the_quickstart_runs_as_readme_says() {
+    let tmp = servers::short_tempdir();
+    let examples = tmp.path().join("examples");
+    std::fs::create_dir(&examples).unwrap();
+    let config = examples.join("quickstart.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.toml"),
+        &config,
+    )
+    .unwrap();
+    let run = || Pki::new(["rotate", "--config", config.to_str().unwrap()]).run();
+    let first = run();
+    assert_eq!(first.code, 0, "{first:#?}");
+    for f in [
+        "deploy/web/cert.pem",
+        "deploy/haproxy/web.pem",
+        "metrics/pki.prom",
+    ] {
+        assert!(tmp.path().join("quickstart").join(f).is_file(), "{f}");
+    }
+    let second = run();
+    assert_eq!(second.code, 0, "{second:#?}");
+    assert!(second.stderr.contains("0 issued"), "{second:#?}");
+}

@@ -140,6 +140,10 @@ pub(crate) enum Command {
     /// The rotation hook: renew what is due, deploy it, prove it is served, roll back if not.
     #[command(after_help = ROTATE_HELP)]
     Rotate(RotateArgs),
+    /// Each managed certificate of a rotation config: backend, serial, expiry, next renewal,
+    /// last run, targets proven served. Exit 0 all fine, 1 something needs attention, 2 a
+    /// config error.
+    Status(crate::cmd::status::StatusArgs),
     /// Read and write KV v2 secrets on Vault / OpenBao.
     #[command(subcommand)]
     Secret(crate::cmd::secret::SecretCommand),

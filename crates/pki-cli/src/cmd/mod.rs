@@ -12,6 +12,7 @@ mod renew;
 mod revoke;
 mod rotate;
 pub(crate) mod secret;
+pub(crate) mod status;
 pub(crate) mod vault;
 
 use anyhow::{Context, Result};
@@ -39,6 +40,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Secret(c) => secret::run(c, format).await,
         Command::Vault(c) => vault::run(c, format).await,
         Command::Acme(c) => acme::run(c, format).await,
+        Command::Status(a) => status::run(a, format),
     }
 }
 
