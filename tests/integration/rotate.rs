@@ -1465,3 +1465,35 @@ fn the_quickstart_runs_as_readme_says() {
     assert_eq!(second.code, 0, "{second:#?}");
     assert!(second.stderr.contains("0 issued"), "{second:#?}");
 }
+
+/// `--log-format json`: every line is one ECS document; the issue line carries the x509 facts.
+#[test]
+fn json_log_lines_are_ecs_documents() {
+    let rig = Rig::new();
+    rig.config(&format!(
+        "[[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n",
+        rig.path("out/api").display()
+    ));
+    let run = rig.rotate(&["--log-format", "json"]).ok();
+    let docs: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(docs.iter().all(|d| d["@timestamp"].is_string()
+        && d["log"]["level"].is_string()
+        && d["message"].is_string()
+        && d["event"]["action"].is_string()));
+    let issued = docs
+        .iter()
+        .find(|d| d["event"]["action"] == "issued")
+        .unwrap_or_else(|| panic!("{docs:?}"));
+    assert_eq!(issued["event"]["outcome"], "success");
+    assert_eq!(
+        issued["x509"]["serial_number"],
+        rig.current("api").info().serial.to_hex()
+    );
+    assert_eq!(issued["x509"]["subject"]["common_name"], "api.example.internal");
+    assert_eq!(issued["pki"]["certificate"], "api");
+}

@@ -1,5 +1,12 @@
-//! Log lines on stderr: human-readable by default, one JSON object per line for journald or
-//! ELK. Never a secret: callers log names, serials, paths and error messages only.
+//! Log lines on stderr: human-readable by default, or one JSON object per line in Elastic
+//! Common Schema (ECS) names, so that Filebeat ships them into ELK unchanged. Never a secret:
+//! callers log names, serials, paths and error messages only.
+//!
+//! A JSON line holds `@timestamp`, `log.level`, `message`, `event.action` (the event's name),
+//! `event.outcome` (`failure` for an error, `success` for what completed, else `unknown`),
+//! `event.dataset` (`pki.rotate`), `service.name` (`pki`), the certificate's `x509` facts
+//! when the event has them (`serial_number`, `not_after`, `subject.common_name`), and the
+//! rest under `pki` (`pki.certificate`, `pki.version`, `pki.reason`, …).
 
 use std::io::Write;
 
@@ -12,7 +19,7 @@ pub enum LogFormat {
     /// `2026-11-25T03:14:15Z INFO  web: issued …`
     #[default]
     Human,
-    /// `{"time":…,"level":"info","event":"issued","certificate":"web",…}`
+    /// `{"@timestamp":…,"log":{"level":"info"},"event":{"action":"issued",…},"x509":…}`
     Json,
 }
 
@@ -80,6 +87,56 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Events that report something completed.
+const DONE: &[&str] = &["issued", "deployed", "ca-created", "run-finished"];
+
+/// An event as an ECS document.
+fn ecs(now: &str, level: Level, event: &Event<'_>) -> Value {
+    let outcome = match level {
+        Level::Error => "failure",
+        _ if DONE.contains(&event.name) => "success",
+        _ => "unknown",
+    };
+    let mut x509 = Map::new();
+    let mut pki = Map::new();
+    if let Some(c) = event.certificate {
+        pki.insert("certificate".into(), Value::String(c.into()));
+    }
+    for (k, v) in &event.fields {
+        match *k {
+            "serial" => {
+                x509.insert("serial_number".into(), v.clone());
+            }
+            "not_after" => {
+                x509.insert("not_after".into(), v.clone());
+            }
+            "common_name" => {
+                x509.insert(
+                    "subject".into(),
+                    serde_json::json!({ "common_name": v.clone() }),
+                );
+            }
+            other => {
+                pki.insert(other.into(), v.clone());
+            }
+        }
+    }
+    let mut doc = serde_json::json!({
+        "@timestamp": now,
+        "log": { "level": level.name() },
+        "message": event.message,
+        "event": { "action": event.name, "outcome": outcome, "dataset": "pki.rotate" },
+        "service": { "name": "pki" },
+    });
+    if !x509.is_empty() {
+        doc["x509"] = Value::Object(x509);
+    }
+    if !pki.is_empty() {
+        doc["pki"] = Value::Object(pki);
+    }
+    doc
+}
+
 /// Writes log lines.
 #[derive(Debug, Clone, Copy)]
 pub struct Logger {
@@ -111,20 +168,7 @@ impl Logger {
                     event.message
                 )
             }
-            LogFormat::Json => {
-                let mut obj = Map::new();
-                obj.insert("time".into(), Value::String(now));
-                obj.insert("level".into(), Value::String(level.name().into()));
-                obj.insert("event".into(), Value::String(event.name.into()));
-                if let Some(c) = event.certificate {
-                    obj.insert("certificate".into(), Value::String(c.into()));
-                }
-                obj.insert("message".into(), Value::String(event.message.clone()));
-                for (k, v) in &event.fields {
-                    obj.insert((*k).into(), v.clone());
-                }
-                Value::Object(obj).to_string()
-            }
+            LogFormat::Json => ecs(&now, level, event).to_string(),
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -142,5 +186,36 @@ impl Logger {
     /// An error.
     pub fn error(&self, event: Event<'_>) {
         self.log(Level::Error, &event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_use_ecs_names() {
+        let event = Event::of("issued", "web", "issued serial 01")
+            .with("serial", Value::String("01ab".into()))
+            .with("not_after", Value::String("2027-01-01T00:00:00Z".into()))
+            .with("common_name", Value::String("web.example.internal".into()))
+            .with("version", Value::String("v1".into()));
+        let doc = ecs("2026-12-01T00:00:00Z", Level::Info, &event);
+        assert_eq!(doc["@timestamp"], "2026-12-01T00:00:00Z");
+        assert_eq!(doc["log"]["level"], "info");
+        assert_eq!(doc["message"], "issued serial 01");
+        assert_eq!(doc["event"]["action"], "issued");
+        assert_eq!(doc["event"]["outcome"], "success");
+        assert_eq!(doc["x509"]["serial_number"], "01ab");
+        assert_eq!(doc["x509"]["not_after"], "2027-01-01T00:00:00Z");
+        assert_eq!(
+            doc["x509"]["subject"]["common_name"],
+            "web.example.internal"
+        );
+        assert_eq!(doc["pki"]["certificate"], "web");
+        assert_eq!(doc["pki"]["version"], "v1");
+        let failed = ecs("t", Level::Error, &Event::run("issue-failed", "no"));
+        assert_eq!(failed["event"]["outcome"], "failure");
+        assert!(failed.get("x509").is_none());
     }
 }

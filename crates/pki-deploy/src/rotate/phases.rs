@@ -340,6 +340,11 @@ fn issued(w: &mut Work<'_>, result: Result<(String, IssuedCertificate)>, phase: 
             log.info(
                 Event::of("issued", name, message)
                     .with("serial", json!(info.serial.to_hex()))
+                    .with(
+                        "not_after",
+                        json!(pki::error::Rfc3339(info.not_after).to_string()),
+                    )
+                    .with("common_name", json!(info.common_name))
                     .with("version", json!(id)),
             );
             for warning in &issued.warnings {
