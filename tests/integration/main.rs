@@ -12,6 +12,7 @@ mod bad_inputs;
 mod concurrency;
 mod durability;
 mod offline_ca;
+mod packaging;
 mod rotate;
 mod rotate_drift;
 mod security;

@@ -1494,6 +1494,9 @@ fn json_log_lines_are_ecs_documents() {
         issued["x509"]["serial_number"],
         rig.current("api").info().serial.to_hex()
     );
-    assert_eq!(issued["x509"]["subject"]["common_name"], "api.example.internal");
+    assert_eq!(
+        issued["x509"]["subject"]["common_name"],
+        "api.example.internal"
+    );
     assert_eq!(issued["pki"]["certificate"], "api");
 }

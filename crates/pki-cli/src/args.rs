@@ -153,6 +153,9 @@ pub(crate) enum Command {
     /// The ACME account of a rotation config (its thumbprint for stateless http-01).
     #[command(subcommand)]
     Acme(crate::cmd::acme::AcmeCommand),
+    /// Write the man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate(crate::cmd::generate::GenerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
