@@ -10,6 +10,7 @@ mod acme;
 mod backup;
 mod bad_inputs;
 mod concurrency;
+mod doctor;
 mod durability;
 mod offline_ca;
 mod packaging;

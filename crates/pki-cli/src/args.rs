@@ -144,6 +144,10 @@ pub(crate) enum Command {
     /// last run, targets proven served. Exit 0 all fine, 1 something needs attention, 2 a
     /// config error.
     Status(crate::cmd::status::StatusArgs),
+    /// Check what a rotation needs, each with a verdict and a fix: the config, the state
+    /// directory, each backend, each target's files, and what each service serves now.
+    /// Exit 0 all good, 1 any failure.
+    Doctor(crate::cmd::doctor::DoctorArgs),
     /// Read and write KV v2 secrets on Vault / OpenBao.
     #[command(subcommand)]
     Secret(crate::cmd::secret::SecretCommand),

@@ -5,6 +5,7 @@ mod backend;
 mod batch;
 mod ca;
 mod crl;
+pub(crate) mod doctor;
 pub(crate) mod generate;
 mod inspect;
 mod issue;
@@ -42,6 +43,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Vault(c) => vault::run(c, format).await,
         Command::Acme(c) => acme::run(c, format).await,
         Command::Status(a) => status::run(a, format),
+        Command::Doctor(a) => doctor::run(a, format).await,
         Command::Generate(a) => generate::run(&a),
     }
 }
