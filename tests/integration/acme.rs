@@ -502,6 +502,12 @@ fn issue_renew_and_revoke_from_the_command_line() {
         ),
     )
     .unwrap();
+    // It makes the command trust a CA file and maybe a hook: private, as a rotation config.
+    std::fs::set_permissions(
+        &settings,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let acme = [
         "--backend",
         "acme",
@@ -553,6 +559,23 @@ fn issue_renew_and_revoke_from_the_command_line() {
     let run = pki_tests::Pki::new(by_serial).run();
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("certificate file"), "{run:#?}");
+    // The account kept is on pebble: pointed at another directory, it is refused, not used.
+    let text = std::fs::read_to_string(&settings).unwrap().replace(
+        &pebble.directory,
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    );
+    std::fs::write(&settings, text).unwrap();
+    let mut again = vec![
+        "issue",
+        "www.example.com",
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ];
+    again.extend(acme);
+    let run = pki_tests::Pki::new(again).run();
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("the account there is on"), "{run:#?}");
 }
 
 /// External account binding: a server that requires it takes the account with the key id and

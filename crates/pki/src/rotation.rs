@@ -360,9 +360,12 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
 /// The renewal slot of `current`: the last point at or before its renewal point of the grid
 /// whose period is the jitter window and whose phase is `phase` (see the module docs).
 pub fn renewal_slot(current: &Current, desired: &Desired, phase: f64) -> OffsetDateTime {
-    let point = renewal_point(current.not_before, current.not_after, desired.renew_at);
     let lifetime = current.not_after - current.not_before;
     let earliest = current.not_before + lifetime * EARLIEST_RENEWAL;
+    // A `renew_before` as long as the lifetime the CA actually granted (shorter than the one
+    // asked for: a role's max_ttl, an ACME profile) would make it due at once, on every run.
+    let point =
+        renewal_point(current.not_before, current.not_after, desired.renew_at).max(earliest);
     let window = (point - earliest).min(lifetime * desired.jitter.clamp(0.0, 1.0));
     // Whole seconds: the grid must not move when the lifetime differs by a fraction of a
     // second from one issue to the next.
@@ -556,6 +559,17 @@ mod tests {
         assert!(
             tenths.iter().all(|&n| (140..260).contains(&n)),
             "{tenths:?}"
+        );
+    }
+
+    #[test]
+    fn a_renewal_point_before_issue_is_brought_to_the_earliest_renewal() {
+        let mut d = desired();
+        // 40 days before expiry, of a certificate granted 30: never before day 3.
+        d.renew_at = RenewAt::BeforeExpiry(Duration::days(40));
+        assert_eq!(
+            renewal_slot(&current(), &d, 0.5),
+            datetime!(2026-01-04 0:00 UTC)
         );
     }
 

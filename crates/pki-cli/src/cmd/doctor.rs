@@ -415,7 +415,7 @@ async fn served(
     let on_disk = [Content::Cert, Content::Fullchain, Content::Combined]
         .into_iter()
         .find_map(|c| target.path_of(c))
-        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|p| pki::fsio::read_limited(p, pki::fsio::MAX_PEM_INPUT).ok())
         .and_then(|b| Certificate::from_pem(&b, "the deployed file").ok());
     match pki_deploy::probe::once(probe, &deploy::server_name(cert, target)).await {
         Err(e) => checks.fail(

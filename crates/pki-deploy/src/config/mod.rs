@@ -293,8 +293,12 @@ pub fn load(path: &Path) -> Result<Config> {
 /// CLI's `--acme-config`). The account is kept beside it, in `acme-account.json`, unless the
 /// file names an `account_file`.
 pub fn load_acme_settings(path: &Path) -> Result<AcmeSettings> {
-    let bytes = pki::fsio::read_limited(path, MAX_CONFIG)?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::Config {
+    let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
+        file: path.to_path_buf(),
+        line: None,
+        message: format!("cannot read the ACME settings: {e}"),
+    })?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| Error::Config {
         file: path.to_path_buf(),
         line: None,
         message: "not UTF-8 text".to_owned(),
@@ -307,6 +311,18 @@ pub fn load_acme_settings(path: &Path) -> Result<AcmeSettings> {
     if settings.account_file.as_os_str().is_empty() {
         settings.account_file = src.path("acme-account.json");
     }
+    // What the file makes the command trust (a dns-01 hook run as root, the CA file, the
+    // account and EAB files) is checked as a rotation config's would be.
+    let dir = settings
+        .account_file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let config = Config::new(dir, "localhost", Backend::Acme(settings.clone()));
+    audit::audit(
+        &config,
+        &std::path::absolute(path).unwrap_or(path.to_path_buf()),
+        &entry,
+    )?;
     Ok(*settings)
 }
 

@@ -16,6 +16,9 @@ use super::plan::Planned;
 use crate::log::Event;
 use crate::store::Store;
 
+/// The latest point of a certificate's life, as a fraction, that an ARI window may open at.
+const LATEST_ARI_POINT: f64 = 0.9;
+
 /// Consults each ACME backend about the certificates it signs that are deployed and either
 /// kept or merely due.
 pub(crate) async fn consult(
@@ -59,6 +62,21 @@ pub(crate) async fn consult(
                 continue;
             }
         };
+        // A window that ends before it starts, or opens past the last tenth of the
+        // certificate's life, is not followed: the certificate keeps its own schedule.
+        let lifetime = current.info().not_after - current.info().not_before;
+        let latest = current.info().not_after - lifetime * (1.0 - LATEST_ARI_POINT);
+        if window.end < window.start || window.start > latest {
+            let message = format!(
+                "the suggested window ({} to {}) is not usable; renewing on its own schedule",
+                pki::error::Rfc3339(window.start),
+                pki::error::Rfc3339(window.end)
+            );
+            run.opts
+                .log
+                .warn(Event::of("ari-failed", &p.cert.name, message));
+            continue;
+        }
         let phase = rotation::jitter_fraction(&run.config.host, &p.cert.name);
         p.decision = within(window, phase, now);
         if let Decision::Issue { detail, .. } = &p.decision {

@@ -22,7 +22,20 @@ pub(crate) async fn load_or_create(settings: &AcmeSettings, http: &Client) -> Re
     // Anything at the path, a link included, is read as the account (and a link refused).
     if std::fs::symlink_metadata(file).is_ok() {
         let (bytes, _) = fsio::read_private(file, MAX_ACCOUNT_FILE)?;
-        let credentials: AccountCredentials = serde_json::from_slice(&bytes)
+        // The credentials name their server: an account of another directory (staging kept
+        // after a switch to production) would order from there. Refused, not followed.
+        let stored: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("not an account this tool wrote: {e}")))?;
+        if let Some(url) = stored.get("directory").and_then(serde_json::Value::as_str)
+            && url != settings.directory
+        {
+            return Err(bad(format!(
+                "the account there is on {url}, not on {}: give each directory its own \
+                 account_file, or move the file away to create an account",
+                settings.directory
+            )));
+        }
+        let credentials: AccountCredentials = serde_json::from_value(stored)
             .map_err(|e| bad(format!("not an account this tool wrote: {e}")))?;
         return Account::builder_with_http(Box::new(http.clone()))
             .from_credentials(credentials)

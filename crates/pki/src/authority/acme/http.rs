@@ -46,6 +46,24 @@ impl Client {
     }
 }
 
+/// Longest wait a server's `Retry-After` may ask for; a larger number of seconds is cut to
+/// it (instant-acme adds it to the clock, which an absurd value would overflow).
+const MAX_RETRY_AFTER: u64 = 86_400;
+
+fn bound_retry_after(headers: &mut http::HeaderMap) {
+    let too_long = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|secs| secs > MAX_RETRY_AFTER);
+    if too_long {
+        headers.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(MAX_RETRY_AFTER),
+        );
+    }
+}
+
 type Boxed = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 fn other(e: impl Into<Boxed>) -> instant_acme::Error {
@@ -73,6 +91,7 @@ impl HttpClient for Client {
             let mut response = http::Response::builder().status(answer.status());
             if let Some(headers) = response.headers_mut() {
                 *headers = std::mem::take(answer.headers_mut());
+                bound_retry_after(headers);
             }
             let mut read = Vec::new();
             while let Some(chunk) = answer.chunk().await.map_err(other)? {
@@ -86,5 +105,27 @@ impl HttpClient for Client {
             let response = response.body(Full::new(Bytes::from(read))).map_err(other)?;
             Ok(BytesResponse::from(response))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_retry_after_is_cut_to_a_day() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("18446744073709551615"),
+        );
+        bound_retry_after(&mut h);
+        assert_eq!(h[http::header::RETRY_AFTER], "86400");
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("30"),
+        );
+        bound_retry_after(&mut h);
+        assert_eq!(h[http::header::RETRY_AFTER], "30");
     }
 }

@@ -275,18 +275,36 @@ impl AcmeAuthority {
                 }),
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut new = NewOrder::new(&identifiers);
-        if let Some(p) = &settings.profile {
-            new = new.profile(p);
-        }
-        if let Some(id) = self.replaced(request) {
+        let order_of = || {
+            let new = NewOrder::new(&identifiers);
+            match &settings.profile {
+                Some(p) => new.profile(p),
+                None => new,
+            }
+        };
+        let plain = order_of();
+        let mut new = order_of();
+        let replaced = self.replaced(request);
+        if let Some(id) = replaced.clone() {
             new = new.replaces(id);
         }
-        let mut order = self
-            .account
-            .new_order(&new)
-            .await
-            .map_err(|e| fail("order", &e))?;
+        let mut order = match self.account.new_order(&new).await {
+            Ok(order) => order,
+            // A certificate already replaced once (an order that succeeded but was not
+            // deployed) cannot be replaced again: order it as a plain renewal.
+            Err(instant_acme::Error::Api(p))
+                if replaced.is_some()
+                    && p.r#type
+                        .as_deref()
+                        .is_some_and(|t| t.ends_with(":alreadyReplaced")) =>
+            {
+                self.account
+                    .new_order(&plain)
+                    .await
+                    .map_err(|e| fail("order", &e))?
+            }
+            Err(e) => return Err(fail("order", &e)),
+        };
         let mut warnings = Vec::new();
         if let Some(wanted) = &settings.profile {
             let echoed = order.state().profile.clone();
@@ -315,7 +333,8 @@ impl AcmeAuthority {
             .poll_certificate(&self.retry())
             .await
             .map_err(|e| fail("finalize", &e))?;
-        let mut issued = self.check(&pem, (request, key), now)?;
+        // Checked as of now: orders placed one after the other may take minutes.
+        let mut issued = self.check(&pem, (request, key), crate::clock::now().max(now))?;
         issued.warnings.extend(warnings);
         Ok(issued)
     }

@@ -66,6 +66,8 @@ async fn serve(listener: TcpListener, answers: Answers) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {

@@ -165,26 +165,59 @@ pub struct Restored {
     pub intermediate: Certificate,
 }
 
-/// Unpacks the archive `file` into `dir` (which must not exist, or be empty) and checks it:
-/// every file the manifest lists with its digest, nothing else, an inventory that opens with
-/// the manifest's number of certificates, and an intermediate the root signed.
+/// Unpacks the archive `file` into `dir` (which must not exist, or be an empty directory of
+/// ours that no one else may write) and checks it: every file the manifest lists with its
+/// digest, nothing else, an inventory that opens with the manifest's number of certificates,
+/// and an intermediate the root signed. The files are unpacked and checked in a new
+/// directory beside `dir`, which becomes `dir` only once everything holds.
 pub fn restore(file: &Path, dir: &Path) -> Result<Restored> {
+    let existing = match std::fs::symlink_metadata(dir) {
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            let ours = m.is_dir()
+                && m.uid() == rustix::process::geteuid().as_raw()
+                && m.mode() & 0o022 == 0;
+            let empty = std::fs::read_dir(dir)
+                .map_err(io(IoOp::Read, dir))?
+                .next()
+                .is_none();
+            if !ours || !empty {
+                return Err(Error::OutputExists {
+                    path: dir.to_path_buf(),
+                });
+            }
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io(IoOp::Read, dir)(e)),
+    };
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = fsio::temp_path(parent, "restore");
+    fsio::create_dir(&staging, 0o700)?;
+    let restored = unpack(file, &staging);
+    let placed = restored.and_then(|r| {
+        if existing {
+            std::fs::remove_dir(dir).map_err(io(IoOp::Remove, dir))?;
+        }
+        std::fs::rename(&staging, dir).map_err(io(IoOp::Rename, dir))?;
+        fsio::sync_dir(parent)?;
+        Ok(r)
+    });
+    if placed.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    placed
+}
+
+fn unpack(file: &Path, dir: &Path) -> Result<Restored> {
     let refuse = |problem: String| Error::InvalidArgument {
         what: "CA backup",
         value: format!("{}: {problem}", file.display()),
         expected: "an archive written by `pki ca backup`",
     };
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(Error::OutputExists {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fsio::create_dir(dir, 0o700)?,
-        Err(e) => return Err(io(IoOp::Read, dir)(e)),
-    }
     let archive = std::fs::File::open(file).map_err(io(IoOp::Read, file))?;
     let mut tar = tar::Archive::new(archive);
     let mut found: Vec<(String, Vec<u8>)> = Vec::new();
@@ -208,7 +241,8 @@ pub fn restore(file: &Path, dir: &Path) -> Result<Restored> {
         if entry.size() > limit || found.iter().any(|(n, _)| *n == name) {
             return Err(refuse(format!("entry {name:?} is too large or repeated")));
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        // The header's size is not trusted for the allocation.
+        let mut bytes = Vec::with_capacity(entry.size().min(MAX_PEM) as usize);
         entry
             .by_ref()
             .take(limit)
@@ -223,6 +257,16 @@ pub fn restore(file: &Path, dir: &Path) -> Result<Restored> {
         .ok_or_else(|| refuse("no manifest".to_owned()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| refuse(format!("unreadable manifest: {e}")))?;
+    for required in [
+        files::ROOT_CERT,
+        files::INTERMEDIATE_CERT,
+        files::INTERMEDIATE_KEY,
+        files::INVENTORY,
+    ] {
+        if !manifest.files.iter().any(|(n, _)| n == required) {
+            return Err(refuse(format!("{required} is not in the archive")));
+        }
+    }
     for (name, digest) in &manifest.files {
         let bytes = found
             .iter()
@@ -234,16 +278,6 @@ pub fn restore(file: &Path, dir: &Path) -> Result<Restored> {
         }
         let public = name.ends_with(".pem") && !name.ends_with(".key.pem");
         write_new(&dir.join(name), bytes, if public { 0o644 } else { 0o600 })?;
-    }
-    for required in [
-        files::ROOT_CERT,
-        files::INTERMEDIATE_CERT,
-        files::INTERMEDIATE_KEY,
-        files::INVENTORY,
-    ] {
-        if !manifest.files.iter().any(|(n, _)| n == required) {
-            return Err(refuse(format!("{required} is not in the archive")));
-        }
     }
     fsio::sync_dir(dir)?;
     let count = Inventory::open(&dir.join(files::INVENTORY))?.count()?;
