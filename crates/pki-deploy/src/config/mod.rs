@@ -267,19 +267,24 @@ impl Facts {
     }
 }
 
+/// The text of a private config file (`what` names it in errors), and what it is on disk.
+fn read_text(path: &Path, what: &str) -> Result<(String, pki::fsio::dir::Entry)> {
+    let fail = |message: String| Error::Config {
+        file: path.to_path_buf(),
+        line: None,
+        message,
+    };
+    let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG)
+        .map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+    let text =
+        String::from_utf8(bytes.to_vec()).map_err(|_| fail(format!("{what} is not UTF-8 text")))?;
+    Ok((text, entry))
+}
+
 /// Reads and validates a config file, and checks that everything it makes the hook trust is
 /// out of other users' reach (the rules are in the `audit` module's documentation).
 pub fn load(path: &Path) -> Result<Config> {
-    let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("cannot read the config file: {e}"),
-    })?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|_| Error::Config {
-        file: path.to_path_buf(),
-        line: None,
-        message: "the config file is not UTF-8 text".to_owned(),
-    })?;
+    let (text, entry) = read_text(path, "the config file")?;
     let config = parse(&text, path)?;
     audit::audit(
         &config,
@@ -293,16 +298,7 @@ pub fn load(path: &Path) -> Result<Config> {
 /// CLI's `--acme-config`). The account is kept beside it, in `acme-account.json`, unless the
 /// file names an `account_file`.
 pub fn load_acme_settings(path: &Path) -> Result<AcmeSettings> {
-    let (bytes, entry) = pki::fsio::read_private(path, MAX_CONFIG).map_err(|e| Error::Config {
-        file: path.to_path_buf(),
-        line: None,
-        message: format!("cannot read the ACME settings: {e}"),
-    })?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|_| Error::Config {
-        file: path.to_path_buf(),
-        line: None,
-        message: "not UTF-8 text".to_owned(),
-    })?;
+    let (text, entry) = read_text(path, "the ACME settings")?;
     let src = Source::new(&text, path);
     let doc = src.document(&text)?;
     let Backend::Acme(mut settings) = acme_backend(doc)? else {
