@@ -15,6 +15,8 @@ use crate::fsio::dir::{Dir, Owners};
 
 /// How long a dns-01 hook may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+/// How much of a failed hook's stderr is kept for its error.
+const HOOK_STDERR_KEPT: usize = 500;
 
 /// How challenges are answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,26 +193,47 @@ async fn run_hook(command: &[String], action: &str, name: &str, value: &str) -> 
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| fail(format!("cannot start {program}: {e}")))?;
     let pid = child.id();
-    match tokio::time::timeout(HOOK_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(500)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+    // Its stderr is drained as it comes, keeping the last bytes only: a chatty hook never
+    // blocks on a full pipe, and a long one costs no memory.
+    let reader = child.stderr.take().map(|mut err| {
+        tokio::spawn(async move {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut err, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                let excess = tail.len().saturating_sub(HOOK_STDERR_KEPT);
+                tail.drain(..excess);
+            }
+            tail
+        })
+    });
+    let waited = tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await;
+    let stderr = async {
+        // A child of the hook may keep the pipe open: its tail is awaited briefly only.
+        match reader {
+            Some(r) => tokio::time::timeout(Duration::from_secs(1), r)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    };
+    match waited {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => {
+            let stderr = stderr.await;
+            let text = String::from_utf8_lossy(&stderr);
             Err(fail(format!(
-                "{program} {action} {name} failed ({}): {}",
-                out.status,
-                tail.trim()
+                "{program} {action} {name} failed ({status}): {}",
+                text.trim()
             )))
         }
         Ok(Err(e)) => Err(fail(format!("{program}: {e}"))),
@@ -232,6 +255,25 @@ async fn run_hook(command: &[String], action: &str, name: &str, value: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failing_hook_is_reported_with_the_tail_of_its_stderr() {
+        // 200 kB on stderr: more than a pipe holds, drained without blocking the hook.
+        let command: Vec<String> = [
+            "sh",
+            "-c",
+            "head -c 200000 /dev/zero | tr '\\0' x >&2; echo last words >&2; exit 3",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let e = run_hook(&command, "set", "_acme-challenge.example.com", "v")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("failed") && e.contains("last words"), "{e}");
+        assert!(e.len() < 1000, "{} bytes", e.len());
+    }
 
     #[test]
     fn tokens_that_could_name_a_path_are_refused() {

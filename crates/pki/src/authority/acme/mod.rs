@@ -253,8 +253,29 @@ impl AcmeAuthority {
         Ok(issued)
     }
 
-    /// Orders a certificate for `key`, which the result does not carry.
+    /// Orders a certificate for `key`, which the result does not carry; the whole order,
+    /// challenges included, within the settings' `order_timeout`.
     pub async fn order(
+        &self,
+        request: &CertificateRequest,
+        key: &PrivateKey,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
+        let limit = self.settings.order_timeout;
+        match tokio::time::timeout(limit, self.order_within(request, key, now)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Acme {
+                operation: "order",
+                directory: self.settings.directory.clone(),
+                problem: format!(
+                    "the order did not complete within order_timeout ({} s)",
+                    limit.as_secs()
+                ),
+            }),
+        }
+    }
+
+    async fn order_within(
         &self,
         request: &CertificateRequest,
         key: &PrivateKey,
