@@ -142,22 +142,9 @@ fn a_live_ca_is_backed_up_restored_and_issues_again() {
 
 #[test]
 fn the_keys_stay_encrypted_in_a_backup() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pass = tmp.path().join("pass");
-    std::fs::write(&pass, "a long passphrase for the test\n").unwrap();
-    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let dir = tmp.path().join("ca");
-    Pki::new([
-        "ca",
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--passphrase-file",
-        pass.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
-    let archive = tmp.path().join("ca.tar");
+    let (ca, _) = TestCa::encrypted("a long passphrase for the test");
+    let dir = ca.dir.clone();
+    let archive = ca.path("ca.tar");
     Pki::new([
         "ca",
         "backup",

@@ -241,22 +241,10 @@ fn encrypted_ca_key_opens_with_openssl_and_refuses_wrong_passphrase() {
     if !require(&["openssl"]) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ca");
-    let pass = tmp.path().join("pass");
-    std::fs::write(&pass, "s3cret passphrase\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    pki_tests::Pki::new([
-        "ca",
-        "init",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--passphrase-file",
-        pass.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
+    let (ca, _) = TestCa::encrypted("s3cret passphrase");
+    let dir = ca.dir.clone();
+    let tmp = &ca.tmp;
     for key in ["root.key.pem", "intermediate.key.pem"] {
         let path = dir.join(key);
         let text = std::fs::read_to_string(&path).unwrap();

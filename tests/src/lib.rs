@@ -269,6 +269,27 @@ impl TestCa {
         Self { tmp, dir }
     }
 
+    /// A CA made with `--passphrase-file`, and that file (0600, beside the CA directory).
+    pub fn encrypted(passphrase: &str) -> (Self, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let pass = tmp.path().join("pass");
+        std::fs::write(&pass, format!("{passphrase}\n")).unwrap();
+        std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        Pki::new([
+            "ca",
+            "init",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+        (Self { tmp, dir }, pass)
+    }
+
     /// A path inside the CA's temporary directory (not inside the CA dir).
     pub fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)

@@ -274,20 +274,31 @@ async fn vault(check: &str, settings: &pki::authority::vault::VaultSettings, che
     }
 }
 
+/// Largest answer doctor reads from a server.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// An HTTP client trusting `ca_cert` / `ca_path` alone when given (else the system roots),
+/// bounded in time, following no redirect.
+fn client(
+    ca_cert: Option<&std::path::Path>,
+    ca_path: Option<&std::path::Path>,
+) -> std::result::Result<reqwest::Client, String> {
+    let roots = pki::tls::roots(ca_cert, ca_path).map_err(|e| e.to_string())?;
+    let tls = pki::tls::client_config(roots).map_err(|e| e.to_string())?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// The `Date` of Vault's `sys/health` answer.
 async fn server_date(
     address: &str,
     settings: &pki::authority::vault::VaultSettings,
 ) -> std::result::Result<Option<time::OffsetDateTime>, String> {
-    let roots = pki::tls::roots(settings.ca_cert.as_deref(), settings.ca_path.as_deref())
-        .map_err(|e| e.to_string())?;
-    let tls = pki::tls::client_config(roots).map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(std::time::Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = client(settings.ca_cert.as_deref(), settings.ca_path.as_deref())?;
     let answer = http
         .get(format!(
             "{}/v1/sys/health?standbyok=true",
@@ -308,21 +319,21 @@ async fn server_date(
 
 async fn acme(check: &str, settings: &pki::authority::acme::AcmeSettings, checks: &mut Checks) {
     let reach = async {
-        let roots =
-            pki::tls::roots(settings.ca_cert.as_deref(), None).map_err(|e| e.to_string())?;
-        let tls = pki::tls::client_config(roots).map_err(|e| e.to_string())?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let answer = http
+        let http = client(settings.ca_cert.as_deref(), None)?;
+        let mut answer = http
             .get(&settings.directory)
             .send()
             .await
             .map_err(|e| e.to_string())?;
         let status = answer.status();
-        let body: serde_json::Value = answer.json().await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(|e| e.to_string())? {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         if status.is_success() && body.get("newOrder").is_some() {
             Ok(())
         } else {
