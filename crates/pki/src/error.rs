@@ -130,12 +130,23 @@ impl fmt::Display for KeyProblem {
     }
 }
 
+/// What to do about a read-only file system: under the shipped `pki.service`
+/// (`ProtectSystem=strict`) it means the path is outside the unit's `ReadWritePaths`.
+fn read_only_hint(source: &io::Error) -> &'static str {
+    if source.kind() == io::ErrorKind::ReadOnlyFilesystem {
+        " (if pki.service runs this, it may write only the unit's ReadWritePaths: add the \
+         directory with `systemctl edit pki.service`)"
+    } else {
+        ""
+    }
+}
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {source}{}", path.display(), read_only_hint(source))]
     Io {
         /// What was being done.
         op: IoOp,
@@ -638,5 +649,30 @@ impl fmt::Display for Rfc3339 {
             Ok(s) => f.write_str(&s),
             Err(_) => write!(f, "{}", self.0.unix_timestamp()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_file_system_names_the_units_write_list() {
+        let io_error = |kind| Error::Io {
+            op: IoOp::CreateDir,
+            path: "/etc/ssl".into(),
+            source: io::Error::from(kind),
+        };
+        let message = io_error(io::ErrorKind::ReadOnlyFilesystem).to_string();
+        assert!(
+            message.starts_with("cannot create directory /etc/ssl: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("`systemctl edit pki.service`"),
+            "{message}"
+        );
+        let message = io_error(io::ErrorKind::PermissionDenied).to_string();
+        assert!(!message.contains("pki.service"), "{message}");
     }
 }
