@@ -12,6 +12,7 @@ mod bad_inputs;
 mod concurrency;
 mod doctor;
 mod durability;
+mod mtls;
 mod offline_ca;
 mod packaging;
 mod rotate;

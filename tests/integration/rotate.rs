@@ -148,7 +148,7 @@ impl Rig {
 }
 
 /// The serial a service presents, read with `openssl s_client`.
-fn served(port: u16, starttls: Option<&str>) -> Serial {
+pub(crate) fn served(port: u16, starttls: Option<&str>) -> Serial {
     let mut cmd = Command::new("openssl");
     cmd.args([
         "s_client",
@@ -170,7 +170,7 @@ fn served(port: u16, starttls: Option<&str>) -> Serial {
     cert.info().serial.clone()
 }
 
-fn chown_postgres(path: &Path) {
+pub(crate) fn chown_postgres(path: &Path) {
     assert!(
         Command::new("chown")
             .arg("postgres:postgres")
@@ -181,7 +181,7 @@ fn chown_postgres(path: &Path) {
     );
 }
 
-fn cert_section(name: &str, target: &str) -> String {
+pub(crate) fn cert_section(name: &str, target: &str) -> String {
     format!(
         "[[certificate]]\nname = \"{name}\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\n[[certificate.target]]\n{target}\n"
     )
@@ -189,7 +189,7 @@ fn cert_section(name: &str, target: &str) -> String {
 
 /// A target's probe: a TLS connection to 127.0.0.1:`port`, with the default timeout or
 /// `timeout`.
-fn probe(port: u16, timeout: Option<&str>) -> String {
+pub(crate) fn probe(port: u16, timeout: Option<&str>) -> String {
     match timeout {
         Some(t) => format!("probe = {{ address = \"127.0.0.1:{port}\", timeout = \"{t}\" }}"),
         None => format!("probe = {{ address = \"127.0.0.1:{port}\" }}"),
@@ -197,7 +197,7 @@ fn probe(port: u16, timeout: Option<&str>) -> String {
 }
 
 /// The first lines of a target that writes a certificate and a key file: its type and paths.
-fn cert_key(kind: &str, cert: &Path, key: &Path) -> String {
+pub(crate) fn cert_key(kind: &str, cert: &Path, key: &Path) -> String {
     format!(
         "type = \"{kind}\"\ncert = \"{}\"\nkey = \"{}\"",
         cert.display(),

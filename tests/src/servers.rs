@@ -308,13 +308,18 @@ pub fn nginx_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) 
 
 /// MariaDB with `ssl-cert`/`ssl-key` at the given paths.
 pub fn mariadb(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    mariadb_with(dir, cert, key, "")
+}
+
+/// [`mariadb`] with `extra` lines in its `[mariadbd]` section (`ssl-ca = …`).
+pub fn mariadb_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) -> Server {
     let port = free_port();
     let d = dir.path();
     std::fs::create_dir_all(d.join("tmp")).unwrap();
     let cnf = format!(
         "[mariadbd]\nuser = root\ndatadir = {d}/data\nsocket = {d}/mysqld.sock\npid-file = {d}/mariadbd.pid\n\
          log-error = {d}/error.log\ntmpdir = {d}/tmp\nport = {port}\nbind-address = 127.0.0.1\n\
-         innodb-buffer-pool-size = 32M\ninnodb-log-file-size = 8M\nssl-cert = {cert}\nssl-key = {key}\n\
+         innodb-buffer-pool-size = 32M\ninnodb-log-file-size = 8M\nssl-cert = {cert}\nssl-key = {key}\n{extra}\n\
          [client]\nsocket = {d}/mysqld.sock\nuser = root\n",
         d = d.display(),
         cert = cert.display(),
@@ -358,6 +363,11 @@ pub fn mariadb(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
 
 /// PostgreSQL run as the `postgres` user, `ssl_cert_file`/`ssl_key_file` at the given paths.
 pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    postgres_with(dir, cert, key, "")
+}
+
+/// [`postgres`] with `extra` lines in `postgresql.conf` (`ssl_ca_file`, `hba_file`, …).
+pub fn postgres_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) -> Server {
     let port = free_port();
     let d = dir.path();
     let bin = Path::new("/usr/lib/postgresql/15/bin");
@@ -399,7 +409,7 @@ pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
     );
     let extra = format!(
         "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{sock}'\nssl = on\n\
-         ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n",
+         ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n{extra}\n",
         sock = d.join("sock").display(),
         cert = cert.display(),
         key = key.display(),
@@ -437,12 +447,18 @@ pub fn postgres(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
 
 /// Redis with TLS on a free port and a unix socket for administration.
 pub fn redis(dir: tempfile::TempDir, cert: &Path, key: &Path) -> Server {
+    redis_with(dir, cert, key, "")
+}
+
+/// [`redis`] with `extra` lines at the end of its config (the last setting of a key wins:
+/// `tls-auth-clients yes`).
+pub fn redis_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) -> Server {
     let port = free_port();
     let d = dir.path();
     let conf = format!(
         "bind 127.0.0.1\nport 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\ntls-auth-clients no\n\
          unixsocket {d}/redis.sock\nunixsocketperm 700\ndir {d}\npidfile {d}/redis.pid\nlogfile {d}/redis.log\n\
-         daemonize no\nsave \"\"\nappendonly no\n",
+         daemonize no\nsave \"\"\nappendonly no\n{extra}\n",
         d = d.display(),
         cert = cert.display(),
         key = key.display(),
