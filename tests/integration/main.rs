@@ -15,6 +15,7 @@ mod durability;
 mod mtls;
 mod offline_ca;
 mod packaging;
+mod rollover;
 mod rotate;
 mod rotate_drift;
 mod security;

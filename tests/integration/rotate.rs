@@ -206,7 +206,12 @@ pub(crate) fn cert_key(kind: &str, cert: &Path, key: &Path) -> String {
 }
 
 /// An HAProxy target: `pem` on disk, swapped through the admin `socket`, probed on `port`.
-fn haproxy_target(pem: &Path, socket: &Path, port: u16, timeout: Option<&str>) -> String {
+pub(crate) fn haproxy_target(
+    pem: &Path,
+    socket: &Path,
+    port: u16,
+    timeout: Option<&str>,
+) -> String {
     format!(
         "type = \"haproxy\"\npem = \"{}\"\nsocket = \"{}\"\n{}",
         pem.display(),

@@ -12,18 +12,49 @@ use std::time::{Duration, Instant};
 /// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768 and up), so that no
 /// outgoing connection or `bind(0)` elsewhere takes it before the server binds it; spread by
 /// pid so that parallel test processes rarely try the same ones.
+/// A port is also reserved for the test process that picked it (a file named after it, holding
+/// the pid, in a shared directory): between picking a port and a server binding it, another
+/// test process must not pick it too.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id().wrapping_mul(7919);
     for _ in 0..2000 {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let port = 20000 + (seed.wrapping_add(n.wrapping_mul(97)) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if reserve(port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Takes `port` for this process, unless a live test process holds it (a dead one's
+/// reservation is taken over).
+fn reserve(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("pki-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let file = dir.join(port.to_string());
+    let me = std::process::id().to_string();
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+        {
+            Ok(mut f) => return std::io::Write::write_all(&mut f, me.as_bytes()).is_ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&file).unwrap_or_default();
+                // Ours already, being written by another process, or held by a live one.
+                if holder == me || holder.is_empty() || Path::new("/proc").join(&holder).exists() {
+                    return false;
+                }
+                let _ = std::fs::remove_file(&file);
+            }
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// A temporary directory with a short path: unix sockets allow about 100 bytes.

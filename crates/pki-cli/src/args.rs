@@ -173,7 +173,29 @@ pub(crate) enum CaCommand {
     Backup(CaBackupArgs),
     /// Unpack a backup into a new CA directory and check it.
     Restore(CaRestoreArgs),
+    /// Replace the intermediate by a new one under the same root: new certificates come from
+    /// the new one; the old one is kept in retired/ and signs CRLs until its last leaf expires.
+    #[command(after_help = CA_ROTATE_INTERMEDIATE_EXAMPLES)]
+    RotateIntermediate(CaRotateIntermediateArgs),
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct CaRotateIntermediateArgs {
+    #[command(flatten)]
+    pub ca: CaOpts,
+    /// Lifetime of the new intermediate (cut to the root's).
+    #[arg(long, default_value_t = Dur(DEFAULT_INTERMEDIATE_TTL), value_name = "DURATION")]
+    pub ttl: Dur,
+    /// The root key, when it is kept outside the CA directory (`ca init --root-key-out`).
+    #[arg(long, value_name = "FILE")]
+    pub root_key: Option<PathBuf>,
+}
+
+const CA_ROTATE_INTERMEDIATE_EXAMPLES: &str = "\
+Examples:
+  pki ca rotate-intermediate --ca-dir /var/lib/pki/ca --passphrase-file /root/ca.pass
+  # then, on every host: pki rotate reissues what the old intermediate signed
+  pki rotate --config /etc/pki/rotate.toml --dry-run     # ... (issuer-changed)";
 
 #[derive(Debug, Args)]
 pub(crate) struct CaBackupArgs {

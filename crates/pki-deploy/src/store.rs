@@ -107,7 +107,8 @@ pub(crate) fn version_id(cert: &Certificate, at: OffsetDateTime) -> String {
     )
 }
 
-/// The version file's content: leaf, intermediates, root, key.
+/// The version file's content: leaf, intermediates, root, the other CAs of the trust bundle,
+/// key.
 fn render(issued: &IssuedCertificate) -> Result<Zeroizing<String>> {
     let mut out = Zeroizing::new(issued.certificate.pem());
     for c in &issued.chain {
@@ -116,8 +117,47 @@ fn render(issued: &IssuedCertificate) -> Result<Zeroizing<String>> {
     if let Some(root) = &issued.root {
         out.push_str(&root.pem());
     }
+    for c in &issued.trust {
+        if issued.root.as_ref().is_none_or(|r| r.der() != c.der()) {
+            out.push_str(&c.pem());
+        }
+    }
     out.push_str(pki::bundle::key_pem(issued)?.expose());
     Ok(out)
+}
+
+/// What the backend expects of a current version (each part `None` when unknown): signed by
+/// its current issuer, carrying its trust bundle.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Expected<'a> {
+    /// The backend's current issuer.
+    pub issuer: Option<&'a Certificate>,
+    /// The backend's trust bundle (not checked when empty: the backend gives none).
+    pub trust: Option<&'a [Certificate]>,
+}
+
+impl<'a> Expected<'a> {
+    /// Expecting `issuer` and `trust`.
+    pub fn new(issuer: Option<&'a Certificate>, trust: Option<&'a [Certificate]>) -> Self {
+        Self {
+            issuer,
+            trust: trust.filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// What cached facts were checked against: the issuer's id, then each CA's of the bundle.
+    fn id(&self) -> Option<String> {
+        if self.issuer.is_none() && self.trust.is_none() {
+            return None;
+        }
+        let mut id = self.issuer.map(crate::state::issuer_id).unwrap_or_default();
+        for c in self.trust.unwrap_or_default() {
+            id.push('+');
+            id.push_str(&crate::state::issuer_id(c));
+        }
+        Some(id)
+    }
 }
 
 /// The store's directory in a state directory.
@@ -208,10 +248,11 @@ impl Store {
     pub fn observe(
         &self,
         name: &str,
-        issuer: Option<&Certificate>,
+        expected: Expected<'_>,
         cached: Option<&CachedCert>,
     ) -> Observation {
-        let issuer_id = issuer.map(crate::state::issuer_id);
+        let Expected { issuer, trust } = expected;
+        let issuer_id = expected.id();
         // One stat through `current`: the same inode, size and ctime as when the facts were
         // read means the same version file, untouched (a switch, a deletion, a truncation or
         // a replacement all change it), and the link need not be read.
@@ -257,6 +298,21 @@ impl Store {
         };
         let leaf = blocks.iter().find(|b| b.label == label::CERTIFICATE);
         let key = blocks.iter().find(|b| b.label == label::PRIVATE_KEY);
+        // The CAs it carries (self-issued, after the leaf) against the backend's bundle.
+        let trust_current = trust.map(|bundle| {
+            let mut held: Vec<Vec<u8>> = blocks
+                .iter()
+                .filter(|b| b.label == label::CERTIFICATE)
+                .skip(1)
+                .filter_map(|b| Certificate::from_der(b.der.clone(), &origin).ok())
+                .filter(|c| c.info().self_issued)
+                .map(|c| c.der().to_vec())
+                .collect();
+            let mut wanted: Vec<Vec<u8>> = bundle.iter().map(|c| c.der().to_vec()).collect();
+            held.sort();
+            wanted.sort();
+            held == wanted
+        });
         let (Some(leaf), Some(key)) = (leaf, key) else {
             return unusable(format!("{origin}: a certificate and a key are expected"));
         };
@@ -275,6 +331,7 @@ impl Store {
         let mut checked = Checked::default();
         checked.key_matches = key_matches;
         checked.issuer_current = issuer.map(|i| cert.is_signed_by(i));
+        checked.trust_current = trust_current;
         let current = Current::from_certificate(&cert, checked);
         let fresh = CachedCert::new(version.clone(), issuer_id, file, current.clone());
         Observation {
@@ -369,12 +426,14 @@ impl Store {
             }
             .into());
         }
-        Ok(IssuedCertificate::new(
+        let mut issued = IssuedCertificate::new(
             certificate,
             chain,
-            roots.into_iter().next(),
+            roots.first().cloned(),
             Some(private_key),
-        ))
+        );
+        issued.trust = roots;
+        Ok(issued)
     }
 
     /// Removes versions older than the current one and the [`KEEP_PREVIOUS`] before it, any

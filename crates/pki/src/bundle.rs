@@ -29,6 +29,18 @@ pub fn chain_pem(issued: &IssuedCertificate) -> String {
     issued.chain.iter().map(|c| c.pem()).collect()
 }
 
+/// What a `ca.pem` holds: every CA to trust (the trust bundle), else the root, else the
+/// intermediates (an ACME chain, whose root the system trusts).
+pub fn ca_pem(issued: &IssuedCertificate) -> String {
+    if !issued.trust.is_empty() {
+        return issued.trust.iter().map(|c| c.pem()).collect();
+    }
+    match &issued.root {
+        Some(root) => root.pem(),
+        None => chain_pem(issued),
+    }
+}
+
 /// Leaf then intermediates, the order every server expects.
 pub fn fullchain_pem(issued: &IssuedCertificate) -> String {
     let mut out = issued.certificate.pem();

@@ -131,6 +131,9 @@ pub struct Current {
     pub key_matches: bool,
     /// Whether it was issued by the backend's current CA (`None`: unknown, not checked).
     pub issuer_current: Option<bool>,
+    /// Whether the CAs kept with it are the backend's trust bundle (`None`: not checked).
+    #[serde(default)]
+    pub trust_current: Option<bool>,
 }
 
 /// What the caller found out about a certificate that the certificate itself does not say
@@ -142,6 +145,8 @@ pub struct Checked {
     pub key_matches: bool,
     /// Whether the backend's current CA signed it (`None`: not checked).
     pub issuer_current: Option<bool>,
+    /// Whether the CAs kept with it are the backend's trust bundle (`None`: not checked).
+    pub trust_current: Option<bool>,
 }
 
 impl Current {
@@ -158,6 +163,7 @@ impl Current {
             not_after: info.not_after,
             key_matches: checked.key_matches,
             issuer_current: checked.issuer_current,
+            trust_current: checked.trust_current,
         }
     }
 }
@@ -181,6 +187,9 @@ pub enum Reason {
     KeyAlgorithmChanged,
     /// Issued by a CA other than the backend's current one.
     IssuerChanged,
+    /// The backend's trust bundle changed (a root rollover): the certificate stays, its `ca`
+    /// files are deployed again with the new bundle.
+    TrustChanged,
     /// Expired.
     Expired,
     /// Past its renewal point.
@@ -200,6 +209,7 @@ impl Reason {
             Self::ProfileChanged => "profile-changed",
             Self::KeyAlgorithmChanged => "key-algorithm-changed",
             Self::IssuerChanged => "issuer-changed",
+            Self::TrustChanged => "trust-changed",
             Self::Expired => "expired",
             Self::Due => "due",
             Self::Forced => "forced",
@@ -354,6 +364,12 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
             ),
         );
     }
+    if current.trust_current == Some(false) {
+        return issue(
+            Reason::TrustChanged,
+            "the backend's trust bundle changed: its CA files are deployed again".to_owned(),
+        );
+    }
     Decision::Keep { renew_after }
 }
 
@@ -462,6 +478,7 @@ mod tests {
             not_after: datetime!(2026-01-31 0:00 UTC),
             key_matches: true,
             issuer_current: Some(true),
+            trust_current: Some(true),
         }
     }
 
@@ -637,6 +654,19 @@ mod tests {
             Some(Reason::IssuerChanged)
         );
         assert_eq!(with(&|c| c.issuer_current = None), None);
+        // A changed trust bundle redeploys what is in place, unless something else reissues.
+        assert_eq!(
+            with(&|c| c.trust_current = Some(false)),
+            Some(Reason::TrustChanged)
+        );
+        assert_eq!(
+            with(&|c| {
+                c.trust_current = Some(false);
+                c.issuer_current = Some(false);
+            }),
+            Some(Reason::IssuerChanged)
+        );
+        assert_eq!(with(&|c| c.trust_current = None), None);
         assert_eq!(
             with(&|c| c.names.push(SubjectName::parse("10.0.0.1").unwrap())),
             Some(Reason::NamesChanged)

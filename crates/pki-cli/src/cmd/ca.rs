@@ -1,12 +1,12 @@
-//! `pki ca init`, `pki ca backup`, `pki ca restore`.
+//! `pki ca init`, `pki ca backup`, `pki ca restore`, `pki ca rotate-intermediate`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pki::authority::offline::{self, InitOptions, KeyProtection};
 use pki::clock;
 
 use super::parse;
 use crate::UsageError;
-use crate::args::{CaBackupArgs, CaInitArgs, CaRestoreArgs};
+use crate::args::{CaBackupArgs, CaInitArgs, CaRestoreArgs, CaRotateIntermediateArgs};
 use crate::output::{self, Format};
 
 pub(crate) fn init(a: CaInitArgs, format: Format) -> Result<u8> {
@@ -93,6 +93,49 @@ pub(crate) fn restore(a: CaRestoreArgs, format: Format) -> Result<u8> {
             restored.manifest.certificates,
             restored.intermediate.info().subject,
             restored.root.info().subject
+        );
+    }
+    Ok(0)
+}
+
+pub(crate) fn rotate_intermediate(a: CaRotateIntermediateArgs, format: Format) -> Result<u8> {
+    let dir = a.ca.ca_dir.as_deref().ok_or_else(|| {
+        UsageError("no CA directory: give --ca-dir DIR or set PKI_CA_DIR".to_owned())
+    })?;
+    let ca = offline::OfflineCa::open(dir)?;
+    let file = a.ca.passphrase_file.as_deref();
+    // One passphrase for both keys, as `ca init` made them.
+    let protection = if ca.key_is_encrypted()? {
+        KeyProtection::Passphrase(crate::passphrase::for_unlock(file)?)
+    } else {
+        KeyProtection::None
+    };
+    let source = match &protection {
+        KeyProtection::Passphrase(p) => offline::CaKeySource::Given(p.duplicate()),
+        _ => crate::passphrase::source(file),
+    };
+    let root = ca
+        .unlock_root(a.root_key.as_deref(), &source)
+        .context("cannot unlock the root key")?;
+    let new = offline::rollover::NewIntermediate::new(protection, a.ttl.0);
+    let done = ca.rotate_intermediate(&root, &new, clock::now())?;
+    if format.is_json() {
+        output::print_json(&done)?;
+    } else {
+        println!("Rotated the intermediate of {}", dir.display());
+        for (what, info) in [("new", &done.current), ("retired", &done.retired)] {
+            println!(
+                "  {what:<8} {}  serial {}  expires {}",
+                info.subject,
+                info.serial,
+                output::time(info.not_after)
+            );
+        }
+        println!("  kept in  {}", done.retired_to.display());
+        println!(
+            "Every certificate the retired intermediate signed is now due (issuer-changed) at \
+             the next `pki rotate`; `pki crl` also signs a CRL with the retired one while any \
+             of them is unexpired."
         );
     }
     Ok(0)

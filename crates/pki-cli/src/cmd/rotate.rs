@@ -3,7 +3,7 @@
 use anyhow::Result;
 use pki::rotation::Decision;
 use pki_deploy::log::{Event, Level, LogFormat, Logger};
-use pki_deploy::rotate::{self, CertAction, RunSummary, TargetAction};
+use pki_deploy::rotate::{self, CertAction, RunSummary, TargetAction, TrustAction};
 use pki_deploy::{Error, config};
 use serde_json::json;
 
@@ -53,14 +53,23 @@ pub(crate) async fn run(a: RotateArgs, format: Format) -> Result<u8> {
         print_plan(&summary)?;
     } else {
         let failed = summary.certificates.iter().filter(|c| !c.ok()).count();
-        let msg = format!(
+        let mut msg = format!(
             "run finished in {:.2}s: {} issued, {} redeployed, {} current, {failed} failed",
             summary.elapsed.as_secs_f64(),
             summary.count(CertAction::Issued),
             summary.count(CertAction::Redeployed),
             summary.count(CertAction::Kept),
         );
-        if failed > 0 {
+        if !summary.trust.is_empty() {
+            let count = |a| summary.trust.iter().filter(|t| t.action == a).count();
+            msg.push_str(&format!(
+                "; trust files: {} written, {} in sync, {} failed",
+                count(TrustAction::Updated),
+                count(TrustAction::InSync),
+                count(TrustAction::Failed)
+            ));
+        }
+        if summary.failed() {
             log.error(Event::run("run-finished", msg));
         } else {
             log.info(Event::run("run-finished", msg));
@@ -183,6 +192,25 @@ fn print_plan(summary: &RunSummary) -> std::io::Result<()> {
                 Some(e) => writeln!(out, "{}: {} (backend {}: {e})", c.name, c.action, c.backend)?,
                 None => writeln!(out, "{}: {} (backend {})", c.name, c.action, c.backend)?,
             },
+        }
+    }
+    for t in &summary.trust {
+        let what = match t.action {
+            TrustAction::InSync => "in sync",
+            TrustAction::WouldUpdate | TrustAction::Updated => "write",
+            TrustAction::Failed => "cannot write",
+            _ => "unknown",
+        };
+        write!(
+            out,
+            "trust {}: {what} ({} CA(s) of backend {}",
+            t.path.display(),
+            t.cas,
+            t.backend
+        )?;
+        match &t.error {
+            Some(e) => writeln!(out, ": {e})")?,
+            None => writeln!(out, ")")?,
         }
     }
     out.flush()

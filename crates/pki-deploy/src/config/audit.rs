@@ -102,6 +102,9 @@ pub(crate) fn audit(config: &Config, file: &Path, entry: &Entry) -> Result<()> {
         files.extend(uses.secrets.into_iter().map(|p| (p, Trust::Secret)));
         programs.extend(uses.commands.into_iter().filter_map(program));
     }
+    for t in &config.trust {
+        programs.extend(t.reload_command.as_ref().and_then(program));
+    }
     for program in &programs {
         files.push((program, Trust::Content));
     }

@@ -13,6 +13,7 @@ mod audit;
 pub(crate) mod doc;
 mod report;
 mod target;
+mod trust;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::report::ReportConfig;
 use crate::service::TargetConfig;
 use doc::{Source, Table};
+pub use trust::TrustConfig;
 
 pub use pki::request::DEFAULT_TTL;
 pub use pki::rotation::{DEFAULT_JITTER, EARLIEST_RENEWAL};
@@ -59,6 +61,8 @@ pub struct Config {
     pub report: ReportConfig,
     /// The managed certificates.
     pub certificates: Vec<CertificateConfig>,
+    /// Where trust bundles are written (`[[trust]]`).
+    pub trust: Vec<TrustConfig>,
 }
 
 impl Config {
@@ -76,6 +80,7 @@ impl Config {
             }],
             report: ReportConfig::default(),
             certificates: Vec::new(),
+            trust: Vec::new(),
         }
     }
 
@@ -333,6 +338,7 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
     let src = Source::new(text, path);
     let mut doc = src.document(text)?;
     let certificates = doc.take_tables("certificate", |_| "certificate.".to_owned())?;
+    let trust_tables = doc.take_tables("trust", |_| "trust.".to_owned())?;
     let backends = backends(&mut doc)?;
     let mut defaults = match doc.take("defaults") {
         Some(d) => RawDefaults::read(doc.of("defaults.".into(), d, "defaults")?)?,
@@ -353,6 +359,23 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         return Err(doc.error("state_dir", "must not be empty"));
     }
     let certificates = certificates_of(certificates, &defaults, facts)?;
+    let mut trust = Vec::new();
+    for t in trust_tables {
+        let entry = trust::read(t, &backends)?;
+        let written_twice = certificates
+            .iter()
+            .flat_map(|c| c.targets.iter().flat_map(TargetConfig::files))
+            .map(|f| f.path.as_path())
+            .chain(trust.iter().map(|t: &TrustConfig| t.path.as_path()))
+            .any(|p| p == entry.path);
+        if written_twice {
+            return Err(src.error_at(
+                entry.line,
+                format!("trust.path: {} is written twice", entry.path.display()),
+            ));
+        }
+        trust.push(entry);
+    }
     let state_dir = src.path(&top.state_dir);
     let mut backends = backends;
     for b in &mut backends {
@@ -370,6 +393,7 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
         backends,
         report,
         certificates,
+        trust,
     })
 }
 

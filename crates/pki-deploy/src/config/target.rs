@@ -15,7 +15,7 @@ use crate::service::{Paths, Service, Settings, TargetConfig};
 /// A user or group, by number or by name.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum IdValue {
+pub(super) enum IdValue {
     Number(u32),
     Name(String),
 }
@@ -23,7 +23,7 @@ enum IdValue {
 /// A file mode, as a TOML number or an octal string.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum ModeValue {
+pub(super) enum ModeValue {
     Number(u32),
     Text(String),
 }
@@ -124,7 +124,7 @@ fn probe_of(
 /// A mode for certificate and key files: read and write bits only, no one but the owner may
 /// write. A TOML number is taken as written (`0o640` is octal, `640` is decimal 640, which is
 /// no such mode): write modes as strings such as `"0640"`.
-fn mode(m: ModeValue) -> std::result::Result<u32, String> {
+pub(super) fn mode(m: ModeValue) -> std::result::Result<u32, String> {
     let v = match m {
         ModeValue::Number(n) => {
             if n > 0o777 {
@@ -155,7 +155,7 @@ fn mode(m: ModeValue) -> std::result::Result<u32, String> {
     Ok(v)
 }
 
-fn user(v: IdValue) -> std::result::Result<u32, String> {
+pub(super) fn user(v: IdValue) -> std::result::Result<u32, String> {
     match v {
         IdValue::Number(n) => Ok(n),
         IdValue::Name(name) => match nix::unistd::User::from_name(&name) {
@@ -165,7 +165,7 @@ fn user(v: IdValue) -> std::result::Result<u32, String> {
     }
 }
 
-fn group(v: IdValue) -> std::result::Result<u32, String> {
+pub(super) fn group(v: IdValue) -> std::result::Result<u32, String> {
     match v {
         IdValue::Number(n) => Ok(n),
         IdValue::Name(name) => match nix::unistd::Group::from_name(&name) {

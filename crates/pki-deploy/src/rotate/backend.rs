@@ -31,6 +31,8 @@ pub(crate) struct Signers {
     pub all: Vec<Signer>,
     /// The current issuer of each backend that opened, by name.
     pub issuers: HashMap<String, Certificate>,
+    /// The trust bundle of each backend that opened and has one, by name.
+    pub trust: HashMap<String, Vec<Certificate>>,
 }
 
 impl Signers {
@@ -62,19 +64,21 @@ pub(crate) async fn open_all(
     opts: &Options,
     certs: &[&CertificateConfig],
 ) -> Result<Signers> {
+    let trusted =
+        |name: &str| opts.only.is_empty() && config.trust.iter().any(|t| t.backend == name);
     let used: Vec<_> = config
         .backends
         .iter()
-        .filter(|b| certs.iter().any(|c| c.backend == b.name))
+        .filter(|b| certs.iter().any(|c| c.backend == b.name) || trusted(&b.name))
         .collect();
     let mut signers = Signers::default();
     for named in &used {
         let opened = match open(&named.backend, opts).await {
-            Ok(Some(a)) => match a.current_issuer().await {
-                Ok(i) => Ok((Some(a), i)),
+            Ok(Some(a)) => match facts(&a).await {
+                Ok((issuer, trust)) => Ok((Some(a), issuer, trust)),
                 Err(e) => Err(e.into()),
             },
-            Ok(None) => Ok((None, None)),
+            Ok(None) => Ok((None, None, Vec::new())),
             Err(e) => Err(e),
         };
         let mut signer = Signer {
@@ -83,10 +87,13 @@ pub(crate) async fn open_all(
             broken: None,
         };
         match opened {
-            Ok((authority, issuer)) => {
+            Ok((authority, issuer, trust)) => {
                 signer.authority = authority;
                 if let Some(issuer) = issuer {
                     signers.issuers.insert(named.name.clone(), issuer);
+                }
+                if !trust.is_empty() {
+                    signers.trust.insert(named.name.clone(), trust);
                 }
             }
             Err(e) if used.len() == 1 => return Err(e),
@@ -101,6 +108,13 @@ pub(crate) async fn open_all(
         signers.all.push(signer);
     }
     Ok(signers)
+}
+
+/// A backend's current issuer and trust bundle.
+async fn facts(authority: &Authority) -> pki::Result<(Option<Certificate>, Vec<Certificate>)> {
+    let issuer = authority.current_issuer().await?;
+    let trust = authority.trust_anchors(clock::now()).await?;
+    Ok((issuer, trust))
 }
 
 /// Opens a backend without unlocking anything. A missing offline CA that the config asks to

@@ -11,6 +11,7 @@ mod batch;
 pub mod phases;
 pub mod plan;
 pub mod summary;
+pub mod trust;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -31,6 +32,7 @@ use batch::Batch;
 use phases::{Phase, Work};
 use plan::PlanInput;
 pub use summary::{CertAction, CertOutcome, Rollback, RunSummary, TargetAction, TargetResult};
+pub use trust::{TrustAction, TrustOutcome};
 
 /// Options of a run.
 #[derive(Debug)]
@@ -148,6 +150,7 @@ impl Started {
             certificates,
             report_errors: Vec::new(),
             error: None,
+            trust: Vec::new(),
         }
     }
 
@@ -293,19 +296,28 @@ impl Run<'_> {
             store: &store,
             state: &state,
             issuers: &signers.issuers,
+            trust: &signers.trust,
             force: opts.force,
             now: self.started.at,
         };
         let mut planned = plan::plan(&input, &live);
         ari::consult(&self, &signers, &mut planned, &store).await;
+        // Trust files first: a host trusts a new root before anything it talks to moves.
+        let trust = if opts.only.is_empty() {
+            trust::deploy_all(config, &signers, opts).await
+        } else {
+            Vec::new()
+        };
         if opts.dry_run {
             let outcomes = planned.into_iter().map(phases::planned_outcome).collect();
-            return Ok(self.started.planned(in_order(certs, outcomes, down)));
+            let mut summary = self.started.planned(in_order(certs, outcomes, down));
+            summary.trust = trust;
+            return Ok(summary);
         }
         // A signing key is unlocked only when something it signs is to be issued.
         let due: Vec<&str> = planned
             .iter()
-            .filter(|p| p.is_due())
+            .filter(|p| p.needs_signing())
             .map(|p| p.cert.backend.as_str())
             .collect();
         backend::unlock_due(&mut signers, &due, config, opts)?;
@@ -325,9 +337,9 @@ impl Run<'_> {
         };
         execute(&mut work, signers, &mut state, &phase).await;
         let outcomes = in_order(certs, phases::finish(work, &mut state, &phase), down);
-        Ok(self
-            .conclude(&store, state, self.started.finished(outcomes))
-            .await)
+        let mut summary = self.started.finished(outcomes);
+        summary.trust = trust;
+        Ok(self.conclude(&store, state, summary).await)
     }
 
     /// Reports a run that stopped before handling its certificates: each is failed with the

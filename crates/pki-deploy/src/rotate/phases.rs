@@ -137,10 +137,14 @@ pub(crate) async fn issue_due(
 ) {
     let log = phase.log;
     let mut due = Vec::new();
-    for (i, w) in work.iter().enumerate() {
+    for (i, w) in work.iter_mut().enumerate() {
         let Decision::Issue { reason, detail } = &w.decision else {
             continue;
         };
+        if *reason == pki::rotation::Reason::TrustChanged {
+            refresh_trust(w, signers.trust.get(&w.cert.backend), phase);
+            continue;
+        }
         log.info(
             Event::of(
                 "renew",
@@ -202,29 +206,94 @@ pub(crate) async fn issue_due(
         for (&i, result) in members.iter().zip(results) {
             let result = result.unwrap_or(Err(pki::Error::InvalidRequest("not issued")));
             let name = work[i].cert.name.as_str();
-            let stored = result.map_err(Error::from).and_then(|issued| {
-                let id = phase
-                    .store
-                    .add(name, &issued, clock::now_precise())
-                    .inspect_err(|_| {
-                        let serial = issued.certificate.info().serial.to_hex();
-                        log.warn(
-                            Event::of(
-                                "orphaned",
-                                name,
-                                format!(
-                                    "serial {serial} was issued but not stored; \
-                                     `pki rotate --orphans` lists it, to be revoked"
-                                ),
-                            )
-                            .with("serial", json!(serial)),
-                        );
-                    })?;
-                state.stored(&issued.certificate);
-                Ok((id, issued))
-            });
+            let trust = signers.trust.get(backend);
+            let stored = result
+                .map(|issued| with_trust(issued, trust))
+                .map_err(Error::from)
+                .and_then(|issued| store_issued(name, issued, state, phase));
             issued(&mut work[i], stored, phase);
             phase.batch.kick();
+        }
+    }
+}
+
+/// What the backend issued, with the backend's trust bundle when the answer carries none
+/// (Vault's).
+fn with_trust(
+    mut issued: IssuedCertificate,
+    trust: Option<&Vec<Certificate>>,
+) -> IssuedCertificate {
+    if let Some(bundle) = trust.filter(|_| issued.trust.is_empty()) {
+        issued.trust.clone_from(bundle);
+    }
+    issued
+}
+
+/// Adds what the backend issued to the store; an answer that cannot be stored is logged as an
+/// orphan, to revoke.
+fn store_issued(
+    name: &str,
+    issued: IssuedCertificate,
+    state: &mut RunState,
+    phase: &Phase<'_>,
+) -> Result<(String, IssuedCertificate)> {
+    let id = phase
+        .store
+        .add(name, &issued, clock::now_precise())
+        .inspect_err(|_| {
+            let serial = issued.certificate.info().serial.to_hex();
+            phase.log.warn(
+                Event::of(
+                    "orphaned",
+                    name,
+                    format!(
+                        "serial {serial} was issued but not stored; \
+                         `pki rotate --orphans` lists it, to be revoked"
+                    ),
+                )
+                .with("serial", json!(serial)),
+            );
+        })?;
+    state.stored(&issued.certificate);
+    Ok((id, issued))
+}
+
+/// A certificate kept with another trust bundle than its backend's: the same certificate and
+/// key are stored again, with the backend's bundle, as a new version that every target gets
+/// (its `ca` files change; the certificate served does not).
+fn refresh_trust(w: &mut Work<'_>, bundle: Option<&Vec<Certificate>>, phase: &Phase<'_>) {
+    let name = w.cert.name.as_str();
+    let (Some(bundle), Some(version)) = (bundle, w.version.clone()) else {
+        w.fail(Error::NoAuthority);
+        return;
+    };
+    phase.log.info(Event::of(
+        "trust-changed",
+        name,
+        format!(
+            "the backend's trust bundle changed ({} CA(s)): deploying it with the certificate in place",
+            bundle.len()
+        ),
+    ));
+    phase.batch.watch(phase.store.root());
+    let stored = phase.store.load(name, &version).and_then(|mut material| {
+        material.trust.clone_from(bundle);
+        let id = phase.store.add(name, &material, clock::now_precise())?;
+        Ok((id, material))
+    });
+    phase.batch.kick();
+    match stored {
+        Ok((id, material)) => {
+            w.current = Some(material.certificate.clone());
+            w.version = Some(id);
+            w.material = Some(material);
+            w.issued = true;
+        }
+        Err(e) => {
+            phase
+                .log
+                .error(Event::of("store-failed", name, e.to_string()));
+            w.fail(e);
         }
     }
 }
@@ -403,10 +472,21 @@ pub(crate) fn prepare_targets(work: &mut [Work<'_>], state: &mut RunState, phase
             continue;
         }
         let issued = w.issued;
+        let new_version = if matches!(
+            w.decision,
+            Decision::Issue {
+                reason: pki::rotation::Reason::TrustChanged,
+                ..
+            }
+        ) {
+            "trust bundle changed"
+        } else {
+            "new certificate"
+        };
         for t in &mut w.targets {
             let label = t.target.label();
             let why = match (&t.freshness, issued) {
-                (_, true) => "new certificate".to_owned(),
+                (_, true) => new_version.to_owned(),
                 (Freshness::Stale(why), false) => why.clone(),
                 (_, false) => {
                     t.result = Some(TargetResult::new(label, TargetAction::InSync, None));

@@ -31,9 +31,15 @@ pub struct Planned<'a> {
 }
 
 impl Planned<'_> {
-    /// Whether a new certificate is to be issued.
+    /// Whether a new certificate is to be issued (or, for a changed trust bundle, the one in
+    /// place stored and deployed again).
     pub fn is_due(&self) -> bool {
         matches!(self.decision, Decision::Issue { .. })
+    }
+
+    /// Whether the backend must sign: due for a reason other than a changed trust bundle.
+    pub fn needs_signing(&self) -> bool {
+        matches!(self.decision, Decision::Issue { reason, .. } if reason != rotation::Reason::TrustChanged)
     }
 }
 
@@ -50,6 +56,9 @@ pub struct PlanInput<'a> {
     /// Each backend's current issuer, by backend name, when known: a certificate that its
     /// backend's issuer did not sign is reissued.
     pub issuers: &'a HashMap<String, Certificate>,
+    /// Each backend's trust bundle, by backend name, when known: a certificate kept with
+    /// other CAs is deployed again with these.
+    pub trust: &'a HashMap<String, Vec<Certificate>>,
     /// Reissue whatever the state.
     pub force: bool,
     /// The time of the decisions.
@@ -67,11 +76,14 @@ impl<'a> PlanInput<'a> {
     ) -> Self {
         static NONE: std::sync::LazyLock<HashMap<String, Certificate>> =
             std::sync::LazyLock::new(HashMap::new);
+        static NO_TRUST: std::sync::LazyLock<HashMap<String, Vec<Certificate>>> =
+            std::sync::LazyLock::new(HashMap::new);
         Self {
             config,
             store,
             state,
             issuers: &NONE,
+            trust: &NO_TRUST,
             force: false,
             now,
         }
@@ -118,7 +130,10 @@ pub fn plan<'c>(input: &PlanInput<'_>, certs: &[&'c CertificateConfig]) -> Vec<P
 pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Planned<'c> {
     let obs = input.store.observe(
         &cert.name,
-        input.issuers.get(&cert.backend),
+        crate::store::Expected::new(
+            input.issuers.get(&cert.backend),
+            input.trust.get(&cert.backend).map(Vec::as_slice),
+        ),
         input.state.cache.get(&cert.name),
     );
     let mut moment = Moment::new(

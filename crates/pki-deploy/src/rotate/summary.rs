@@ -208,12 +208,19 @@ pub struct RunSummary {
     /// Why the run stopped before handling its certificates (the backend unreachable, the CA
     /// key locked): every certificate is then reported failed with this reason.
     pub error: Option<Arc<Error>>,
+    /// Per `[[trust]]` file, in config order.
+    pub trust: Vec<super::trust::TrustOutcome>,
 }
 
 impl RunSummary {
     /// Whether the run stopped early or any certificate failed.
     pub fn failed(&self) -> bool {
-        self.error.is_some() || self.certificates.iter().any(|c| !c.ok())
+        self.error.is_some()
+            || self.certificates.iter().any(|c| !c.ok())
+            || self
+                .trust
+                .iter()
+                .any(|t| t.action == super::trust::TrustAction::Failed)
     }
 
     /// How many certificates ended with `action`.
@@ -276,12 +283,13 @@ impl Serialize for CertOutcome {
 impl Serialize for RunSummary {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let report_errors: Vec<String> = self.report_errors.iter().map(|e| e.to_string()).collect();
-        let mut m = s.serialize_map(Some(6))?;
+        let mut m = s.serialize_map(Some(7))?;
         m.serialize_entry("dry_run", &self.dry_run)?;
         m.serialize_entry("started", &rfc3339(self.started))?;
         m.serialize_entry("finished", &rfc3339(self.finished))?;
         m.serialize_entry("ok", &!self.failed())?;
         m.serialize_entry("certificates", &self.certificates)?;
+        m.serialize_entry("trust", &self.trust)?;
         m.serialize_entry("report_errors", &report_errors)?;
         m.end()
     }

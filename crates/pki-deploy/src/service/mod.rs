@@ -430,10 +430,7 @@ pub(crate) fn render_pem(
         Content::Key => Zeroizing::new(bundle::key_pem(material)?.expose().as_bytes().to_vec()),
         Content::Chain => text(bundle::chain_pem(material)),
         Content::Fullchain => text(bundle::fullchain_pem(material)),
-        Content::Ca => match &material.root {
-            Some(r) => text(r.pem()),
-            None => text(bundle::chain_pem(material)),
-        },
+        Content::Ca => text(bundle::ca_pem(material)),
         Content::Combined => {
             Zeroizing::new(bundle::combined_pem(material)?.expose().as_bytes().to_vec())
         }

@@ -28,6 +28,9 @@ pub struct IssuedCertificate {
     pub chain: Vec<Certificate>,
     /// The root, when known.
     pub root: Option<Certificate>,
+    /// Every CA a holder should trust now, the backend's trust bundle (during a root
+    /// rollover, more than `root`); empty when the backend has none to give (then `root`).
+    pub trust: Vec<Certificate>,
     /// The private key, when it was generated or reused here (absent for a CSR).
     pub private_key: Option<PrivateKey>,
     /// Warnings from the authority (a clamped TTL, say).
@@ -46,6 +49,7 @@ impl IssuedCertificate {
             certificate,
             chain,
             root,
+            trust: Vec::new(),
             private_key,
             warnings: Vec::new(),
         }
@@ -152,6 +156,17 @@ impl Authority {
             Self::Offline(ca) => Ok(Some(ca.intermediate().clone())),
             Self::Vault(v) => v.issuing_ca().await.map(Some),
             Self::Acme(_) => Ok(None),
+        }
+    }
+
+    /// The CAs every client of this backend should trust at `now` (see
+    /// [`IssuedCertificate::trust`]): the offline CA's roots, Vault's roots in the mount;
+    /// none for an ACME server (public roots come with the system).
+    pub async fn trust_anchors(&self, now: OffsetDateTime) -> Result<Vec<Certificate>> {
+        match self {
+            Self::Offline(ca) => ca.trust_anchors(now),
+            Self::Vault(v) => v.trust_anchors(now).await,
+            Self::Acme(_) => Ok(Vec::new()),
         }
     }
 

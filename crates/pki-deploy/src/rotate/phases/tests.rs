@@ -20,6 +20,7 @@ struct Rig {
     dir: tempfile::TempDir,
     config: Config,
     issuers: std::collections::HashMap<String, Certificate>,
+    trust: std::collections::HashMap<String, Vec<Certificate>>,
 }
 
 fn target(dir: &Path, reload: Option<&str>) -> TargetConfig {
@@ -56,6 +57,7 @@ fn rig(reload_b: Option<&str>) -> Rig {
         dir,
         config,
         issuers: Default::default(),
+        trust: Default::default(),
     }
 }
 
@@ -95,6 +97,7 @@ impl Rig {
             store,
             state,
             issuers: &self.issuers,
+            trust: &self.trust,
             force: false,
             now: clock::now(),
         }

@@ -91,6 +91,14 @@ fn archive(
         }
         contents.push((name, fsio::read_limited(&path, MAX_PEM)?));
     }
+    // The intermediates a rollover retired: they still sign CRLs.
+    let retired = super::rollover::retired_files(ca_dir)?;
+    for name in &retired {
+        contents.push((
+            name.as_str(),
+            fsio::read_limited(&ca_dir.join(name), MAX_PEM)?,
+        ));
+    }
     let db = std::fs::read(snapshot).map_err(io(IoOp::Read, snapshot))?;
     contents.push((files::INVENTORY, db));
     let manifest = Manifest {
@@ -228,8 +236,10 @@ fn unpack(file: &Path, dir: &Path) -> Result<Restored> {
             .map_err(io(IoOp::Read, file))?
             .to_string_lossy()
             .into_owned();
-        let known =
-            name == MANIFEST || name == files::INVENTORY || PEM_FILES.contains(&name.as_str());
+        let known = name == MANIFEST
+            || name == files::INVENTORY
+            || PEM_FILES.contains(&name.as_str())
+            || super::rollover::is_retired_file(&name);
         if !known || entry.header().entry_type() != tar::EntryType::Regular {
             return Err(refuse(format!("unexpected entry {name:?}")));
         }
@@ -277,6 +287,9 @@ fn unpack(file: &Path, dir: &Path) -> Result<Restored> {
             return Err(refuse(format!("{name} does not match its digest")));
         }
         let public = name.ends_with(".pem") && !name.ends_with(".key.pem");
+        if super::rollover::is_retired_file(name) {
+            fsio::create_dir(&dir.join(super::rollover::RETIRED_DIR), 0o700)?;
+        }
         write_new(&dir.join(name), bytes, if public { 0o644 } else { 0o600 })?;
     }
     fsio::sync_dir(dir)?;

@@ -611,6 +611,20 @@ impl Inventory {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The latest expiry of the certificates issued at or before `at` (`None` when there is
+    /// none): until then, an intermediate retired at `at` may still have leaves in use.
+    pub fn latest_expiry_issued_by(&self, at: OffsetDateTime) -> Result<Option<OffsetDateTime>> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(not_after) FROM certificates WHERE issued_at <= ?1",
+                [ts(at)],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n.map(from_ts))
+    }
+
     /// Counts rows, for summaries.
     pub fn count(&self) -> Result<u64> {
         let n: i64 = self

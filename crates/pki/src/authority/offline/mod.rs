@@ -10,11 +10,13 @@
 //! | `intermediate.pem` | intermediate certificate, the issuer of every leaf |
 //! | `intermediate.key.pem` | intermediate key, encrypted PKCS#8 |
 //! | `inventory.db` | SQLite inventory (WAL mode) |
+//! | `retired/` | intermediates replaced by [`OfflineCa::rotate_intermediate`] ([`rollover`]) |
 
 pub mod backup;
 mod inventory;
 mod keysource;
 pub mod naming;
+pub mod rollover;
 pub mod signer;
 pub mod subordinate;
 
@@ -525,6 +527,8 @@ pub struct OfflineCa {
     intermediate: Certificate,
     inventory: Inventory,
     signer: Option<CaSigner>,
+    /// The trust anchors as of opening (see [`OfflineCa::trust_anchors`]).
+    trust: Vec<Certificate>,
 }
 
 impl fmt::Debug for OfflineCa {
@@ -555,13 +559,16 @@ impl OfflineCa {
         let root = read_cert(&dir.join(files::ROOT_CERT))?;
         let intermediate = read_cert(&dir.join(files::INTERMEDIATE_CERT))?;
         let inventory = Inventory::open(&dir.join(files::INVENTORY))?;
-        Ok(Self {
+        let mut ca = Self {
             dir: dir.to_path_buf(),
             root,
             intermediate,
             inventory,
             signer: None,
-        })
+            trust: Vec::new(),
+        };
+        ca.trust = ca.trust_anchors(crate::clock::now())?;
+        Ok(ca)
     }
 
     /// Whether the intermediate key needs a passphrase.
@@ -759,6 +766,7 @@ impl OfflineCa {
             certificate,
             chain: vec![self.intermediate.clone()],
             root: Some(self.root.clone()),
+            trust: self.trust.clone(),
             private_key: key,
             warnings: Vec::new(),
         }
@@ -776,7 +784,16 @@ impl OfflineCa {
 
     /// Signs a CRL of every revoked, unexpired certificate, with the next CRL number.
     pub fn crl(&self, next_update: Duration, now: OffsetDateTime) -> Result<SignedCrl> {
-        let signer = self.signer()?;
+        self.crl_signed_by(self.signer()?, next_update, now)
+    }
+
+    /// A CRL of every revoked, unexpired certificate, signed by `signer`.
+    fn crl_signed_by(
+        &self,
+        signer: &CaSigner,
+        next_update: Duration,
+        now: OffsetDateTime,
+    ) -> Result<SignedCrl> {
         let (revoked, number) = self.inventory.crl_snapshot(now)?;
         let entries = revoked.len();
         let params: Vec<RevokedCertParams> = revoked

@@ -66,6 +66,17 @@ impl Root {
         spec: &Intermediate<'_>,
         now: OffsetDateTime,
     ) -> Result<Certificate> {
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
+        self.sign_intermediate_key(&spki, spec, now)
+    }
+
+    /// [`Root::sign_intermediate`] for a public key at hand (a key this process generated).
+    pub(crate) fn sign_intermediate_key(
+        &self,
+        public_key: &impl rcgen::PublicKeyData,
+        spec: &Intermediate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Certificate> {
         let Intermediate { common_name, ttl } = *spec;
         let info = self.certificate.info();
         if !info.is_ca || !self.certificate.is_valid_at(now) {
@@ -94,8 +105,7 @@ impl Root {
         })?;
         params.use_authority_key_identifier_extension = true;
         let issuer = Issuer::from_ca_cert_der(&self.certificate.der().to_vec().into(), &self.key)?;
-        let spki = rcgen::SubjectPublicKeyInfo::from_der(csr.spki_der())?;
-        let cert = params.signed_by(&spki, &issuer)?;
+        let cert = params.signed_by(public_key, &issuer)?;
         Certificate::from_der(cert.der().to_vec(), "the signed intermediate")
     }
 }

@@ -156,6 +156,7 @@ pub(crate) fn assemble(
         certificate: leaf,
         chain,
         root,
+        trust: Vec::new(),
         private_key,
         warnings,
     })

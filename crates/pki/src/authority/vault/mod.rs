@@ -436,6 +436,51 @@ impl VaultAuthority {
         })
     }
 
+    /// Every CA a client of this mount should trust at `now`: the self-signed issuers in the
+    /// mount and the root of each issuer's chain (an intermediate signed outside the mount),
+    /// unexpired, without repeats. While an issuer rollover overlaps, the old and the new root
+    /// are both there. The issuer endpoints need no token.
+    pub async fn trust_anchors(&self, now: OffsetDateTime) -> Result<Vec<Certificate>> {
+        let mut anchors: Vec<Certificate> = Vec::new();
+        let add = |anchors: &mut Vec<Certificate>, found: Vec<Certificate>| {
+            for cert in found {
+                if cert.info().self_issued
+                    && cert.is_valid_at(now)
+                    && !anchors.iter().any(|a| a.der() == cert.der())
+                {
+                    anchors.push(cert);
+                }
+            }
+        };
+        for id in self.client.list(&format!("{}/issuers", self.mount)).await? {
+            // Issuer ids are UUIDs: anything else would make another path of this server.
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                continue;
+            }
+            let path = format!("{}/issuer/{id}/json", self.mount);
+            let Some(data) = self.client.read(&path).await?.and_then(|d| d.data) else {
+                continue;
+            };
+            let mut pems: Vec<&str> = data
+                .get("ca_chain")
+                .and_then(serde_json::Value::as_array)
+                .map(|c| c.iter().filter_map(serde_json::Value::as_str).collect())
+                .unwrap_or_default();
+            pems.extend(data.get("certificate").and_then(serde_json::Value::as_str));
+            for pem in pems {
+                let found = Certificate::all_from_pem(pem.as_bytes(), &path)
+                    .map_err(|e| self.client.bad_response(&path, e.to_string()))?;
+                add(&mut anchors, found);
+            }
+        }
+        if anchors.is_empty() {
+            // A server without the multi-issuer API: the root of the mount's chain.
+            let chain = self.ca_chain().await?;
+            add(&mut anchors, chain);
+        }
+        Ok(anchors)
+    }
+
     /// The CRL the mount publishes (Vault rebuilds it at every revocation). Its number, entries
     /// and dates are read from the CRL itself; when to publish the next one is Vault's choice
     /// (`config/crl` expiry), not the caller's.

@@ -1,0 +1,380 @@
+//! Intermediate rollover: a new intermediate under the same root becomes the issuer of new
+//! leaves, and the one it replaces moves to `retired/`. Clients trust the root, so leaves of
+//! both verify during the overlap; the retired intermediate keeps signing CRLs until the last
+//! leaf issued before its retirement has expired.
+//!
+//! `retired/` holds, per retired intermediate, `intermediate-SERIAL.pem`, its key
+//! `intermediate-SERIAL.key.pem` (as it was, encrypted) and `intermediate-SERIAL.retired` (the
+//! Unix time it was retired).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::subordinate::{Intermediate, Root};
+use super::{CaSigner, KeyProtection, OfflineCa, SignedCrl, files, key_pem, naming, read_cert};
+use crate::cert::{Certificate, CertificateInfo};
+use crate::error::{Error, Result};
+use crate::fsio::{self, FileMode, StagedFile};
+use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::secret::SecretString;
+
+/// The directory, inside a CA directory, of the intermediates a rollover replaced.
+pub const RETIRED_DIR: &str = "retired";
+
+/// Upper bound on the size of a retirement note.
+const MAX_NOTE: u64 = 4096;
+
+/// The intermediate [`OfflineCa::rotate_intermediate`] makes: how its key is stored (as the
+/// current one is) and its lifetime.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NewIntermediate {
+    /// The protection of the current key, and so of the new one.
+    pub protection: KeyProtection,
+    /// Its lifetime (cut to the root's).
+    pub ttl: Duration,
+}
+
+impl NewIntermediate {
+    /// An intermediate valid for `ttl`, its key stored with `protection`.
+    pub fn new(protection: KeyProtection, ttl: Duration) -> Self {
+        Self { protection, ttl }
+    }
+}
+
+/// What [`OfflineCa::rotate_intermediate`] did.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Rollover {
+    /// The intermediate that issues from now on.
+    pub current: CertificateInfo,
+    /// The one it replaced.
+    pub retired: CertificateInfo,
+    /// Where the replaced one was kept.
+    pub retired_to: PathBuf,
+}
+
+/// An intermediate a rollover replaced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Retired {
+    /// Its certificate.
+    pub certificate: Certificate,
+    /// When it stopped issuing.
+    pub retired_at: OffsetDateTime,
+    key_path: PathBuf,
+}
+
+impl OfflineCa {
+    /// Replaces the intermediate by a new one that `root` signs (same key algorithm, the
+    /// lifetime `new` asks for cut to the root's, the root's name constraints). The current
+    /// intermediate's key must open with `new.protection` (the new key is stored the same
+    /// way); it is kept in `retired/` with its certificate. Every file is written durably, the new key before the
+    /// new certificate; a process that reads the CA between the two sees a key that does not
+    /// match and fails without signing.
+    pub fn rotate_intermediate(
+        &self,
+        root: &Root,
+        new: &NewIntermediate,
+        now: OffsetDateTime,
+    ) -> Result<Rollover> {
+        let NewIntermediate { protection, ttl } = new;
+        let ttl = *ttl;
+        if root.certificate().der() != self.root.der() {
+            return Err(Error::KeyMismatch {
+                certificate: self.root.info().subject.clone(),
+                key: "the root key given".to_owned(),
+            });
+        }
+        let key_path = self.dir.join(files::INTERMEDIATE_KEY);
+        let origin = key_path.display().to_string();
+        let key_text = fsio::read_key_file(&key_path)?;
+        let passphrase = match protection {
+            KeyProtection::Passphrase(p) => Some(p),
+            KeyProtection::None => None,
+        };
+        let old_key = PrivateKey::from_pem_with_passphrase(&key_text, &origin, passphrase)?;
+        // Proves the pair before it is retired (and the passphrase before it is reused).
+        CaSigner::new(self.intermediate.clone(), old_key, &origin)?;
+
+        let old = self.intermediate.info();
+        let algorithm = old.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
+        let key = PrivateKey::generate(algorithm)?;
+        let organisation = root
+            .certificate()
+            .info()
+            .common_name
+            .as_deref()
+            .and_then(naming::organisation_of)
+            .unwrap_or(super::DEFAULT_ORGANISATION);
+        // A name of its own, so that a client, a log or `openssl x509 -issuer` tells the two
+        // apart without comparing key identifiers.
+        let stamp = format!(
+            "{}-{:02}-{:02} {:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute()
+        );
+        let common_name = format!("{} {stamp}", naming::intermediate(organisation));
+        let certificate =
+            root.sign_intermediate_key(&key, &Intermediate::new(&common_name, ttl), now)?;
+
+        let retired_dir = self.dir.join(RETIRED_DIR);
+        fsio::create_dir(&retired_dir, 0o700)?;
+        let stem = retired_dir.join(format!("intermediate-{}", old.serial));
+        let note = format!("{}\n", now.unix_timestamp());
+        let staged = vec![
+            StagedFile::create(
+                &with_ext(&stem, "pem"),
+                self.intermediate.pem().as_bytes(),
+                FileMode::PUBLIC,
+            )?,
+            StagedFile::create(&with_ext(&stem, "key.pem"), &key_text, FileMode::PRIVATE)?,
+            StagedFile::create(
+                &with_ext(&stem, "retired"),
+                note.as_bytes(),
+                FileMode::PUBLIC,
+            )?,
+            StagedFile::create(
+                &key_path,
+                key_pem(&key, protection)?.expose().as_bytes(),
+                FileMode::PRIVATE,
+            )?,
+            StagedFile::create(
+                &self.dir.join(files::INTERMEDIATE_CERT),
+                certificate.pem().as_bytes(),
+                FileMode::PUBLIC,
+            )?,
+        ];
+        fsio::commit_all(staged)?;
+        fsio::sync_dir(&retired_dir)?;
+        fsio::sync_dir(&self.dir)?;
+        Ok(Rollover {
+            current: certificate.info().clone(),
+            retired: old.clone(),
+            retired_to: with_ext(&stem, "pem"),
+        })
+    }
+
+    /// The roots a client of this CA should trust at `now`: its root (root rollovers add the
+    /// next one and keep the previous one while its leaves live).
+    pub fn trust_anchors(&self, _now: OffsetDateTime) -> Result<Vec<Certificate>> {
+        Ok(vec![self.root.clone()])
+    }
+
+    /// The intermediates earlier rollovers replaced, oldest first.
+    pub fn retired(&self) -> Result<Vec<Retired>> {
+        let mut out = Vec::new();
+        for name in retired_files(&self.dir)? {
+            let Some(stem) = name.strip_suffix(".retired") else {
+                continue;
+            };
+            let stem = self.dir.join(stem);
+            let note_path = with_ext(&stem, "retired");
+            let note = fsio::read_limited(&note_path, MAX_NOTE)?;
+            let retired_at = std::str::from_utf8(&note)
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                .ok_or_else(|| Error::Pem {
+                    origin: note_path.display().to_string(),
+                    problem: "expected the Unix time of the retirement".to_owned(),
+                })?;
+            out.push(Retired {
+                certificate: read_cert(&with_ext(&stem, "pem"))?,
+                retired_at,
+                key_path: with_ext(&stem, "key.pem"),
+            });
+        }
+        out.sort_by_key(|r| r.retired_at);
+        Ok(out)
+    }
+
+    /// The retired intermediates that must still sign CRLs at `now`: valid, with a leaf
+    /// issued before their retirement that has not expired.
+    pub fn retired_in_use(&self, now: OffsetDateTime) -> Result<Vec<Retired>> {
+        let mut out = Vec::new();
+        for retired in self.retired()? {
+            let last_leaf = self.inventory.latest_expiry_issued_by(retired.retired_at)?;
+            if retired.certificate.is_valid_at(now) && last_leaf.is_some_and(|t| t > now) {
+                out.push(retired);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A CRL signed by each retired intermediate still in use, listing every revoked
+    /// certificate that has not expired (its serials are random: an entry of another
+    /// issuer's CRL names nothing of this one).
+    pub fn retired_crls(
+        &self,
+        passphrase: Option<&SecretString>,
+        next_update: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SignedCrl>> {
+        let mut out = Vec::new();
+        for retired in self.retired_in_use(now)? {
+            let origin = retired.key_path.display().to_string();
+            let text = fsio::read_key_file(&retired.key_path)?;
+            let key = PrivateKey::from_pem_with_passphrase(&text, &origin, passphrase)?;
+            let signer = CaSigner::new(retired.certificate.clone(), key, &origin)?;
+            out.push(self.crl_signed_by(&signer, next_update, now)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `name` (relative to a CA directory) is a file of `retired/` as a rollover writes
+/// it: `retired/intermediate-HEX.pem`, `.key.pem` or `.retired`.
+pub(crate) fn is_retired_file(name: &str) -> bool {
+    let Some(file) = name.strip_prefix("retired/") else {
+        return false;
+    };
+    let Some(rest) = file.strip_prefix("intermediate-") else {
+        return false;
+    };
+    let serial = [".key.pem", ".pem", ".retired"]
+        .iter()
+        .find_map(|ext| rest.strip_suffix(ext));
+    serial.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The files of `retired/` in `ca_dir`, as names relative to it (none without a rollover).
+pub(crate) fn retired_files(ca_dir: &Path) -> Result<Vec<String>> {
+    let dir = ca_dir.join(RETIRED_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::Io {
+                op: crate::error::IoOp::Read,
+                path: dir,
+                source: e,
+            });
+        }
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| format!("{RETIRED_DIR}/{}", e.file_name().to_string_lossy()))
+        .filter(|n| is_retired_file(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn with_ext(stem: &Path, ext: &str) -> PathBuf {
+    let mut name = stem.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CaKeySource, InitOptions, init};
+    use super::*;
+    use crate::request::CertificateRequest;
+    use crate::{Profile, clock};
+
+    fn passphrase() -> SecretString {
+        SecretString::new("correct horse battery".to_owned())
+    }
+
+    #[test]
+    fn a_rollover_keeps_the_root_retires_the_old_intermediate_and_tracks_its_leaves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let now = clock::now();
+        init(
+            &dir,
+            &InitOptions::new(KeyProtection::Passphrase(passphrase())),
+            now,
+        )
+        .unwrap();
+        let mut ca = OfflineCa::open(&dir).unwrap();
+        ca.unlock(Some(&passphrase())).unwrap();
+        let request = CertificateRequest::new(
+            "a.example.internal",
+            [],
+            Profile::Server,
+            Duration::days(30),
+        )
+        .unwrap();
+        let old_leaf = ca.issue(&request, KeyAlgorithm::EcdsaP256, now).unwrap();
+        let old = ca.intermediate().clone();
+
+        let root = ca
+            .unlock_root(None, &CaKeySource::Given(passphrase()))
+            .unwrap();
+        // A wrong passphrase for the intermediate changes nothing.
+        let wrong = NewIntermediate::new(
+            KeyProtection::Passphrase(SecretString::new("wrong".to_owned())),
+            Duration::days(365),
+        );
+        assert!(ca.rotate_intermediate(&root, &wrong, now).is_err());
+        assert!(ca.retired().unwrap().is_empty());
+
+        let later = now + Duration::minutes(1);
+        let new =
+            NewIntermediate::new(KeyProtection::Passphrase(passphrase()), Duration::days(365));
+        let done = ca.rotate_intermediate(&root, &new, later).unwrap();
+        assert_eq!(done.retired.serial, old.info().serial);
+
+        let mut ca = OfflineCa::open(&dir).unwrap();
+        ca.unlock(Some(&passphrase())).unwrap();
+        let new = ca.intermediate().clone();
+        assert_ne!(new.der(), old.der());
+        assert!(new.is_signed_by(ca.root()));
+        assert_ne!(new.info().subject, old.info().subject);
+        let new_leaf = ca.issue(&request, KeyAlgorithm::EcdsaP256, later).unwrap();
+        assert!(new_leaf.certificate.is_signed_by(&new));
+        assert!(old_leaf.certificate.is_signed_by(&old));
+        assert!(PrivateKey::pem_is_encrypted(
+            &std::fs::read(dir.join(files::INTERMEDIATE_KEY)).unwrap()
+        ));
+
+        let retired = ca.retired().unwrap();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].certificate.der(), old.der());
+        assert_eq!(
+            retired[0].retired_at.unix_timestamp(),
+            later.unix_timestamp()
+        );
+        // In use while the leaf it signed lives; then not.
+        assert_eq!(ca.retired_in_use(later).unwrap().len(), 1);
+        let crls = ca
+            .retired_crls(Some(&passphrase()), Duration::days(1), later)
+            .unwrap();
+        assert_eq!(crls.len(), 1);
+        let (_, crl) = x509_parser::parse_x509_crl(&crls[0].der).unwrap();
+        assert_eq!(crl.issuer().to_string(), old.info().subject);
+        let after_last_leaf = old_leaf.certificate.info().not_after + Duration::days(1);
+        // The new leaf (issued after the retirement) does not keep the old intermediate.
+        assert!(ca.retired_in_use(after_last_leaf).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_what_a_rollover_writes_counts_as_a_retired_file() {
+        for good in [
+            "retired/intermediate-0a1b.pem",
+            "retired/intermediate-0a1b.key.pem",
+            "retired/intermediate-0a1b.retired",
+        ] {
+            assert!(is_retired_file(good), "{good}");
+        }
+        for bad in [
+            "retired/../root.key.pem",
+            "retired/intermediate-.pem",
+            "retired/intermediate-0a1b/x.pem",
+            "retired/other.pem",
+            "intermediate-0a1b.pem",
+            "retired/intermediate-0a1b.pem.bak",
+        ] {
+            assert!(!is_retired_file(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! CA rollover while services serve: Nginx and HAProxy keep answering a client loop that
+//! verifies every handshake against the trust bundle the hook deploys, from before the
+//! rollover to after the last leaf moved, and not one handshake fails.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pki::Certificate;
+use pki_tests::servers::{self, Server};
+use pki_tests::{Pki, require};
+
+use crate::rotate::{Rig, cert_key, haproxy_target, nginx_commands, probe};
+
+/// A full TLS handshake with 127.0.0.1:`port` for `localhost`, verified against every CA in
+/// `bundle` (read anew each time, as a client restarted after an update would); returns the
+/// leaf and its issuer's common name.
+pub(crate) fn verified_handshake(
+    port: u16,
+    bundle: &Path,
+) -> Result<(Certificate, String), String> {
+    let pem = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in Certificate::all_from_pem(&pem, "bundle").map_err(|e| e.to_string())? {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(ca.der().to_vec()))
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+        .map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .map_err(|e| format!("port {port}: {e}"))?;
+    }
+    let chain = conn.peer_certificates().ok_or("no certificate")?;
+    let leaf = Certificate::from_der(chain[0].to_vec(), "served").map_err(|e| e.to_string())?;
+    let issuer = chain
+        .get(1)
+        .and_then(|c| Certificate::from_der(c.to_vec(), "served chain").ok())
+        .and_then(|c| c.info().common_name.clone())
+        .unwrap_or_default();
+    Ok((leaf, issuer))
+}
+
+/// Handshakes with every port in a loop on another thread while `during` runs, and a few
+/// rounds after; returns the rounds made and the issuers seen, and fails on any failure.
+pub(crate) fn handshakes_during(
+    ports: Vec<u16>,
+    bundle: PathBuf,
+    during: impl FnOnce(),
+) -> (usize, Vec<String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let worker = {
+        let (stop, rounds, seen, failures) =
+            (stop.clone(), rounds.clone(), seen.clone(), failures.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                for &port in &ports {
+                    match verified_handshake(port, &bundle) {
+                        Ok((_, issuer)) => {
+                            let mut seen = seen.lock().unwrap();
+                            if !seen.contains(&issuer) {
+                                seen.push(issuer);
+                            }
+                        }
+                        Err(e) => failures.lock().unwrap().push(e),
+                    }
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let wait_for = |n: usize| {
+        let start = Instant::now();
+        while rounds.load(Ordering::SeqCst) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the client loop stalled"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(3);
+    during();
+    let after = rounds.load(Ordering::SeqCst);
+    wait_for(after + 10);
+    stop.store(true, Ordering::SeqCst);
+    worker.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "failed handshakes: {failures:#?}");
+    let seen = seen.lock().unwrap().clone();
+    (rounds.load(Ordering::SeqCst), seen)
+}
+
+/// Nginx and HAProxy on bootstrap certificates, and a config with one certificate for each
+/// plus the trust bundle at `trust/ca.pem` (as a host's clients read it).
+pub(crate) fn two_services(rig: &Rig, backend: &str) -> (Server, Server, PathBuf) {
+    let (ngx, cert, key) = rig.service("site.crt", "site.key", servers::nginx);
+    let (hap, pem) = rig.haproxy(&[]);
+    let (test, reload) = nginx_commands(&ngx);
+    let bundle = rig.path("trust/ca.pem");
+    rig.config(&format!(
+        "{backend}\
+         [[certificate]]\nname = \"web\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\n\
+         [[certificate.target]]\n{}\n{test}\n{reload}\n{}\n\n\
+         [[certificate]]\nname = \"lb\"\ncommon_name = \"localhost\"\nsans = [\"127.0.0.1\"]\n\n\
+         [[certificate.target]]\n{}\n\n\
+         [[trust]]\npath = \"{}\"\n",
+        cert_key("nginx", &cert, &key),
+        probe(ngx.port, None),
+        haproxy_target(&pem, &hap.path("admin.sock"), hap.port, None),
+        bundle.display(),
+    ));
+    (ngx, hap, bundle)
+}
+
+#[test]
+fn offline_intermediate_rollover_fails_no_handshake() {
+    if !require(&["nginx", "haproxy", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let (ngx, hap, bundle) = two_services(&rig, "");
+    rig.rotate(&[]).ok();
+    let ca_dir = rig.path("ca");
+    let old_intermediate = Certificate::from_pem(
+        &std::fs::read(ca_dir.join("intermediate.pem")).unwrap(),
+        "intermediate",
+    )
+    .unwrap();
+    let old_leaf = rig.current("web");
+
+    let (rounds, issuers) = handshakes_during(vec![ngx.port, hap.port], bundle.clone(), || {
+        Pki::new([
+            "ca",
+            "rotate-intermediate",
+            "--ca-dir",
+            ca_dir.to_str().unwrap(),
+        ])
+        .run()
+        .ok();
+        // The next run plans both certificates: issued by another CA.
+        let plan = rig.rotate(&["--dry-run", "--json"]).ok().json();
+        let reasons: Vec<_> = plan["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["decision"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(reasons, ["issuer-changed", "issuer-changed"], "{plan:#}");
+        rig.rotate(&[]).ok();
+    });
+    let new_intermediate = Certificate::from_pem(
+        &std::fs::read(ca_dir.join("intermediate.pem")).unwrap(),
+        "intermediate",
+    )
+    .unwrap();
+    assert_ne!(new_intermediate.der(), old_intermediate.der());
+    // Both services now serve leaves of the new intermediate; the loop saw both issuers.
+    for port in [ngx.port, hap.port] {
+        let (leaf, issuer) = verified_handshake(port, &bundle).unwrap();
+        assert!(leaf.is_signed_by(&new_intermediate));
+        assert_eq!(Some(issuer), new_intermediate.info().common_name);
+    }
+    assert_eq!(issuers.len(), 2, "{issuers:?} in {rounds} rounds");
+    eprintln!(
+        "{rounds} rounds of verified handshakes with Nginx and HAProxy, none failed; issuers {issuers:?}"
+    );
+
+    // The old leaf still verifies (the overlap), and once revoked, the retired intermediate's
+    // CRL says so.
+    let dir = rig.path("old");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("leaf.pem"), old_leaf.pem()).unwrap();
+    std::fs::write(dir.join("chain.pem"), old_intermediate.pem()).unwrap();
+    let (chain, leaf) = (dir.join("chain.pem"), dir.join("leaf.pem"));
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "-CAfile", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend([
+            "-untrusted",
+            chain.to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ]);
+        pki_tests::openssl(args)
+    };
+    verify(&[]).ok();
+    Pki::new([
+        "revoke",
+        &old_leaf.info().serial.to_hex(),
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let crl = rig.path("crl.pem");
+    Pki::new([
+        "crl",
+        "--out",
+        crl.to_str().unwrap(),
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let text = std::fs::read_to_string(&crl).unwrap();
+    assert_eq!(text.matches("BEGIN X509 CRL").count(), 2, "{text}");
+    let revoked = verify(&["-crl_check", "-CRLfile", crl.to_str().unwrap()]);
+    assert_ne!(revoked.code, 0);
+    assert!(
+        revoked.stdout.contains("revoked") || revoked.stderr.contains("revoked"),
+        "{revoked:?}"
+    );
+
+    // A backup carries the retired intermediate: the restored CA signs both CRLs too.
+    let archive = rig.path("ca.tar");
+    Pki::new([
+        "ca",
+        "backup",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let restored = rig.path("restored");
+    Pki::new([
+        "ca",
+        "restore",
+        archive.to_str().unwrap(),
+        "--dir",
+        restored.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let again = Pki::new(["crl", "--ca-dir", restored.to_str().unwrap()])
+        .run()
+        .ok();
+    assert_eq!(again.stdout.matches("BEGIN X509 CRL").count(), 2);
+}
+
+/// The trust target: the bundle written once, its command run only when it changed, the
+/// previous content put back when the command fails, a planted link refused.
+#[test]
+fn a_trust_file_follows_the_bundle_and_its_command() {
+    let rig = Rig::new();
+    let trust = rig.path("trust/internal.crt");
+    let count = rig.path("reloads");
+    let config = |command: &str| {
+        rig.config(&format!(
+            "[[certificate]]\nname = \"app\"\ncommon_name = \"app.example.internal\"\n\n\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n\
+             [[trust]]\npath = \"{}\"\nreload_command = \"{command}\"\n",
+            rig.path("app").display(),
+            trust.display(),
+        ));
+    };
+    config(&format!("echo reload >> {}", count.display()));
+    let reloads = || {
+        std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let plan = rig.rotate(&["--dry-run"]).ok();
+    assert!(
+        plan.stdout.contains(&format!(
+            "trust {}: write (1 CA(s) of backend default)",
+            trust.display()
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(!trust.exists(), "a dry run wrote the trust file");
+
+    let run = rig.rotate(&["--json"]).ok().json();
+    assert_eq!(run["trust"][0]["action"], "updated", "{run:#}");
+    let root = std::fs::read(rig.path("ca/root.pem")).unwrap();
+    assert_eq!(std::fs::read(&trust).unwrap(), root);
+    assert_eq!(std::fs::read(rig.path("app/ca.pem")).unwrap(), root);
+    assert_eq!(reloads(), 1);
+    let meta = std::fs::symlink_metadata(&trust).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o644
+    );
+
+    // In sync: nothing written, nothing run.
+    let run = rig.rotate(&["--json"]).ok().json();
+    assert_eq!(run["trust"][0]["action"], "in-sync");
+    assert_eq!(reloads(), 1);
+
+    // Changed by hand: written back, command run again.
+    std::fs::write(&trust, "edited\n").unwrap();
+    rig.rotate(&[]).ok();
+    assert_eq!(std::fs::read(&trust).unwrap(), root);
+    assert_eq!(reloads(), 2);
+
+    // A failing command: exit 1, the previous content back.
+    config("exit 3");
+    std::fs::write(&trust, "edited\n").unwrap();
+    let failed = rig.rotate(&["--json"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let run = failed.json();
+    assert_eq!(run["trust"][0]["action"], "failed", "{run:#}");
+    assert!(
+        run["trust"][0]["error"].as_str().unwrap().contains("exit"),
+        "{run:#}"
+    );
+    assert_eq!(std::fs::read_to_string(&trust).unwrap(), "edited\n");
+    // The certificate is fine all along.
+    assert_eq!(run["certificates"][0]["action"], "kept");
+
+    // A link planted where the file goes is not followed.
+    config(&format!("echo reload >> {}", count.display()));
+    let elsewhere = rig.path("elsewhere");
+    std::fs::write(&elsewhere, "not yours\n").unwrap();
+    std::fs::remove_file(&trust).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &trust).unwrap();
+    let refused = rig.rotate(&["--json"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("symbolic link"), "{refused:?}");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "not yours\n");
+}
+
+#[test]
+fn trust_tables_with_a_bad_backend_or_path_are_config_errors() {
+    let rig = Rig::new();
+    for (body, expected) in [
+        (
+            "[[trust]]\npath = \"t.crt\"\nbackend = \"nope\"\n",
+            "no backend \"nope\"",
+        ),
+        (
+            "[[trust]]\npath = \"t.crt\"\nowner = \"no-such-user-here\"\n",
+            "no user",
+        ),
+        (
+            "[[trust]]\npath = \"t.crt\"\nmode = \"0666\"\n",
+            "other users",
+        ),
+        (
+            "[[trust]]\npath = \"t.crt\"\n\n[[trust]]\npath = \"t.crt\"\n",
+            "written twice",
+        ),
+        ("[[trust]]\npath = \"t.crt\"\nextra = 1\n", "extra"),
+    ] {
+        rig.config(body);
+        let run = rig.rotate(&["--dry-run"]).fails_with(&[2]);
+        assert!(run.stderr.contains(expected), "{body}: {}", run.stderr);
+        assert!(run.stderr.contains("rotate.toml"), "{}", run.stderr);
+    }
+}
