@@ -372,3 +372,108 @@ fn trust_tables_with_a_bad_backend_or_path_are_config_errors() {
         assert!(run.stderr.contains("rotate.toml"), "{}", run.stderr);
     }
 }
+
+/// Root rollover: staged, the new root reaches the trust file and every `ca` file while the
+/// leaves stay; once the overlap has passed, the next run activates it and moves the leaves.
+/// A client loop that verifies against the trust file sees no failed handshake throughout.
+#[test]
+fn offline_root_rollover_distributes_the_root_first_and_fails_no_handshake() {
+    if !require(&["nginx", "haproxy", "openssl"]) {
+        return;
+    }
+    let rig = Rig::new();
+    let (ngx, hap, bundle) = two_services(&rig, "");
+    rig.rotate(&[]).ok();
+    let ca_dir = rig.path("ca");
+    let old_root = std::fs::read(ca_dir.join("root.pem")).unwrap();
+    let serials = |rig: &Rig| {
+        [
+            rig.current("web").info().serial.clone(),
+            rig.current("lb").info().serial.clone(),
+        ]
+    };
+    let before = serials(&rig);
+    let count = |path: &Path| {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count()
+    };
+
+    let (rounds, issuers) = handshakes_during(vec![ngx.port, hap.port], bundle.clone(), || {
+        let overlap = Duration::from_secs(3);
+        let staged_at = Instant::now();
+        Pki::new([
+            "ca",
+            "rotate-root",
+            "--ca-dir",
+            ca_dir.to_str().unwrap(),
+            "--overlap",
+            "3s",
+        ])
+        .run()
+        .ok();
+        // Both roots everywhere, the leaves unchanged.
+        let plan = rig.rotate(&["--dry-run", "--json"]).ok().json();
+        for c in plan["certificates"].as_array().unwrap() {
+            assert_eq!(c["decision"]["reason"], "trust-changed", "{plan:#}");
+        }
+        let run = rig.rotate(&["--json"]).ok().json();
+        for c in run["certificates"].as_array().unwrap() {
+            assert_eq!(c["action"], "redeployed", "{run:#}");
+        }
+        assert_eq!(run["trust"][0]["action"], "updated", "{run:#}");
+        assert_eq!(serials(&rig), before);
+        assert_eq!(count(&bundle), 2);
+        // Activation before the overlap is refused.
+        let early = Pki::new([
+            "ca",
+            "rotate-root",
+            "--ca-dir",
+            ca_dir.to_str().unwrap(),
+            "--activate",
+        ])
+        .run()
+        .fails_with(&[2]);
+        assert!(early.stderr.contains("may sign from"), "{early:?}");
+        // After it, the first run activates the new root and moves the leaves.
+        thread::sleep(overlap.saturating_sub(staged_at.elapsed()) + Duration::from_millis(200));
+        let run = rig.rotate(&["--json"]).ok();
+        assert!(
+            run.stderr.contains("root-activated") || run.stderr.contains("signs from now on"),
+            "{}",
+            run.stderr
+        );
+        for c in run.json()["certificates"].as_array().unwrap() {
+            assert_eq!(c["decision"]["reason"], "issuer-changed");
+            assert_eq!(c["action"], "issued");
+        }
+    });
+    let after = serials(&rig);
+    assert_ne!(after[0], before[0]);
+    assert_ne!(after[1], before[1]);
+    assert_ne!(std::fs::read(ca_dir.join("root.pem")).unwrap(), old_root);
+    // The old root stays trusted while a leaf issued under it lives.
+    assert_eq!(count(&bundle), 2);
+    let new_root =
+        Certificate::from_pem(&std::fs::read(ca_dir.join("root.pem")).unwrap(), "root").unwrap();
+    let new_intermediate = Certificate::from_pem(
+        &std::fs::read(ca_dir.join("intermediate.pem")).unwrap(),
+        "i",
+    )
+    .unwrap();
+    assert!(new_intermediate.is_signed_by(&new_root));
+    for port in [ngx.port, hap.port] {
+        let (leaf, _) = verified_handshake(port, &bundle).unwrap();
+        assert!(leaf.is_signed_by(&new_intermediate));
+    }
+    assert_eq!(issuers.len(), 2, "{issuers:?}");
+    // The control: a client that had kept only the old root fails now, so the loop above
+    // passed because the trust file carried the new root before the leaves moved.
+    let only_old = rig.path("old-root.pem");
+    std::fs::write(&only_old, &old_root).unwrap();
+    assert!(verified_handshake(ngx.port, &only_old).is_err());
+    eprintln!(
+        "{rounds} rounds of verified handshakes across the root rollover, none failed; issuers {issuers:?}"
+    );
+}

@@ -177,7 +177,41 @@ pub(crate) enum CaCommand {
     /// the new one; the old one is kept in retired/ and signs CRLs until its last leaf expires.
     #[command(after_help = CA_ROTATE_INTERMEDIATE_EXAMPLES)]
     RotateIntermediate(CaRotateIntermediateArgs),
+    /// Stage a new root and an intermediate under it: trust bundles carry both roots at once,
+    /// the new pair signs only once the overlap has passed (activated by the first `pki
+    /// rotate` after it, or by --activate).
+    #[command(after_help = CA_ROTATE_ROOT_EXAMPLES)]
+    RotateRoot(CaRotateRootArgs),
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct CaRotateRootArgs {
+    #[command(flatten)]
+    pub ca: CaOpts,
+    /// How long both roots are distributed before the new one signs: at least two runs of
+    /// every host's timer.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub overlap: Dur,
+    /// Lifetime of the new root.
+    #[arg(long, default_value_t = Dur(DEFAULT_ROOT_TTL), value_name = "DURATION")]
+    pub root_ttl: Dur,
+    /// Lifetime of the new intermediate.
+    #[arg(long, default_value_t = Dur(DEFAULT_INTERMEDIATE_TTL), value_name = "DURATION")]
+    pub intermediate_ttl: Dur,
+    /// Write the new root key to FILE instead of the CA directory (a root kept offline).
+    #[arg(long, value_name = "FILE", conflicts_with = "activate")]
+    pub root_key_out: Option<PathBuf>,
+    /// Make the staged pair current now that its overlap has passed (refused before).
+    #[arg(long)]
+    pub activate: bool,
+}
+
+const CA_ROTATE_ROOT_EXAMPLES: &str = "\
+Examples:
+  # 1. stage: every host trusts both roots after its next run
+  pki ca rotate-root --ca-dir /var/lib/pki/ca --passphrase-file /root/ca.pass --overlap 14d
+  # 2. after the overlap: the first pki rotate activates it, or
+  pki ca rotate-root --ca-dir /var/lib/pki/ca --activate";
 
 #[derive(Debug, Args)]
 pub(crate) struct CaRotateIntermediateArgs {

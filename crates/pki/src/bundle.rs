@@ -97,7 +97,7 @@ impl Contents {
     pub fn of(issued: &IssuedCertificate) -> Self {
         Self {
             key: issued.private_key.is_some(),
-            root: issued.root.is_some(),
+            root: issued.root.is_some() || !issued.trust.is_empty(),
         }
     }
 
@@ -148,7 +148,8 @@ pub fn check_output(dir: &Path, contents: Contents, existing: Existing) -> Resul
 }
 
 /// Writes `cert.pem`, `key.pem` (0600, when there is a key), `chain.pem`, `fullchain.pem` and
-/// `ca.pem` (when the root is known) into `dir`, creating it if needed.
+/// `ca.pem` (the trust bundle, or the root, when known: see [`ca_pem`]) into `dir`, creating it
+/// if needed.
 ///
 /// Every file is staged first; nothing replaces an existing file until all are written, and a
 /// failure leaves no partial file behind (nor the directory, if this call created it). Existing
@@ -173,10 +174,10 @@ pub fn write_dir(
         Zeroizing::new(chain_pem(issued).into_bytes()),
         FileMode::PUBLIC,
     ));
-    if let Some(root) = &issued.root {
+    if Contents::of(issued).root {
         plan.push((
             files::CA,
-            Zeroizing::new(root.pem().into_bytes()),
+            Zeroizing::new(ca_pem(issued).into_bytes()),
             FileMode::PUBLIC,
         ));
     }

@@ -33,6 +33,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Ca(CaCommand::Backup(a)) => ca::backup(a, format),
         Command::Ca(CaCommand::Restore(a)) => ca::restore(a, format),
         Command::Ca(CaCommand::RotateIntermediate(a)) => ca::rotate_intermediate(a, format),
+        Command::Ca(CaCommand::RotateRoot(a)) => ca::rotate_root(a, format),
         Command::Issue(a) => issue::run(a, format).await,
         Command::Renew(a) => renew::run(a, format).await,
         Command::Revoke(a) => revoke::run(a, format).await,

@@ -153,6 +153,22 @@ async fn open(backend: &Backend, opts: &Options) -> Result<Option<Authority>> {
                 }
                 _ => {}
             }
+            // A root rollover whose overlap has passed: the staged root signs from now on.
+            if !opts.dry_run
+                && let Some(change) =
+                    offline::root_rollover::activate_due(&offline.ca_dir, clock::now())?
+            {
+                let replaced = change.replaced.map(|r| r.subject).unwrap_or_default();
+                opts.log.info(Event::run(
+                    "root-activated",
+                    format!(
+                        "{}: the staged root {} signs from now on, replacing {replaced}; \
+                         certificates it did not sign are reissued",
+                        offline.ca_dir.display(),
+                        change.root.subject
+                    ),
+                ));
+            }
             Ok(Some(Authority::Offline(OfflineCa::open(&offline.ca_dir)?)))
         }
     }

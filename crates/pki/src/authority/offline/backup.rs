@@ -92,7 +92,9 @@ fn archive(
         contents.push((name, fsio::read_limited(&path, MAX_PEM)?));
     }
     // The intermediates a rollover retired: they still sign CRLs.
-    let retired = super::rollover::retired_files(ca_dir)?;
+    let mut retired = super::rollover::retired_files(ca_dir)?;
+    // A staged root (a root rollover under way) too.
+    retired.extend(super::root_rollover::next_files(ca_dir));
     for name in &retired {
         contents.push((
             name.as_str(),
@@ -239,7 +241,8 @@ fn unpack(file: &Path, dir: &Path) -> Result<Restored> {
         let known = name == MANIFEST
             || name == files::INVENTORY
             || PEM_FILES.contains(&name.as_str())
-            || super::rollover::is_retired_file(&name);
+            || super::rollover::is_retired_file(&name)
+            || super::root_rollover::is_next_file(&name);
         if !known || entry.header().entry_type() != tar::EntryType::Regular {
             return Err(refuse(format!("unexpected entry {name:?}")));
         }
@@ -286,9 +289,14 @@ fn unpack(file: &Path, dir: &Path) -> Result<Restored> {
         if sha256(bytes) != *digest {
             return Err(refuse(format!("{name} does not match its digest")));
         }
-        let public = name.ends_with(".pem") && !name.ends_with(".key.pem");
+        let public = (name.ends_with(".pem") && !name.ends_with(".key.pem"))
+            || name.ends_with(".retired")
+            || name.ends_with("/activate");
         if super::rollover::is_retired_file(name) {
             fsio::create_dir(&dir.join(super::rollover::RETIRED_DIR), 0o700)?;
+        }
+        if super::root_rollover::is_next_file(name) {
+            fsio::create_dir(&dir.join(super::root_rollover::NEXT_DIR), 0o700)?;
         }
         write_new(&dir.join(name), bytes, if public { 0o644 } else { 0o600 })?;
     }

@@ -10,13 +10,15 @@
 //! | `intermediate.pem` | intermediate certificate, the issuer of every leaf |
 //! | `intermediate.key.pem` | intermediate key, encrypted PKCS#8 |
 //! | `inventory.db` | SQLite inventory (WAL mode) |
-//! | `retired/` | intermediates replaced by [`OfflineCa::rotate_intermediate`] ([`rollover`]) |
+//! | `retired/` | intermediates and roots that rollovers replaced ([`rollover`], [`root_rollover`]) |
+//! | `next/` | a root and intermediate staged by [`OfflineCa::stage_root`], until activated |
 
 pub mod backup;
 mod inventory;
 mod keysource;
 pub mod naming;
 pub mod rollover;
+pub mod root_rollover;
 pub mod signer;
 pub mod subordinate;
 
@@ -352,16 +354,40 @@ fn refuse_existing(dir: &Path, root_key_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The names of a new CA's two certificates.
+struct CaNames<'a> {
+    organisation: &'a str,
+    root: String,
+    intermediate: String,
+}
+
+impl<'a> CaNames<'a> {
+    /// "ORG Root CA" and "ORG Intermediate CA", followed by ` suffix` when one is given (a
+    /// root rollover names its pair apart from the one it replaces).
+    fn new(organisation: &'a str, suffix: Option<&str>) -> Self {
+        let with = |name: String| match suffix {
+            Some(s) => format!("{name} {s}"),
+            None => name,
+        };
+        Self {
+            organisation,
+            root: with(naming::root(organisation)),
+            intermediate: with(naming::intermediate(organisation)),
+        }
+    }
+}
+
 /// Generates both keys and signs the root (path length 1) and the intermediate (0).
 fn generate(
     options: &InitOptions,
-    organisation: &str,
+    names: &CaNames<'_>,
     permitted: &Constraints,
     now: OffsetDateTime,
 ) -> Result<NewCa> {
+    let organisation = names.organisation;
     let root_key = PrivateKey::generate(options.key_algorithm)?;
     let intermediate_key = PrivateKey::generate(options.key_algorithm)?;
-    let root_name = naming::root(organisation);
+    let root_name = names.root.clone();
     let root_params = ca_params(&CaSpec {
         common_name: &root_name,
         organisation,
@@ -371,7 +397,7 @@ fn generate(
         not_after: now + options.root_ttl,
     })?;
     let root = root_params.self_signed(&root_key)?;
-    let intermediate_name = naming::intermediate(organisation);
+    let intermediate_name = names.intermediate.clone();
     let mut inter_params = ca_params(&CaSpec {
         common_name: &intermediate_name,
         organisation,
@@ -465,7 +491,7 @@ pub fn init(dir: &Path, options: &InitOptions, now: OffsetDateTime) -> Result<Ca
         .clone()
         .unwrap_or_else(|| dir.join(files::ROOT_KEY));
     refuse_existing(dir, &root_key_path)?;
-    let ca = generate(options, &organisation, &permitted, now)?;
+    let ca = generate(options, &CaNames::new(&organisation, None), &permitted, now)?;
     let created_dir = !dir.exists();
     fsio::create_dir(dir, 0o700)?;
     // An existing directory too: it is to hold the CA's keys and inventory.

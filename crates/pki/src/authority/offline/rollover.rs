@@ -160,17 +160,40 @@ impl OfflineCa {
         })
     }
 
-    /// The roots a client of this CA should trust at `now`: its root (root rollovers add the
-    /// next one and keep the previous one while its leaves live).
-    pub fn trust_anchors(&self, _now: OffsetDateTime) -> Result<Vec<Certificate>> {
-        Ok(vec![self.root.clone()])
+    /// The roots a client of this CA should trust at `now`: its root, the one a root rollover
+    /// staged (from the moment it is staged), and a root a rollover replaced while a leaf
+    /// issued under it lives.
+    pub fn trust_anchors(&self, now: OffsetDateTime) -> Result<Vec<Certificate>> {
+        let mut anchors = vec![self.root.clone()];
+        if let Some(staged) = super::root_rollover::staged(&self.dir)? {
+            anchors.push(staged.root);
+        }
+        for retired in self.in_use(self.retired_roots()?, now)? {
+            anchors.push(retired.certificate);
+        }
+        anchors.dedup_by(|a, b| a.der() == b.der());
+        Ok(anchors)
     }
 
     /// The intermediates earlier rollovers replaced, oldest first.
     pub fn retired(&self) -> Result<Vec<Retired>> {
+        self.retired_of("intermediate")
+    }
+
+    /// The roots root rollovers replaced, oldest first.
+    pub fn retired_roots(&self) -> Result<Vec<Retired>> {
+        self.retired_of("root")
+    }
+
+    /// The retired CA certificates of one `kind` (`intermediate`, `root`), oldest first.
+    fn retired_of(&self, kind: &str) -> Result<Vec<Retired>> {
+        let prefix = format!("{RETIRED_DIR}/{kind}-");
         let mut out = Vec::new();
         for name in retired_files(&self.dir)? {
-            let Some(stem) = name.strip_suffix(".retired") else {
+            let Some(stem) = name
+                .strip_suffix(".retired")
+                .filter(|n| n.starts_with(&prefix))
+            else {
                 continue;
             };
             let stem = self.dir.join(stem);
@@ -197,8 +220,14 @@ impl OfflineCa {
     /// The retired intermediates that must still sign CRLs at `now`: valid, with a leaf
     /// issued before their retirement that has not expired.
     pub fn retired_in_use(&self, now: OffsetDateTime) -> Result<Vec<Retired>> {
+        self.in_use(self.retired()?, now)
+    }
+
+    /// Those of `retired` still valid at `now` with a leaf issued before their retirement
+    /// that has not expired.
+    fn in_use(&self, all: Vec<Retired>, now: OffsetDateTime) -> Result<Vec<Retired>> {
         let mut out = Vec::new();
-        for retired in self.retired()? {
+        for retired in all {
             let last_leaf = self.inventory.latest_expiry_issued_by(retired.retired_at)?;
             if retired.certificate.is_valid_at(now) && last_leaf.is_some_and(|t| t > now) {
                 out.push(retired);
@@ -229,12 +258,15 @@ impl OfflineCa {
 }
 
 /// Whether `name` (relative to a CA directory) is a file of `retired/` as a rollover writes
-/// it: `retired/intermediate-HEX.pem`, `.key.pem` or `.retired`.
+/// it: `retired/intermediate-HEX.pem` or `retired/root-HEX.pem`, `.key.pem` or `.retired`.
 pub(crate) fn is_retired_file(name: &str) -> bool {
     let Some(file) = name.strip_prefix("retired/") else {
         return false;
     };
-    let Some(rest) = file.strip_prefix("intermediate-") else {
+    let Some(rest) = file
+        .strip_prefix("intermediate-")
+        .or_else(|| file.strip_prefix("root-"))
+    else {
         return false;
     };
     let serial = [".key.pem", ".pem", ".retired"]
@@ -266,7 +298,7 @@ pub(crate) fn retired_files(ca_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn with_ext(stem: &Path, ext: &str) -> PathBuf {
+pub(crate) fn with_ext(stem: &Path, ext: &str) -> PathBuf {
     let mut name = stem.as_os_str().to_owned();
     name.push(".");
     name.push(ext);
