@@ -13,7 +13,7 @@ use pki::Certificate;
 use pki_tests::servers::{self, Server};
 use pki_tests::{Pki, require};
 
-use crate::rotate::{Rig, cert_key, haproxy_target, nginx_commands, probe};
+use crate::rotate::{Rig, cert_key, haproxy_target, nginx_commands, probe, vault_rotate};
 
 /// A full TLS handshake with 127.0.0.1:`port` for `localhost`, verified against every CA in
 /// `bundle` (read anew each time, as a client restarted after an update would); returns the
@@ -476,4 +476,163 @@ fn offline_root_rollover_distributes_the_root_first_and_fails_no_handshake() {
     eprintln!(
         "{rounds} rounds of verified handshakes across the root rollover, none failed; issuers {issuers:?}"
     );
+}
+
+/// The JSON `data` of a Vault API answer.
+fn vault_data(
+    bao: &pki_tests::bao::Bao,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> serde_json::Value {
+    let text = bao.root(method, path, Some(body));
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["data"].clone()
+}
+
+/// A Vault issuer rollover, as an operator does it: a new intermediate in the `pki` mount,
+/// signed by the root mount and made the default issuer. Returns the new issuer's certificate.
+fn vault_new_default_issuer(bao: &pki_tests::bao::Bao) -> Certificate {
+    let csr = vault_data(
+        bao,
+        "POST",
+        "/v1/pki/intermediate/generate/internal",
+        r#"{"common_name":"Example Internal Intermediate CA 2","key_type":"ec","key_bits":256}"#,
+    )["csr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signed = vault_data(
+        bao,
+        "POST",
+        "/v1/pki_root/root/sign-intermediate",
+        &serde_json::json!({"csr": csr, "common_name": "Example Internal Intermediate CA 2", "ttl": "8760h"})
+            .to_string(),
+    );
+    let cert = signed["certificate"].as_str().unwrap().to_owned();
+    let imported = vault_data(
+        bao,
+        "POST",
+        "/v1/pki/intermediate/set-signed",
+        &serde_json::json!({ "certificate": cert }).to_string(),
+    );
+    let id = imported["imported_issuers"][0].as_str().unwrap().to_owned();
+    bao.root(
+        "POST",
+        "/v1/pki/config/issuers",
+        Some(&serde_json::json!({ "default": id }).to_string()),
+    );
+    Certificate::from_pem(cert.as_bytes(), "new issuer").unwrap()
+}
+
+/// Vault intermediate rollover: a new default issuer in the mount; the hook reissues every
+/// certificate the old one signed, each at its turn in `issuer_spread` (not all in one run),
+/// while Nginx and HAProxy serve a client loop that verifies against the trust file.
+#[test]
+fn vault_issuer_rollover_is_spread_and_fails_no_handshake() {
+    if !require(&["nginx", "haproxy", "openssl"]) {
+        return;
+    }
+    let Some(bao) = pki_tests::bao::Bao::dev() else {
+        return;
+    };
+    bao.bootstrap();
+    bao.root(
+        "POST",
+        "/v1/pki/roles/local",
+        Some(
+            r#"{"allowed_domains":"localhost","allow_bare_domains":true,"allow_subdomains":true,
+                "allow_localhost":true,"allow_ip_sans":true,"key_type":"ec","key_bits":256,
+                "client_flag":false,"max_ttl":"720h"}"#,
+        ),
+    );
+    let rig = Rig::new();
+    let others: String = (1..=6)
+        .map(|n| {
+            format!(
+                "[[certificate]]\nname = \"svc{n}\"\ncommon_name = \"svc{n}.localhost\"\n\n\
+                 [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n",
+                rig.path(&format!("svc{n}")).display()
+            )
+        })
+        .collect();
+    let backend = format!(
+        "host = \"fleet-host-147\"\n[defaults]\nissuer_spread = \"8s\"\nttl = \"7d\"\n\n\
+         [backend]\ntype = \"vault\"\naddress = \"{}\"\nmount = \"pki\"\nrole = \"local\"\n\n{others}",
+        bao.addr
+    );
+    let (ngx, hap, bundle) = two_services(&rig, "");
+    // The rig wrote an offline config: the same certificates, from Vault.
+    let text = std::fs::read_to_string(rig.config_path()).unwrap();
+    let certs = &text[text.find("[[certificate]]").unwrap()..];
+    std::fs::write(
+        rig.config_path(),
+        format!(
+            "state_dir = \"{}\"\n{backend}{certs}",
+            rig.path("state").display()
+        ),
+    )
+    .unwrap();
+    vault_rotate(&rig, &bao, &[]).ok();
+    let names = ["web", "lb", "svc1", "svc2", "svc3", "svc4", "svc5", "svc6"];
+    let old: Vec<_> = names
+        .iter()
+        .map(|n| rig.current(n).info().serial.clone())
+        .collect();
+    assert_eq!(count_cas(&bundle), 1);
+
+    let mut moved_by_run: Vec<usize> = Vec::new();
+    let started = Instant::now();
+    let (rounds, issuers) = handshakes_during(vec![ngx.port, hap.port], bundle.clone(), || {
+        let new_issuer = vault_new_default_issuer(&bao);
+        loop {
+            let run = vault_rotate(&rig, &bao, &["--json"]).ok().json();
+            let issued = run["certificates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["action"] == "issued")
+                .inspect(|c| assert_eq!(c["decision"]["reason"], "issuer-changed", "{c:#}"))
+                .count();
+            moved_by_run.push(issued);
+
+            let all_moved = names
+                .iter()
+                .all(|n| rig.current(n).is_signed_by(&new_issuer));
+            if all_moved {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not all moved: {moved_by_run:?}"
+            );
+            thread::sleep(Duration::from_millis(400));
+        }
+    });
+    let moved: usize = moved_by_run.iter().sum();
+    assert_eq!(moved, names.len(), "{moved_by_run:?}");
+    let runs_that_moved = moved_by_run.iter().filter(|&&n| n > 0).count();
+    assert!(
+        runs_that_moved >= 2,
+        "all in one run, not spread: {moved_by_run:?}"
+    );
+    assert!(
+        moved_by_run[0] < names.len(),
+        "the first run moved everything: {moved_by_run:?}"
+    );
+    for (n, before) in names.iter().zip(&old) {
+        assert_ne!(&rig.current(n).info().serial, before);
+    }
+    // Same root: the trust file never changed.
+    assert_eq!(count_cas(&bundle), 1);
+    assert_eq!(issuers.len(), 2, "{issuers:?}");
+    eprintln!(
+        "{rounds} rounds of verified handshakes, none failed; reissues per run {moved_by_run:?}"
+    );
+}
+
+fn count_cas(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .matches("BEGIN CERTIFICATE")
+        .count()
 }

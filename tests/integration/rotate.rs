@@ -1200,7 +1200,7 @@ fn a_new_ca_makes_every_certificate_due() {
 }
 
 /// `pki rotate` of the rig's config against `bao`, with its token.
-fn vault_rotate(rig: &Rig, bao: &pki_tests::bao::Bao, extra: &[&str]) -> Run {
+pub(crate) fn vault_rotate(rig: &Rig, bao: &pki_tests::bao::Bao, extra: &[&str]) -> Run {
     let config = rig.config_path();
     let mut args = vec!["rotate", "--config", config.to_str().unwrap()];
     args.extend_from_slice(extra);

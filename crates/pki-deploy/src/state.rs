@@ -218,6 +218,56 @@ pub struct RunState {
     /// is valid for nothing; [`RunState::orphans`] lists them to be revoked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub issued: BTreeMap<String, IssuedRecord>,
+    /// By backend name: its current issuer and since when runs have seen it, the start of an
+    /// issuer rollover's spread.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub issuers: BTreeMap<String, IssuerSeen>,
+}
+
+/// A backend's current issuer, as runs saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuerSeen {
+    /// The issuer (see [`issuer_id`]).
+    pub id: String,
+    /// The first run that saw it (Unix time).
+    pub since: i64,
+}
+
+impl RunState {
+    /// Records each backend's current issuer and returns, by backend, since when it has been
+    /// seen: the time of this run for an issuer not seen before. The first issuer a state
+    /// records has no start (it is no rollover).
+    pub fn see_issuers(
+        &mut self,
+        issuers: &std::collections::HashMap<String, pki::Certificate>,
+        now: time::OffsetDateTime,
+    ) -> std::collections::HashMap<String, time::OffsetDateTime> {
+        let mut since = std::collections::HashMap::new();
+        for (backend, issuer) in issuers {
+            let id = issuer_id(issuer);
+            match self.issuers.get(backend) {
+                Some(seen) if seen.id == id => {
+                    if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(seen.since) {
+                        since.insert(backend.clone(), t);
+                    }
+                }
+                known => {
+                    if known.is_some() {
+                        since.insert(backend.clone(), now);
+                    }
+                    self.issuers.insert(
+                        backend.clone(),
+                        IssuerSeen {
+                            id,
+                            since: now.unix_timestamp(),
+                        },
+                    );
+                }
+            }
+        }
+        since
+    }
 }
 
 /// A certificate the backend issued, until the store holds it.

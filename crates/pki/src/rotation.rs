@@ -59,6 +59,10 @@ pub struct Desired {
     /// fraction of the lifetime; capped so that the window never opens before
     /// [`EARLIEST_RENEWAL`] of the lifetime. 0 renews at the renewal point itself.
     pub jitter: f64,
+    /// How long after its backend's issuer changed (an issuer rollover) the certificates it did
+    /// not sign are reissued over: each at its own point of this window (its jitter phase),
+    /// none later than its renewal slot. Zero reissues them at once.
+    pub issuer_spread: Duration,
 }
 
 /// How strictly a certificate's profile (its EKUs) must match the one asked for.
@@ -92,6 +96,7 @@ impl Desired {
             renew_at: RenewAt::default(),
             profile_match: ProfileMatch::Exact,
             jitter: DEFAULT_JITTER,
+            issuer_spread: Duration::ZERO,
         }
     }
 }
@@ -280,6 +285,9 @@ pub struct Moment {
     pub jitter: f64,
     /// Reissue whatever the state.
     pub force: bool,
+    /// Since when the backend's current issuer has been seen (the start of an issuer
+    /// rollover's spread); `None`: unknown, a certificate of another issuer is due at once.
+    pub issuer_since: Option<OffsetDateTime>,
 }
 
 impl Moment {
@@ -289,6 +297,7 @@ impl Moment {
             now,
             jitter,
             force: false,
+            issuer_since: None,
         }
     }
 
@@ -324,11 +333,32 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
             format!("expired {}", rfc3339(current.not_after)),
         );
     }
+    // Another issuer signed it: due at once, or at its turn in the rollover's spread (the
+    // checks below still apply meanwhile).
+    let mut issuer_turn = None;
     if current.issuer_current == Some(false) {
-        return issue(
-            Reason::IssuerChanged,
-            "issued by a CA other than the backend's current one".to_owned(),
-        );
+        let detail = "issued by a CA other than the backend's current one";
+        match at
+            .issuer_since
+            .filter(|_| desired.issuer_spread > Duration::ZERO)
+        {
+            Some(since) => {
+                let turn = (since + desired.issuer_spread * at.jitter.clamp(0.0, 1.0))
+                    .min(renewal_slot(current, desired, at.jitter));
+                if now >= turn {
+                    return issue(
+                        Reason::IssuerChanged,
+                        format!(
+                            "{detail} (its turn {} in the spread from {})",
+                            rfc3339(turn),
+                            rfc3339(since)
+                        ),
+                    );
+                }
+                issuer_turn = Some(turn);
+            }
+            None => return issue(Reason::IssuerChanged, detail.to_owned()),
+        }
     }
     if let Some(detail) = names_differ(desired, current) {
         return issue(Reason::NamesChanged, detail);
@@ -370,7 +400,9 @@ pub fn decide(desired: &Desired, observed: &Observed, at: &Moment) -> Decision {
             "the backend's trust bundle changed: its CA files are deployed again".to_owned(),
         );
     }
-    Decision::Keep { renew_after }
+    Decision::Keep {
+        renew_after: issuer_turn.map_or(renew_after, |t| t.min(renew_after)),
+    }
 }
 
 /// The renewal slot of `current`: the last point at or before its renewal point of the grid
@@ -465,6 +497,7 @@ mod tests {
             renew_at: RenewAt::default(),
             profile_match: ProfileMatch::Exact,
             jitter: 0.0,
+            issuer_spread: Duration::ZERO,
         }
     }
 
@@ -487,6 +520,53 @@ mod tests {
             Decision::Issue { reason, .. } => Some(reason),
             Decision::Keep { .. } => None,
         }
+    }
+
+    /// An issuer rollover with a spread: each certificate at its phase of the window from
+    /// the change, none past its renewal slot; other reasons are not held back.
+    #[test]
+    fn an_issuer_change_is_spread_by_the_phase() {
+        let since = datetime!(2026-01-10 0:00 UTC);
+        let now = datetime!(2026-01-10 6:00 UTC);
+        let mut d = desired();
+        d.issuer_spread = Duration::hours(24);
+        let mut c = current();
+        c.issuer_current = Some(false);
+        let at = |phase: f64| Moment {
+            issuer_since: Some(since),
+            ..Moment::new(now, phase)
+        };
+        let observed = Observed::Present(c.clone());
+        // Phase 0.1: its turn (02:24) has come.
+        assert_eq!(
+            reason(decide(&d, &observed, &at(0.1))),
+            Some(Reason::IssuerChanged)
+        );
+        // Phase 0.5: kept until noon.
+        assert_eq!(
+            decide(&d, &observed, &at(0.5)),
+            Decision::Keep {
+                renew_after: datetime!(2026-01-10 12:00 UTC)
+            }
+        );
+        // Unknown start, or no spread: at once.
+        assert_eq!(
+            reason(decide(&d, &observed, &Moment::new(now, 0.5))),
+            Some(Reason::IssuerChanged)
+        );
+        let mut at_once = d.clone();
+        at_once.issuer_spread = Duration::ZERO;
+        assert_eq!(
+            reason(decide(&at_once, &observed, &at(0.5))),
+            Some(Reason::IssuerChanged)
+        );
+        // A names change is not held back by the spread.
+        let mut renamed = c;
+        renamed.common_name = Some("other".into());
+        assert_eq!(
+            reason(decide(&d, &Observed::Present(renamed), &at(0.5))),
+            Some(Reason::NamesChanged)
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl Config {
     }
 }
 
+/// The window a Vault issuer rollover's reissues are spread over unless `issuer_spread` says.
+pub const DEFAULT_VAULT_ISSUER_SPREAD: Duration = Duration::days(1);
+
 /// The name of the backend a single `[backend]` table declares, and of the one a
 /// certificate built in code signs with.
 pub const DEFAULT_BACKEND: &str = "default";
@@ -215,6 +218,9 @@ pub struct CertificateConfig {
     pub renew_at: RenewAt,
     /// Width of the renewal window, fraction of the lifetime (see [`pki::rotation::Desired`]).
     pub jitter: f64,
+    /// The window an issuer rollover's reissues are spread over (see
+    /// [`pki::rotation::Desired::issuer_spread`]).
+    pub issuer_spread: Duration,
     /// Where it is deployed.
     pub targets: Vec<TargetConfig>,
     /// The config line of its table (0 when built in code).
@@ -233,6 +239,7 @@ impl CertificateConfig {
             backend: DEFAULT_BACKEND.to_owned(),
             renew_at: RenewAt::default(),
             jitter: DEFAULT_JITTER,
+            issuer_spread: Duration::ZERO,
             targets: Vec::new(),
             line: 0,
         })
@@ -243,6 +250,7 @@ impl CertificateConfig {
         let mut desired = pki::rotation::Desired::new(&self.request, self.key_algorithm);
         desired.renew_at = self.renew_at;
         desired.jitter = self.jitter;
+        desired.issuer_spread = self.issuer_spread;
         desired
     }
 }
@@ -348,6 +356,11 @@ pub fn parse_with(text: &str, path: &Path, facts: &Facts) -> Result<Config> {
     defaults.acme_backends = backends
         .iter()
         .filter(|b| matches!(b.backend, Backend::Acme(_)))
+        .map(|b| b.name.clone())
+        .collect();
+    defaults.vault_backends = backends
+        .iter()
+        .filter(|b| matches!(b.backend, Backend::Vault(_)))
         .map(|b| b.name.clone())
         .collect();
     let report = match doc.take("report") {
@@ -695,6 +708,8 @@ pub(crate) struct RawPolicy {
     renew_before: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_percent")]
     jitter: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    issuer_spread: Option<Duration>,
 }
 
 /// `[defaults]`: what applies to every certificate that does not set its own, and to every
@@ -706,6 +721,8 @@ pub(crate) struct RawDefaults {
     backends: Vec<String>,
     /// Those of them that are ACME servers.
     acme_backends: Vec<String>,
+    /// Those of them that are Vault servers.
+    vault_backends: Vec<String>,
     pub(crate) probe_timeout: Option<Duration>,
     pub(crate) command_timeout: Option<Duration>,
 }
@@ -729,6 +746,7 @@ impl RawDefaults {
             policy,
             backends: Vec::new(),
             acme_backends: Vec::new(),
+            vault_backends: Vec::new(),
             probe_timeout,
             command_timeout,
         })
@@ -789,6 +807,17 @@ fn certificate(
         DEFAULT_JITTER
     };
     let jitter = raw.jitter.or(policy.jitter).unwrap_or(default_jitter);
+    // A Vault issuer rollover moves a fleet: spread over a day unless set. An offline CA
+    // serves one host, whose certificates move at once.
+    let default_spread = if defaults.vault_backends.contains(&c.backend) {
+        DEFAULT_VAULT_ISSUER_SPREAD
+    } else {
+        Duration::ZERO
+    };
+    c.issuer_spread = raw
+        .issuer_spread
+        .or(policy.issuer_spread)
+        .unwrap_or(default_spread);
     c.key_algorithm = raw.key.or(policy.key).unwrap_or_default();
     c.renew_at = renew_at;
     c.jitter = jitter;

@@ -291,12 +291,14 @@ impl Run<'_> {
             .filter_map(|c| Some(failed(&store, c, signers.broken(&c.backend)?.clone())))
             .collect();
         let mut state = load_state(config, opts);
+        let issuer_since = state.see_issuers(&signers.issuers, self.started.at);
         let input = PlanInput {
             config,
             store: &store,
             state: &state,
             issuers: &signers.issuers,
             trust: &signers.trust,
+            issuer_since: &issuer_since,
             force: opts.force,
             now: self.started.at,
         };

@@ -59,6 +59,9 @@ pub struct PlanInput<'a> {
     /// Each backend's trust bundle, by backend name, when known: a certificate kept with
     /// other CAs is deployed again with these.
     pub trust: &'a HashMap<String, Vec<Certificate>>,
+    /// Since when each backend's current issuer has been seen, by backend name (the start of
+    /// an issuer rollover's spread), when it is a change the state recorded.
+    pub issuer_since: &'a HashMap<String, OffsetDateTime>,
     /// Reissue whatever the state.
     pub force: bool,
     /// The time of the decisions.
@@ -78,12 +81,15 @@ impl<'a> PlanInput<'a> {
             std::sync::LazyLock::new(HashMap::new);
         static NO_TRUST: std::sync::LazyLock<HashMap<String, Vec<Certificate>>> =
             std::sync::LazyLock::new(HashMap::new);
+        static NO_SINCE: std::sync::LazyLock<HashMap<String, OffsetDateTime>> =
+            std::sync::LazyLock::new(HashMap::new);
         Self {
             config,
             store,
             state,
             issuers: &NONE,
             trust: &NO_TRUST,
+            issuer_since: &NO_SINCE,
             force: false,
             now,
         }
@@ -141,6 +147,7 @@ pub fn plan_one<'c>(input: &PlanInput<'_>, cert: &'c CertificateConfig) -> Plann
         rotation::jitter_fraction(&input.config.host, &cert.name),
     );
     moment.force = input.force;
+    moment.issuer_since = input.issuer_since.get(&cert.backend).copied();
     let mut desired = cert.desired();
     if let Some(crate::config::Backend::Acme(_)) = input.config.backend(&cert.backend) {
         // The ACME server decides the usages (clientAuth or not): more than asked is kept.

@@ -21,6 +21,7 @@ struct Rig {
     config: Config,
     issuers: std::collections::HashMap<String, Certificate>,
     trust: std::collections::HashMap<String, Vec<Certificate>>,
+    issuer_since: std::collections::HashMap<String, time::OffsetDateTime>,
 }
 
 fn target(dir: &Path, reload: Option<&str>) -> TargetConfig {
@@ -58,6 +59,7 @@ fn rig(reload_b: Option<&str>) -> Rig {
         config,
         issuers: Default::default(),
         trust: Default::default(),
+        issuer_since: Default::default(),
     }
 }
 
@@ -98,6 +100,7 @@ impl Rig {
             state,
             issuers: &self.issuers,
             trust: &self.trust,
+            issuer_since: &self.issuer_since,
             force: false,
             now: clock::now(),
         }
