@@ -12,6 +12,7 @@ mod bad_inputs;
 mod concurrency;
 mod doctor;
 mod durability;
+mod jvm;
 mod mtls;
 mod offline_ca;
 mod packaging;

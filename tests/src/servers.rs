@@ -511,3 +511,56 @@ pub fn redis_with(dir: tempfile::TempDir, cert: &Path, key: &Path, extra: &str) 
         || sock.exists() && port_open(port),
     )
 }
+
+/// The home of Debian's `jetty9` package.
+pub const JETTY_HOME: &str = "/usr/share/jetty9";
+
+/// Jetty 9 (Debian's `jetty9`, the server Solr runs on) with only an HTTPS connector on
+/// 127.0.0.1, serving the PKCS#12 `keystore` and requiring client certificates that the PKCS#12
+/// `truststore` trusts; both open with the password in `password_file`. Jetty's keystore scanner
+/// (the `ssl-reload` module, what Solr's TLS reload uses) checks the keystore every second.
+/// The settings go in the base's `start.ini`, not on the command line.
+pub fn jetty(
+    dir: tempfile::TempDir,
+    keystore: &Path,
+    truststore: &Path,
+    password_file: &Path,
+) -> Server {
+    let port = free_port();
+    let d = dir.path();
+    let password = std::fs::read_to_string(password_file).unwrap();
+    let password = password.trim();
+    let ini = format!(
+        "--module=server,https,ssl-reload\n\
+         jetty.ssl.host=127.0.0.1\njetty.ssl.port={port}\n\
+         jetty.sslContext.keyStoreAbsolutePath={}\njetty.sslContext.keyStoreType=PKCS12\n\
+         jetty.sslContext.keyStorePassword={password}\njetty.sslContext.keyManagerPassword={password}\n\
+         jetty.sslContext.trustStoreAbsolutePath={}\njetty.sslContext.trustStoreType=PKCS12\n\
+         jetty.sslContext.trustStorePassword={password}\n\
+         jetty.sslContext.needClientAuth=true\njetty.sslContext.reload.scanInterval=1\n",
+        keystore.display(),
+        truststore.display(),
+    );
+    std::fs::write(d.join("start.ini"), ini).unwrap();
+    std::fs::set_permissions(d.join("start.ini"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log = d.join("jetty.log");
+    let child = spawn(
+        Command::new("java")
+            .arg("-Xmx128m")
+            .arg("-jar")
+            .arg(Path::new(JETTY_HOME).join("start.jar"))
+            .arg(format!("jetty.home={JETTY_HOME}"))
+            .arg(format!("jetty.base={}", d.display()))
+            .current_dir(d),
+        &log,
+    );
+    ready(
+        child,
+        dir,
+        port,
+        log,
+        "jetty9",
+        Duration::from_secs(60),
+        || port_open(port),
+    )
+}

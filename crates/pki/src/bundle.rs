@@ -1,11 +1,12 @@
 //! An issued certificate rendered as files: PEM files for the leaf, key, chain, full chain and
-//! root; the HAProxy combined PEM; PKCS#12.
+//! trust bundle; the HAProxy combined PEM; PKCS#12 keystores and truststores.
 
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::authority::IssuedCertificate;
+use crate::cert::Certificate;
 use crate::error::{Error, Result};
 use crate::fsio::{self, FileMode, StagedFile};
 use crate::secret::SecretString;
@@ -214,6 +215,49 @@ pub fn write_dir(
     let written = staged.iter().map(|f| f.target().to_path_buf()).collect();
     fsio::commit_all(staged)?;
     Ok(written)
+}
+
+/// The CAs a holder of `issued` should trust: the trust bundle, else the root, else the last
+/// intermediate (an ACME chain).
+pub fn trust_anchors(issued: &IssuedCertificate) -> Vec<Certificate> {
+    if !issued.trust.is_empty() {
+        return issued.trust.clone();
+    }
+    issued
+        .root
+        .clone()
+        .or_else(|| issued.chain.last().cloned())
+        .into_iter()
+        .collect()
+}
+
+/// A PKCS#12 truststore (Java's `javax.net.ssl.trustStore`, Jetty's and Solr's trust store):
+/// each CA of `cas` as a trusted-certificate entry (with the attribute the JDK needs to take
+/// it as a trust anchor), aliased `ca-1`, `ca-2`, …, integrity-protected with `password`
+/// (HMAC-SHA256).
+pub fn pkcs12_truststore(
+    cas: &[Certificate],
+    password: &SecretString,
+) -> Result<crate::secret::SecretBytes> {
+    let bad = |e: p12_keystore::error::Error| Error::Pkcs12(e.to_string());
+    if cas.is_empty() {
+        return Err(Error::InvalidRequest("a truststore needs at least one CA"));
+    }
+    let mut store = p12_keystore::KeyStore::new();
+    for (i, ca) in cas.iter().enumerate() {
+        let cert = p12_keystore::Certificate::from_der(ca.der()).map_err(bad)?;
+        store.add_entry(
+            &format!("ca-{}", i + 1),
+            p12_keystore::KeyStoreEntry::Certificate(cert),
+        );
+    }
+    let bytes = store
+        .writer(password.expose())
+        .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+        .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
+        .write()
+        .map_err(bad)?;
+    Ok(crate::secret::SecretBytes::new(bytes))
 }
 
 /// The key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), the form Elasticsearch and Neo4j require.

@@ -1,6 +1,7 @@
 //! The JVM services (Solr, Elasticsearch, Neo4j): a PKCS#12 keystore (`pkcs12`, encrypted with
 //! the password in `password_file`, the key under `alias`), and/or PEM files with a PKCS#8 key
-//! (`cert` + `key`: what Elasticsearch and Neo4j read). The key is read by the service's own
+//! (`cert` + `key`: what Elasticsearch and Neo4j read), and optionally a PKCS#12 truststore
+//! holding the trust bundle (`truststore`, for client authentication and outgoing TLS). The key is read by the service's own
 //! user (group-readable by default). Solr and Elasticsearch reread their files themselves; an
 //! optional `reload_command` covers the others. No probe is required.
 
@@ -22,6 +23,8 @@ pub struct Keystore {
     pub pkcs12: Option<Pkcs12>,
     /// PEM files: the full chain and the PKCS#8 key.
     pub pem: Option<PemPair>,
+    /// A PKCS#12 truststore of the trust bundle.
+    pub truststore: Option<Truststore>,
     /// Run after the files changed.
     pub reload_command: Option<CommandSpec>,
 }
@@ -36,6 +39,16 @@ pub struct Pkcs12 {
     pub password_file: PathBuf,
     /// The key's alias (default: the certificate's name).
     pub alias: String,
+}
+
+/// A PKCS#12 truststore file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Truststore {
+    /// Where.
+    pub path: PathBuf,
+    /// The file holding its password (mode 0600).
+    pub password_file: PathBuf,
 }
 
 /// The PEM variant.
@@ -57,6 +70,8 @@ pub(crate) struct Raw {
     alias: Option<String>,
     cert: Option<String>,
     key: Option<String>,
+    truststore: Option<String>,
+    truststore_password_file: Option<String>,
     reload_command: Option<RawCommand>,
 }
 
@@ -74,6 +89,23 @@ impl Kind for Keystore {
                 key: paths.path(k),
             }),
             _ => None,
+        };
+        let truststore = match &raw.truststore {
+            Some(t) => Some(Truststore {
+                path: paths.path(t),
+                password_file: raw
+                    .truststore_password_file
+                    .as_deref()
+                    .or(raw.password_file.as_deref())
+                    .map(|f| paths.path(f))
+                    .ok_or_else(|| {
+                        Invalid::new(
+                            "truststore_password_file",
+                            "required with truststore (or password_file)",
+                        )
+                    })?,
+            }),
+            None => None,
         };
         let pkcs12 = match raw.pkcs12 {
             Some(p) => Some(Pkcs12 {
@@ -96,6 +128,7 @@ impl Kind for Keystore {
         Ok(Self {
             pkcs12,
             pem,
+            truststore,
             reload_command: command("reload_command", raw.reload_command)?,
         })
     }
@@ -105,7 +138,12 @@ impl Ops for Keystore {
     fn uses(&self) -> Uses<'_> {
         Uses {
             commands: self.reload_command.iter().collect(),
-            secrets: self.pkcs12.iter().map(|p| p.password_file.as_path()).collect(),
+            secrets: self
+                .pkcs12
+                .iter()
+                .map(|p| p.password_file.as_path())
+                .chain(self.truststore.iter().map(|t| t.password_file.as_path()))
+                .collect(),
         }
     }
 
@@ -117,6 +155,9 @@ impl Ops for Keystore {
         if let Some(p) = &self.pem {
             files.push(OutputFile::new(&p.key, Content::Key));
             files.push(OutputFile::new(&p.cert, Content::Fullchain));
+        }
+        if let Some(t) = &self.truststore {
+            files.push(OutputFile::new(&t.path, Content::Truststore));
         }
         files
     }
@@ -138,6 +179,14 @@ impl Ops for Keystore {
             (Some(p), Content::Pkcs12) => {
                 let password = pki::fsio::read_secret_file(&p.password_file)?;
                 let store = bundle::pkcs12(material, &password, &p.alias)?;
+                Ok(Zeroizing::new(store.expose().to_vec()))
+            }
+            (_, Content::Truststore) => {
+                let Some(t) = &self.truststore else {
+                    return super::render_pem(Content::Truststore, material);
+                };
+                let password = pki::fsio::read_secret_file(&t.password_file)?;
+                let store = bundle::pkcs12_truststore(&bundle::trust_anchors(material), &password)?;
                 Ok(Zeroizing::new(store.expose().to_vec()))
             }
             (_, content) => super::render_pem(content, material),

@@ -51,12 +51,14 @@ pub enum Content {
     Chain,
     /// Leaf + intermediates.
     Fullchain,
-    /// The root (the chain when the root is not known).
+    /// The trust bundle (see [`pki::bundle::ca_pem`]).
     Ca,
     /// Leaf + intermediates + key (HAProxy).
     Combined,
     /// PKCS#12 keystore.
     Pkcs12,
+    /// PKCS#12 truststore: the trust bundle as Java trusted-certificate entries.
+    Truststore,
 }
 
 impl Content {
@@ -434,7 +436,7 @@ pub(crate) fn render_pem(
         Content::Combined => {
             Zeroizing::new(bundle::combined_pem(material)?.expose().as_bytes().to_vec())
         }
-        Content::Pkcs12 => {
+        Content::Pkcs12 | Content::Truststore => {
             return Err(pki::Error::InvalidRequest("PKCS#12 needs a keystore target").into());
         }
     })
