@@ -108,3 +108,53 @@ fn doctor_checks_vault_and_its_clock() {
     .run();
     assert!(run.stdout.contains("FAIL backend default"), "{run:#?}");
 }
+
+/// A trust file: missing before the first run, the bundle after it, a stale or edited one
+/// and a planted link each a failure with the fix.
+#[test]
+fn doctor_checks_trust_files_against_the_bundle() {
+    let rig = Rig::new();
+    let trust = rig.path("trust/internal.crt");
+    rig.config(&format!(
+        "[[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\n\
+         [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n\
+         [[trust]]\npath = \"{}\"\n",
+        rig.path("out/api").display(),
+        trust.display()
+    ));
+    let line = |run: &pki_tests::Run| {
+        run.stdout
+            .lines()
+            .find(|l| l.contains("trust "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = doctor(&rig);
+    assert_eq!(before.code, 1);
+    assert!(
+        line(&before).starts_with("FAIL") && line(&before).contains("missing"),
+        "{before:#?}"
+    );
+    rig.rotate(&[]).ok();
+    let fine = doctor(&rig);
+    assert_eq!(fine.code, 0, "{fine:#?}");
+    assert!(
+        line(&fine).starts_with("OK") && line(&fine).contains("holds the 1 CA(s)"),
+        "{fine:#?}"
+    );
+    // Another CA in it: stale.
+    let other = pki_tests::TestCa::new(&[]);
+    std::fs::write(&trust, std::fs::read(other.dir.join("root.pem")).unwrap()).unwrap();
+    let stale = doctor(&rig);
+    assert_eq!(stale.code, 1);
+    assert!(
+        line(&stale).contains("not the 1 of backend default")
+            && line(&stale).contains("fix: pki rotate"),
+        "{stale:#?}"
+    );
+    // A link: refused.
+    std::fs::remove_file(&trust).unwrap();
+    std::os::unix::fs::symlink(rig.path("ca/root.pem"), &trust).unwrap();
+    let link = doctor(&rig);
+    assert!(line(&link).contains("not a regular file"), "{link:#?}");
+}

@@ -1,7 +1,8 @@
 //! `pki doctor`: checks what a rotation needs, each with a verdict and a one-line fix: the
 //! config, the state directory, each backend (reachable, authenticated, its clock), each
-//! target's files (present, owner, mode), and what each service serves now against the
-//! files on disk and the store. Changes nothing and creates nothing (no ACME account).
+//! target's files (present, owner, mode), what each service serves now against the
+//! files on disk and the store, and each trust file against its backend's bundle. Changes
+//! nothing and creates nothing (no ACME account).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -79,6 +80,7 @@ pub(crate) async fn run(a: DoctorArgs, format: Format) -> Result<u8> {
                 backend(&named.name, &named.backend, &mut checks).await;
             }
             targets(&config, &mut checks).await;
+            trust_files(&config, &mut checks).await;
         }
         Err(e) => checks.fail(
             "config",
@@ -407,6 +409,86 @@ async fn targets(config: &Config, checks: &mut Checks) {
             served(config, (cert, target), current.as_ref(), checks).await;
         }
     }
+}
+
+/// Each `[[trust]]` file: a regular file (not a link) holding the backend's trust bundle now.
+async fn trust_files(config: &Config, checks: &mut Checks) {
+    for t in &config.trust {
+        let check = format!("trust {}", t.path.display());
+        let fix = format!("pki rotate --config {} writes it", config.file.display());
+        let held = match std::fs::symlink_metadata(&t.path) {
+            Err(_) => {
+                checks.fail(check, "missing", fix);
+                continue;
+            }
+            Ok(m) if !m.file_type().is_file() => {
+                checks.fail(
+                    check,
+                    "not a regular file (a link?)",
+                    format!("remove it; {fix}"),
+                );
+                continue;
+            }
+            Ok(_) => pki::fsio::read_limited(&t.path, pki::fsio::MAX_PEM_INPUT)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    Certificate::all_from_pem(&bytes, &t.path.display().to_string())
+                        .map_err(|e| e.to_string())
+                }),
+        };
+        let held = match held {
+            Ok(h) => h,
+            Err(e) => {
+                checks.fail(check, e, fix);
+                continue;
+            }
+        };
+        match bundle_of(config, &t.backend).await {
+            Ok(Some(bundle)) if same_cas(&held, &bundle) => checks.pass(
+                check,
+                format!("holds the {} CA(s) of backend {}", bundle.len(), t.backend),
+            ),
+            Ok(Some(bundle)) => checks.fail(
+                check,
+                format!(
+                    "holds {} CA(s), not the {} of backend {}'s trust bundle",
+                    held.len(),
+                    bundle.len(),
+                    t.backend
+                ),
+                fix,
+            ),
+            Ok(None) => checks.pass(check, format!("holds {} CA(s)", held.len())),
+            Err(e) => checks.fail(
+                check,
+                format!("cannot get backend {}'s trust bundle: {e}", t.backend),
+                "see the backend's check above",
+            ),
+        }
+    }
+}
+
+/// The trust bundle of the backend called `name` now (`None` for one that has none).
+async fn bundle_of(config: &Config, name: &str) -> Result<Option<Vec<Certificate>>> {
+    let now = clock::now();
+    Ok(match config.backend(name) {
+        Some(Backend::Offline(o)) => Some(OfflineCa::open(&o.ca_dir)?.trust_anchors(now)?),
+        Some(Backend::Vault(settings)) => {
+            let settings = settings.as_ref().clone().with_env()?;
+            let vault = pki::authority::vault::VaultAuthority::connect(&settings).await?;
+            Some(vault.trust_anchors(now).await?)
+        }
+        _ => None,
+    })
+}
+
+fn same_cas(a: &[Certificate], b: &[Certificate]) -> bool {
+    let ders = |c: &[Certificate]| {
+        let mut d: Vec<Vec<u8>> = c.iter().map(|c| c.der().to_vec()).collect();
+        d.sort();
+        d
+    };
+    ders(a) == ders(b)
 }
 
 /// What the service serves now, against the file on disk and the store's current certificate.
