@@ -636,3 +636,56 @@ fn count_cas(path: &Path) -> usize {
         .matches("BEGIN CERTIFICATE")
         .count()
 }
+
+/// A Vault mount's roots are its trust bundle: a root issuer added to the mount reaches the
+/// trust file at the next run (the certificates stay: trust-changed), and once revoked it
+/// leaves it again.
+#[test]
+fn vault_roots_in_the_mount_make_the_bundle_and_a_revoked_one_leaves_it() {
+    let Some(bao) = pki_tests::bao::Bao::dev() else {
+        return;
+    };
+    bao.bootstrap();
+    let rig = Rig::new();
+    let trust = rig.path("trust/internal.crt");
+    std::fs::write(
+        rig.config_path(),
+        format!(
+            "state_dir = \"{}\"\n[backend]\ntype = \"vault\"\naddress = \"{}\"\nmount = \"pki\"\nrole = \"services\"\n\n\
+             [[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\n\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n[[trust]]\npath = \"{}\"\n",
+            rig.path("state").display(),
+            bao.addr,
+            rig.path("out/api").display(),
+            trust.display()
+        ),
+    )
+    .unwrap();
+    vault_rotate(&rig, &bao, &[]).ok();
+    assert_eq!(count_cas(&trust), 1);
+    let serial = rig.current("api").info().serial.clone();
+    let added = vault_data(
+        &bao,
+        "POST",
+        "/v1/pki/root/generate/internal",
+        r#"{"common_name":"Example Internal Root CA 2","key_type":"ec","key_bits":256,"ttl":"87600h","issuer_name":"next-root"}"#,
+    );
+    assert!(added["issuer_id"].is_string(), "{added:#}");
+    let run = vault_rotate(&rig, &bao, &["--json"]).ok().json();
+    assert_eq!(run["trust"][0]["action"], "updated", "{run:#}");
+    assert_eq!(
+        run["certificates"][0]["decision"]["reason"], "trust-changed",
+        "{run:#}"
+    );
+    assert_eq!(count_cas(&trust), 2);
+    assert_eq!(count_cas(&rig.path("out/api/ca.pem")), 2);
+    assert_eq!(
+        rig.current("api").info().serial,
+        serial,
+        "the certificate was reissued"
+    );
+    bao.root("POST", "/v1/pki/issuer/next-root/revoke", Some("{}"));
+    vault_rotate(&rig, &bao, &[]).ok();
+    assert_eq!(count_cas(&trust), 1, "a revoked root stays trusted");
+    assert_eq!(count_cas(&rig.path("out/api/ca.pem")), 1);
+}

@@ -708,7 +708,7 @@ pub(crate) struct RawPolicy {
     renew_before: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_percent")]
     jitter: Option<f64>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_opt_duration_or_zero")]
     issuer_spread: Option<Duration>,
 }
 
@@ -918,6 +918,19 @@ pub(crate) fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
+    duration::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// [`de_opt_duration`], where `"0"` (or `"0s"`) is allowed: none.
+fn de_opt_duration_or_zero<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Some(Duration::ZERO));
+    }
     duration::parse(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)

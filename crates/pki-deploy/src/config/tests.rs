@@ -360,3 +360,32 @@ fn named_backend_errors_name_line_and_key() {
     let e = err(&MINIMAL.replace("[backend]\ntype = \"offline\"\nca_dir = \"ca\"\n", ""));
     assert!(e.contains("backend: required"), "{e}");
 }
+
+#[test]
+fn issuer_spread_defaults_by_backend_and_may_be_zero() {
+    let c = parse(MINIMAL, Path::new("x.toml")).unwrap();
+    assert_eq!(c.certificates[0].issuer_spread, Duration::ZERO);
+    let vault = MINIMAL.replace(
+        "type = \"offline\"\nca_dir = \"ca\"",
+        "type = \"vault\"\naddress = \"https://vault.example.internal:8200\"\nmount = \"pki\"\nrole = \"web\"",
+    );
+    let c = parse(&vault, Path::new("x.toml")).unwrap();
+    assert_eq!(c.certificates[0].issuer_spread, DEFAULT_VAULT_ISSUER_SPREAD);
+    for (value, want) in [
+        ("0", Duration::ZERO),
+        ("0s", Duration::ZERO),
+        ("6h", Duration::hours(6)),
+    ] {
+        let text = vault.replace(
+            "common_name = \"web.example.internal\"",
+            &format!("common_name = \"web.example.internal\"\nissuer_spread = \"{value}\""),
+        );
+        let c = parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(c.certificates[0].issuer_spread, want, "{value}");
+    }
+    let bad = vault.replace(
+        "common_name = \"web.example.internal\"",
+        "common_name = \"web.example.internal\"\nissuer_spread = \"-1h\"",
+    );
+    assert!(err(&bad).contains("issuer_spread"), "{}", err(&bad));
+}

@@ -177,7 +177,15 @@ async fn deploy(t: &TrustConfig, pem: &str, log: &Logger) -> Result<TrustAction>
                 ),
             ));
         }
-        let _ = exec::run(command, &env, t.command_timeout).await;
+        if let Err(again) = exec::run(command, &env, t.command_timeout).await {
+            log.warn(Event::run(
+                "trust-failed",
+                format!(
+                    "{}: the command failed again on the previous content: {again}",
+                    t.path.display()
+                ),
+            ));
+        }
         return Err(e);
     }
     log.info(

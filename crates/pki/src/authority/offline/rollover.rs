@@ -16,7 +16,7 @@ use super::subordinate::{Intermediate, Root};
 use super::{CaSigner, KeyProtection, OfflineCa, SignedCrl, files, key_pem, naming, read_cert};
 use crate::cert::{Certificate, CertificateInfo};
 use crate::error::{Error, Result};
-use crate::fsio::{self, FileMode, StagedFile};
+use crate::fsio;
 use crate::key::{KeyAlgorithm, PrivateKey};
 use crate::secret::SecretString;
 
@@ -67,13 +67,22 @@ pub struct Retired {
     key_path: PathBuf,
 }
 
+impl Retired {
+    /// Its key file in `retired/` (encrypted as it was).
+    pub fn key_path(&self) -> &Path {
+        &self.key_path
+    }
+}
+
 impl OfflineCa {
     /// Replaces the intermediate by a new one that `root` signs (same key algorithm, the
     /// lifetime `new` asks for cut to the root's, the root's name constraints). The current
     /// intermediate's key must open with `new.protection` (the new key is stored the same
-    /// way); it is kept in `retired/` with its certificate. Every file is written durably, the new key before the
-    /// new certificate; a process that reads the CA between the two sees a key that does not
-    /// match and fails without signing.
+    /// way); it is kept in `retired/` with its certificate. The new pair is staged in `next/`
+    /// and activated at once, under the CA's rollover lock: a crash between the two leaves it
+    /// for the next activation (`pki rotate`, `pki ca rotate-root --activate`) to finish. A
+    /// process reading the CA during the switch may find a key that does not match and fail
+    /// without signing.
     pub fn rotate_intermediate(
         &self,
         root: &Root,
@@ -123,36 +132,22 @@ impl OfflineCa {
         let certificate =
             root.sign_intermediate_key(&key, &Intermediate::new(&common_name, ttl), now)?;
 
-        let retired_dir = self.dir.join(RETIRED_DIR);
-        fsio::create_dir(&retired_dir, 0o700)?;
-        let stem = retired_dir.join(format!("intermediate-{}", old.serial));
-        let note = format!("{}\n", now.unix_timestamp());
-        let staged = vec![
-            StagedFile::create(
-                &with_ext(&stem, "pem"),
-                self.intermediate.pem().as_bytes(),
-                FileMode::PUBLIC,
-            )?,
-            StagedFile::create(&with_ext(&stem, "key.pem"), &key_text, FileMode::PRIVATE)?,
-            StagedFile::create(
-                &with_ext(&stem, "retired"),
-                note.as_bytes(),
-                FileMode::PUBLIC,
-            )?,
-            StagedFile::create(
-                &key_path,
-                key_pem(&key, protection)?.expose().as_bytes(),
-                FileMode::PRIVATE,
-            )?,
-            StagedFile::create(
-                &self.dir.join(files::INTERMEDIATE_CERT),
-                certificate.pem().as_bytes(),
-                FileMode::PUBLIC,
-            )?,
-        ];
-        fsio::commit_all(staged)?;
-        fsio::sync_dir(&retired_dir)?;
-        fsio::sync_dir(&self.dir)?;
+        // Staged in next/ beside the root in place, then activated at once: the one
+        // activation path, which a rerun (or the next `pki rotate`) finishes after a crash.
+        let pair = super::root_rollover::Pair {
+            root: &self.root,
+            root_key: None,
+            intermediate: &certificate,
+            intermediate_key: &key_pem(&key, protection)?,
+        };
+        let _lock = super::root_rollover::lock(&self.dir)?;
+        super::root_rollover::refuse_staged(&self.dir)?;
+        super::root_rollover::stage_pair(&self.dir, &pair, now)?;
+        super::root_rollover::activate_locked(&self.dir, now)?;
+        let stem = self
+            .dir
+            .join(RETIRED_DIR)
+            .join(format!("intermediate-{}", old.serial));
         Ok(Rollover {
             current: certificate.info().clone(),
             retired: old.clone(),
@@ -165,13 +160,16 @@ impl OfflineCa {
     /// issued under it lives.
     pub fn trust_anchors(&self, now: OffsetDateTime) -> Result<Vec<Certificate>> {
         let mut anchors = vec![self.root.clone()];
-        if let Some(staged) = super::root_rollover::staged(&self.dir)? {
-            anchors.push(staged.root);
+        let staged = super::root_rollover::staged(&self.dir)?.map(|s| s.root);
+        let retired = self.in_use(self.retired_roots()?, now)?;
+        for cert in staged
+            .into_iter()
+            .chain(retired.into_iter().map(|r| r.certificate))
+        {
+            if !anchors.iter().any(|a| a.der() == cert.der()) {
+                anchors.push(cert);
+            }
         }
-        for retired in self.in_use(self.retired_roots()?, now)? {
-            anchors.push(retired.certificate);
-        }
-        anchors.dedup_by(|a, b| a.der() == b.der());
         Ok(anchors)
     }
 

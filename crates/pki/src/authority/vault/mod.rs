@@ -438,8 +438,9 @@ impl VaultAuthority {
 
     /// Every CA a client of this mount should trust at `now`: the self-signed issuers in the
     /// mount and the root of each issuer's chain (an intermediate signed outside the mount),
-    /// unexpired, without repeats. While an issuer rollover overlaps, the old and the new root
-    /// are both there. The issuer endpoints need no token.
+    /// unexpired and not revoked, without repeats. While an issuer rollover overlaps, the old
+    /// and the new root are both there. Revocation is seen with `read` on `MOUNT/issuer/*`;
+    /// without it, the public view of each issuer is used, which does not say.
     pub async fn trust_anchors(&self, now: OffsetDateTime) -> Result<Vec<Certificate>> {
         let mut anchors: Vec<Certificate> = Vec::new();
         let add = |anchors: &mut Vec<Certificate>, found: Vec<Certificate>| {
@@ -457,10 +458,25 @@ impl VaultAuthority {
             if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 continue;
             }
-            let path = format!("{}/issuer/{id}/json", self.mount);
-            let Some(data) = self.client.read(&path).await?.and_then(|d| d.data) else {
+            // The token's read of the issuer says whether it is revoked; the public `/json`
+            // view (for a policy without `read` on `issuer/*`) does not.
+            let full = format!("{}/issuer/{id}", self.mount);
+            let (path, data) = match self.client.read(&full).await {
+                Ok(found) => (full, found.and_then(|d| d.data)),
+                Err(Error::VaultApi { status: 403, .. }) => {
+                    let public = format!("{full}/json");
+                    let data = self.client.read(&public).await?.and_then(|d| d.data);
+                    (public, data)
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(data) = data else {
                 continue;
             };
+            // A revoked issuer is trusted no more, even while it stays in the mount.
+            if data.get("revoked").and_then(serde_json::Value::as_bool) == Some(true) {
+                continue;
+            }
             let mut pems: Vec<&str> = data
                 .get("ca_chain")
                 .and_then(serde_json::Value::as_array)
