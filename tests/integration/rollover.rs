@@ -266,14 +266,24 @@ fn a_trust_file_follows_the_bundle_and_its_command() {
     let rig = Rig::new();
     let trust = rig.path("trust/internal.crt");
     let count = rig.path("reloads");
+    let metrics = rig.path("metrics/pki.prom");
     let config = |command: &str| {
         rig.config(&format!(
-            "[[certificate]]\nname = \"app\"\ncommon_name = \"app.example.internal\"\n\n\
+            "[report]\ntextfile = \"{}\"\n\n\
+             [[certificate]]\nname = \"app\"\ncommon_name = \"app.example.internal\"\n\n\
              [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n\
              [[trust]]\npath = \"{}\"\nreload_command = \"{command}\"\n",
+            metrics.display(),
             rig.path("app").display(),
             trust.display(),
         ));
+    };
+    let gauge = || {
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        let wanted = format!("pki_trust_file_success{{path=\"{}\"}} ", trust.display());
+        text.lines()
+            .find_map(|l| l.strip_prefix(&wanted).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no trust gauge in {text}"))
     };
     config(&format!("echo reload >> {}", count.display()));
     let reloads = || {
@@ -299,6 +309,7 @@ fn a_trust_file_follows_the_bundle_and_its_command() {
     assert_eq!(std::fs::read(&trust).unwrap(), root);
     assert_eq!(std::fs::read(rig.path("app/ca.pem")).unwrap(), root);
     assert_eq!(reloads(), 1);
+    assert_eq!(gauge(), "1");
     let meta = std::fs::symlink_metadata(&trust).unwrap();
     assert!(meta.file_type().is_file());
     assert_eq!(
@@ -329,6 +340,7 @@ fn a_trust_file_follows_the_bundle_and_its_command() {
         "{run:#}"
     );
     assert_eq!(std::fs::read_to_string(&trust).unwrap(), "edited\n");
+    assert_eq!(gauge(), "0", "monitoring hears of the failure");
     // The certificate is fine all along.
     assert_eq!(run["certificates"][0]["action"], "kept");
 

@@ -189,11 +189,30 @@ fn rotation_families(out: &mut Families, summary: &RunSummary, state: &RunState)
     );
 }
 
+/// The trust files that failed in the run.
+fn trust_failures(summary: &RunSummary) -> Vec<&crate::rotate::TrustOutcome> {
+    summary
+        .trust
+        .iter()
+        .filter(|t| t.action == crate::rotate::TrustAction::Failed)
+        .collect()
+}
+
 /// Renders the textfile collector content.
 pub fn textfile(summary: &RunSummary, state: &RunState) -> String {
     let mut out = Families::default();
     certificate_families(&mut out, summary);
     rotation_families(&mut out, summary, state);
+    out.gauge(
+        "pki_trust_file_success",
+        "1 when the last run left the trust file holding its backend's trust bundle, else 0.",
+        summary.trust.iter().map(|t| {
+            (
+                format!("path=\"{}\"", label(&t.path.display().to_string())),
+                u8::from(t.action != crate::rotate::TrustAction::Failed).to_string(),
+            )
+        }),
+    );
     let run = |value: String| [(String::new(), value)];
     out.gauge(
         "pki_rotation_run_success",
@@ -287,8 +306,9 @@ pub fn ntfy_message(
     window: Duration,
 ) -> Option<(String, String)> {
     let failures: Vec<&CertOutcome> = summary.certificates.iter().filter(|c| !c.ok()).collect();
+    let trust = trust_failures(summary);
     let expiring = expiring(summary, window);
-    if failures.is_empty() && expiring.is_empty() && summary.error.is_none() {
+    if failures.is_empty() && trust.is_empty() && expiring.is_empty() && summary.error.is_none() {
         return None;
     }
     let mut body = String::new();
@@ -299,12 +319,18 @@ pub fn ntfy_message(
         for f in &failures {
             let _ = writeln!(body, "FAILED {}: {}", f.name, f.failure_text());
         }
+        for t in &trust {
+            let why = t.error.as_deref().unwrap_or("failed");
+            let _ = writeln!(body, "FAILED trust {}: {why}", t.path.display());
+        }
     }
     for (name, when) in &expiring {
         let _ = writeln!(body, "EXPIRES {name}: {}", pki::error::Rfc3339(*when));
     }
     let title = if summary.error.is_some() {
         format!("pki on {host}: the rotation run failed")
+    } else if failures.is_empty() && !trust.is_empty() {
+        format!("pki on {host}: {} trust file(s) failed", trust.len())
     } else if failures.is_empty() {
         format!(
             "pki on {host}: {} certificate(s) expiring soon",
@@ -370,8 +396,15 @@ pub async fn uptime_kuma(cfg: &KumaConfig, summary: &RunSummary) -> Result<()> {
     };
     let dest = redact(url.expose());
     let failures = summary.certificates.iter().filter(|c| !c.ok()).count();
+    let trust = trust_failures(summary);
     let (status, msg) = if let Some(e) = &summary.error {
         ("down", format!("run failed: {e}"))
+    } else if failures == 0 && !trust.is_empty() {
+        let why = trust[0].error.as_deref().unwrap_or("failed");
+        (
+            "down",
+            format!("trust file {} failed: {why}", trust[0].path.display()),
+        )
     } else if failures == 0 {
         (
             "up",
@@ -451,4 +484,52 @@ pub async fn deliver(
         errors.push(e);
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotate::{TrustAction, TrustOutcome};
+
+    /// A run whose certificates are fine and whose one trust file failed.
+    fn trust_failed() -> RunSummary {
+        let now = pki::clock::now();
+        RunSummary {
+            started: now,
+            finished: now,
+            elapsed: std::time::Duration::from_millis(5),
+            dry_run: false,
+            certificates: Vec::new(),
+            report_errors: Vec::new(),
+            error: None,
+            trust: vec![TrustOutcome {
+                path: "/usr/local/share/ca-certificates/internal.crt".into(),
+                backend: "default".into(),
+                action: TrustAction::Failed,
+                cas: 2,
+                error: Some("update-ca-certificates exited with status 1".into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_failed_trust_file_reaches_every_report() {
+        let summary = trust_failed();
+        assert!(summary.failed());
+        let (title, body) = ntfy_message(&summary, "web-1", Duration::days(14)).unwrap();
+        assert_eq!(title, "pki on web-1: 1 trust file(s) failed");
+        assert!(
+            body.contains(
+                "FAILED trust /usr/local/share/ca-certificates/internal.crt: update-ca-certificates"
+            ),
+            "{body}"
+        );
+        let text = textfile(&summary, &RunState::default());
+        assert!(
+            text.contains(
+                "pki_trust_file_success{path=\"/usr/local/share/ca-certificates/internal.crt\"} 0"
+            ),
+            "{text}"
+        );
+    }
 }
