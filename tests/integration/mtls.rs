@@ -7,10 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pki_tests::servers::{self, Server};
 use pki_tests::{Pki, TestCa, require};
@@ -114,42 +112,14 @@ fn loop_during(
     expected: &str,
     during: impl FnOnce(),
 ) -> (usize, usize) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let expected = expected.to_owned();
-    let worker = {
-        let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match connect() {
-                    Ok(answer) if answer == expected => {}
-                    other => failures.lock().unwrap().push(format!("{other:?}")),
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
-    let wait_for = |n: usize| {
-        let start = Instant::now();
-        while done.load(Ordering::SeqCst) < n {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the client loop stalled"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    };
-    wait_for(3);
-    let before = done.load(Ordering::SeqCst);
-    during();
-    let after = done.load(Ordering::SeqCst);
-    wait_for(after + 5);
-    stop.store(true, Ordering::SeqCst);
-    worker.join().unwrap();
-    let failures = failures.lock().unwrap();
+    let attempts = pki_tests::client_loop::around(connect, during, 5);
+    let failures: Vec<_> = attempts
+        .results
+        .iter()
+        .filter(|r| r.as_deref() != Ok(expected))
+        .collect();
     assert!(failures.is_empty(), "failed connections: {failures:#?}");
-    (after - before, done.load(Ordering::SeqCst))
+    (attempts.during, attempts.results.len())
 }
 
 /// Forces a new server certificate while the loop runs; the service then serves it.

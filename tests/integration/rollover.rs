@@ -4,8 +4,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -60,50 +59,24 @@ pub(crate) fn handshakes_during(
     bundle: PathBuf,
     during: impl FnOnce(),
 ) -> (usize, Vec<String>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let worker = {
-        let (stop, rounds, seen, failures) =
-            (stop.clone(), rounds.clone(), seen.clone(), failures.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                for &port in &ports {
-                    match verified_handshake(port, &bundle) {
-                        Ok((_, issuer)) => {
-                            let mut seen = seen.lock().unwrap();
-                            if !seen.contains(&issuer) {
-                                seen.push(issuer);
-                            }
-                        }
-                        Err(e) => failures.lock().unwrap().push(e),
-                    }
-                }
-                rounds.fetch_add(1, Ordering::SeqCst);
-            }
-        })
+    let round = move || {
+        ports
+            .iter()
+            .map(|&port| verified_handshake(port, &bundle).map(|(_, issuer)| issuer))
+            .collect::<Vec<_>>()
     };
-    let wait_for = |n: usize| {
-        let start = Instant::now();
-        while rounds.load(Ordering::SeqCst) < n {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the client loop stalled"
-            );
-            thread::sleep(Duration::from_millis(5));
+    let attempts = pki_tests::client_loop::around(round, during, 10);
+    let mut seen: Vec<String> = Vec::new();
+    let mut failures = Vec::new();
+    for result in attempts.results.iter().flatten() {
+        match result {
+            Ok(issuer) if !seen.contains(issuer) => seen.push(issuer.clone()),
+            Ok(_) => {}
+            Err(e) => failures.push(e),
         }
-    };
-    wait_for(3);
-    during();
-    let after = rounds.load(Ordering::SeqCst);
-    wait_for(after + 10);
-    stop.store(true, Ordering::SeqCst);
-    worker.join().unwrap();
-    let failures = failures.lock().unwrap();
+    }
     assert!(failures.is_empty(), "failed handshakes: {failures:#?}");
-    let seen = seen.lock().unwrap().clone();
-    (rounds.load(Ordering::SeqCst), seen)
+    (attempts.results.len(), seen)
 }
 
 /// Nginx and HAProxy on bootstrap certificates, and a config with one certificate for each

@@ -9,6 +9,7 @@
 
 pub mod bao;
 pub mod bao_cluster;
+pub mod client_loop;
 pub mod pebble;
 pub mod servers;
 

@@ -251,12 +251,21 @@ pub fn pkcs12_truststore(
             p12_keystore::KeyStoreEntry::Certificate(cert),
         );
     }
+    write_pkcs12(&store, password)
+}
+
+/// A keystore's bytes, encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) and MACed with
+/// HMAC-SHA256, as Java 11+ and OpenSSL 3 read them.
+fn write_pkcs12(
+    store: &p12_keystore::KeyStore,
+    password: &SecretString,
+) -> Result<crate::secret::SecretBytes> {
     let bytes = store
         .writer(password.expose())
         .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
         .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
         .write()
-        .map_err(bad)?;
+        .map_err(|e| Error::Pkcs12(e.to_string()))?;
     Ok(crate::secret::SecretBytes::new(bytes))
 }
 
@@ -296,11 +305,5 @@ pub fn pkcs12(
     );
     let mut store = p12_keystore::KeyStore::new();
     store.add_entry(alias, p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
-    let bytes = store
-        .writer(password.expose())
-        .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
-        .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha256)
-        .write()
-        .map_err(bad)?;
-    Ok(crate::secret::SecretBytes::new(bytes))
+    write_pkcs12(&store, password)
 }

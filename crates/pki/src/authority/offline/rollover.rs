@@ -195,16 +195,7 @@ impl OfflineCa {
                 continue;
             };
             let stem = self.dir.join(stem);
-            let note_path = with_ext(&stem, "retired");
-            let note = fsio::read_limited(&note_path, MAX_NOTE)?;
-            let retired_at = std::str::from_utf8(&note)
-                .ok()
-                .and_then(|t| t.trim().parse::<i64>().ok())
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-                .ok_or_else(|| Error::Pem {
-                    origin: note_path.display().to_string(),
-                    problem: "expected the Unix time of the retirement".to_owned(),
-                })?;
+            let retired_at = read_time(&with_ext(&stem, "retired"), "retirement")?;
             out.push(Retired {
                 certificate: read_cert(&with_ext(&stem, "pem"))?,
                 retired_at,
@@ -294,6 +285,19 @@ pub(crate) fn retired_files(ca_dir: &Path) -> Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// The Unix time a rollover's note file holds (when `what`: the retirement, the activation).
+pub(crate) fn read_time(path: &Path, what: &str) -> Result<OffsetDateTime> {
+    let text = fsio::read_limited(path, MAX_NOTE)?;
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| Error::Pem {
+            origin: path.display().to_string(),
+            problem: format!("expected the Unix time of the {what}"),
+        })
 }
 
 pub(crate) fn with_ext(stem: &Path, ext: &str) -> PathBuf {

@@ -31,8 +31,6 @@ use crate::key::{KeyAlgorithm, PrivateKey};
 pub const NEXT_DIR: &str = "next";
 /// The file in `next/` holding the time from which the staged pair may be activated.
 const ACTIVATE: &str = "activate";
-/// Upper bound on the size of the activation time file.
-const MAX_NOTE: u64 = 4096;
 
 /// The root [`OfflineCa::stage_root`] makes, with the intermediate under it.
 #[derive(Debug)]
@@ -99,15 +97,7 @@ pub fn staged(ca_dir: &Path) -> Result<Option<Staged>> {
     if !note.is_file() {
         return Ok(None);
     }
-    let text = fsio::read_limited(&note, MAX_NOTE)?;
-    let activate_at = std::str::from_utf8(&text)
-        .ok()
-        .and_then(|t| t.trim().parse::<i64>().ok())
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .ok_or_else(|| Error::Pem {
-            origin: note.display().to_string(),
-            problem: "expected the Unix time of the activation".to_owned(),
-        })?;
+    let activate_at = super::rollover::read_time(&note, "activation")?;
     Ok(Some(Staged {
         root: super::read_cert(&next.join(files::ROOT_CERT))?,
         intermediate: super::read_cert(&next.join(files::INTERMEDIATE_CERT))?,
@@ -305,7 +295,10 @@ pub(crate) fn stage_pair(
 }
 
 /// Makes the pair staged in `ca_dir` current when its activation time has come (`None`:
-/// nothing staged, or not yet), under the CA's rollover lock. See [`activate_locked`].
+/// nothing staged, or not yet), under the CA's rollover lock. Whatever of the CA in place
+/// differs from the pair is copied to `retired/` first (nothing there is ever overwritten),
+/// then the pair replaces it and `next/` is removed: a call cut short anywhere is finished by
+/// the next one.
 pub fn activate_due(ca_dir: &Path, now: OffsetDateTime) -> Result<Option<RootChange>> {
     match staged(ca_dir)? {
         Some(pair) if now >= pair.activate_at => {}
