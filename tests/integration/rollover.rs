@@ -177,24 +177,10 @@ fn offline_intermediate_rollover_fails_no_handshake() {
         pki_tests::openssl(args)
     };
     verify(&[]).ok();
-    Pki::new([
-        "revoke",
-        &old_leaf.info().serial.to_hex(),
-        "--ca-dir",
-        ca_dir.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
+    let ca = |args: &[&str]| pki_tests::pki_in(&ca_dir, args).ok();
+    ca(&["revoke", &old_leaf.info().serial.to_hex()]);
     let crl = rig.path("crl.pem");
-    Pki::new([
-        "crl",
-        "--out",
-        crl.to_str().unwrap(),
-        "--ca-dir",
-        ca_dir.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
+    ca(&["crl", "--out", crl.to_str().unwrap()]);
     let text = std::fs::read_to_string(&crl).unwrap();
     assert_eq!(text.matches("BEGIN X509 CRL").count(), 2, "{text}");
     let revoked = verify(&["-crl_check", "-CRLfile", crl.to_str().unwrap()]);
@@ -206,26 +192,15 @@ fn offline_intermediate_rollover_fails_no_handshake() {
 
     // A backup carries the retired intermediate: the restored CA signs both CRLs too.
     let archive = rig.path("ca.tar");
-    Pki::new([
-        "ca",
-        "backup",
-        "--ca-dir",
-        ca_dir.to_str().unwrap(),
-        "--out",
-        archive.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
+    ca(&["ca", "backup", "--out", archive.to_str().unwrap()]);
     let restored = rig.path("restored");
-    Pki::new([
+    ca(&[
         "ca",
         "restore",
         archive.to_str().unwrap(),
         "--dir",
         restored.to_str().unwrap(),
-    ])
-    .run()
-    .ok();
+    ]);
     let again = Pki::new(["crl", "--ca-dir", restored.to_str().unwrap()])
         .run()
         .ok();
