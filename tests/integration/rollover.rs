@@ -649,3 +649,46 @@ fn vault_roots_in_the_mount_make_the_bundle_and_a_revoked_one_leaves_it() {
     assert_eq!(count_cas(&trust), 1, "a revoked root stays trusted");
     assert_eq!(count_cas(&rig.path("out/api/ca.pem")), 1);
 }
+
+/// A run that stops after the trust phase (the CA key locked: a certificate was due) keeps
+/// the trust file it wrote and reports it.
+#[test]
+fn a_run_stopped_by_a_locked_key_still_writes_and_reports_the_trust_file() {
+    let (ca, _pass) = pki_tests::TestCa::encrypted("a long passphrase for the test");
+    let dir = ca.path("hook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (trust, metrics) = (dir.join("trust/internal.crt"), dir.join("pki.prom"));
+    let config = dir.join("rotate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[backend]\ntype = \"offline\"\nca_dir = \"{}\"\n\n\
+             [report]\ntextfile = \"{}\"\n\n\
+             [[certificate]]\nname = \"api\"\ncommon_name = \"api.example.internal\"\n\
+             [[certificate.target]]\ntype = \"files\"\ndir = \"{}\"\n\n[[trust]]\npath = \"{}\"\n",
+            dir.join("state").display(),
+            ca.dir.display(),
+            metrics.display(),
+            dir.join("out").display(),
+            trust.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = Pki::new(["rotate", "--config", config.to_str().unwrap()]).run();
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("encrypted"), "{run:#?}");
+    assert_eq!(
+        std::fs::read(&trust).unwrap(),
+        std::fs::read(ca.dir.join("root.pem")).unwrap()
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("pki_rotation_run_success 0"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "pki_trust_file_success{{path=\"{}\"}} 1",
+            trust.display()
+        )),
+        "{text}"
+    );
+}

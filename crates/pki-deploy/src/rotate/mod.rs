@@ -169,6 +169,8 @@ struct Run<'a> {
     config: &'a Config,
     opts: &'a Options,
     started: Started,
+    /// The trust phase's outcomes, once it ran: a run that stops after it reports them too.
+    trust: &'a std::sync::Mutex<Vec<TrustOutcome>>,
 }
 
 /// Runs the hook once. A run that stops early (backend unreachable, CA key locked) still
@@ -176,10 +178,12 @@ struct Run<'a> {
 pub async fn run(config: &Config, opts: &Options) -> Result<RunSummary> {
     // Targets side by side share their parents: each is walked to and checked once a run.
     let _walks = pki::fsio::dir::WalkCache::start();
+    let trust = std::sync::Mutex::new(Vec::new());
     let run = Run {
         config,
         opts,
         started: Started::now(),
+        trust: &trust,
     };
     let certs = selected(config, &opts.only)?;
     let _lock = if opts.dry_run {
@@ -310,6 +314,9 @@ impl Run<'_> {
         } else {
             Vec::new()
         };
+        if let Ok(mut kept) = self.trust.lock() {
+            kept.clone_from(&trust);
+        }
         if opts.dry_run {
             let outcomes = planned.into_iter().map(phases::planned_outcome).collect();
             let mut summary = self.started.planned(in_order(certs, outcomes, down));
@@ -356,6 +363,7 @@ impl Run<'_> {
             .collect();
         let mut summary = self.started.finished(certificates);
         summary.error = Some(error.clone());
+        summary.trust = self.trust.lock().map(|t| t.clone()).unwrap_or_default();
         for e in crate::report::deliver(&config.report, &summary, &state, &config.host).await {
             self.opts
                 .log
