@@ -598,3 +598,72 @@ fn configuration_errors() {
         .fails_with(&[2]);
     assert!(run.stderr.contains("vaultx"), "{run:#?}");
 }
+
+/// `pki vault rotate-intermediate` with the root kept offline: refused on a mount with no
+/// issuer yet; then a new intermediate, signed by the offline root, is the default issuer,
+/// the old one stays, and what is issued afterwards chains to the new one.
+#[test]
+fn rotate_intermediate_with_an_offline_root() {
+    if !require(&["openssl"]) {
+        return;
+    }
+    let Some(bao) = Bao::dev() else { return };
+    let root = TestCa::new(&["--permitted-dns", "example.internal"]);
+    let rotate = || {
+        bao.pki([
+            "vault",
+            "rotate-intermediate",
+            "--root-ca-dir",
+            s(&root.dir),
+        ])
+        .run()
+    };
+    let early = rotate().fails_with(&[2]);
+    assert!(
+        early.stderr.contains("has no issuer to roll over"),
+        "{early:#?}"
+    );
+    bao.bootstrap_with(&["--root-ca-dir", s(&root.dir)]);
+    let work = tempfile::tempdir().unwrap();
+    let issue = |name: &str| {
+        let out = work.path().join(name);
+        bao.pki([
+            "issue",
+            "api.example.internal",
+            "--role",
+            "services",
+            "--out",
+            s(&out),
+        ])
+        .run()
+        .ok();
+        out
+    };
+    let before = issue("before");
+    let rotated = rotate().ok();
+    assert!(
+        rotated.stdout.contains("Rotated the intermediate of pki"),
+        "{rotated:#?}"
+    );
+    let after = issue("after");
+    let chain = |dir: &Path| std::fs::read_to_string(dir.join("chain.pem")).unwrap();
+    assert_ne!(
+        chain(&before),
+        chain(&after),
+        "the new leaf has the old intermediate"
+    );
+    for dir in [&before, &after] {
+        openssl_verify(dir);
+        assert_eq!(
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+            std::fs::read(root.dir.join("root.pem")).unwrap()
+        );
+    }
+    let issuers = bao.root("LIST", "/v1/pki/issuers", None);
+    let listed: serde_json::Value = serde_json::from_str(&issuers).unwrap();
+    assert_eq!(
+        listed["data"]["keys"].as_array().unwrap().len(),
+        3,
+        "{listed:#}"
+    );
+}

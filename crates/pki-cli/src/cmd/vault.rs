@@ -1,5 +1,5 @@
 //! `pki vault bootstrap`: prepare a fresh Vault / OpenBao server (mount, CA, URLs, role),
-//! idempotently.
+//! idempotently; `pki vault rotate-intermediate`: a new default issuer in the mount.
 
 use std::path::PathBuf;
 
@@ -23,18 +23,17 @@ pub(crate) enum VaultCommand {
     /// again: what is already in place is left alone, and a second run says nothing changed.
     #[command(after_help = BOOTSTRAP_EXAMPLES)]
     Bootstrap(BootstrapArgs),
+    /// Roll the mount's intermediate over: a new one, signed by the same root, becomes the
+    /// default issuer (the old one stays, so its leaves keep verifying); each host's next
+    /// `pki rotate` replaces what the old one signed over its `issuer_spread`.
+    #[command(after_help = ROTATE_EXAMPLES)]
+    RotateIntermediate(CaArgs),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct BootstrapArgs {
-    /// PKI mount path.
-    #[arg(
-        long,
-        env = "PKI_VAULT_MOUNT",
-        default_value = "pki",
-        value_name = "MOUNT"
-    )]
-    pub mount: String,
+    #[command(flatten)]
+    pub ca: CaArgs,
     /// Create or update this role.
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
@@ -57,6 +56,19 @@ pub(crate) struct BootstrapArgs {
     /// The mount's max_lease_ttl, which caps every certificate it signs (CAs included).
     #[arg(long, default_value = "10y", value_name = "DURATION")]
     pub mount_max_ttl: String,
+}
+
+/// The issuing mount, its root and the intermediate to make in it.
+#[derive(Debug, Args)]
+pub(crate) struct CaArgs {
+    /// PKI mount path.
+    #[arg(
+        long,
+        env = "PKI_VAULT_MOUNT",
+        default_value = "pki",
+        value_name = "MOUNT"
+    )]
+    pub mount: String,
     /// Lifetime of the intermediate created in the issuing mount (default 5y; a root Vault
     /// keeps lives as long as --mount-max-ttl).
     #[arg(long, value_name = "DURATION")]
@@ -98,13 +110,20 @@ const BOOTSTRAP_EXAMPLES: &str = "EXAMPLES:
   pki vault bootstrap --role services --allowed-domains example.internal \\
       --root-ca-dir /etc/pki/ca --passphrase-file /root/ca.pass";
 
+const ROTATE_EXAMPLES: &str = "EXAMPLES:
+  # A new intermediate in pki, signed by the root in pki_root, made the default issuer
+  pki vault rotate-intermediate
+  # The root kept offline
+  pki vault rotate-intermediate --root-ca-dir /etc/pki/ca --passphrase-file /root/ca.pass";
+
 pub(crate) async fn run(command: VaultCommand, format: Format) -> Result<u8> {
     match command {
         VaultCommand::Bootstrap(a) => bootstrap_cmd(a, format).await,
+        VaultCommand::RotateIntermediate(a) => rotate_cmd(a, format).await,
     }
 }
 
-fn offline_root(a: &BootstrapArgs) -> Result<Option<OfflineRoot>> {
+fn offline_root(a: &CaArgs) -> Result<Option<OfflineRoot>> {
     let Some(dir) = &a.root_ca_dir else {
         return Ok(None);
     };
@@ -142,22 +161,70 @@ fn role_options(a: &BootstrapArgs) -> Result<Option<RoleOptions>> {
     Ok(Some(role))
 }
 
-async fn bootstrap_cmd(a: BootstrapArgs, format: Format) -> Result<u8> {
+/// The options the CA flags describe; `suffix` follows the default intermediate name.
+fn ca_options(a: &CaArgs, suffix: Option<&str>) -> Result<BootstrapOptions> {
     let mut options = BootstrapOptions::new(&a.mount);
     options.root_mount = a.root_mount.clone();
-    options.role = role_options(&a)?;
-    options.max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
-    options.offline_root = offline_root(&a)?;
+    options.offline_root = offline_root(a)?;
     options.ca_ttl = match &a.ca_ttl {
         Some(t) => duration::parse(t)?,
         None => bootstrap::DEFAULT_INTERMEDIATE_TTL,
     };
-    options.ca_common_name = match &a.common_name {
-        Some(name) => name.clone(),
-        None => bootstrap::default_ca_name(&a.mount, options.offline_root.as_ref()),
+    options.ca_common_name = match (&a.common_name, suffix) {
+        (Some(name), _) => name.clone(),
+        (None, Some(s)) => format!(
+            "{} {s}",
+            bootstrap::default_ca_name(&a.mount, options.offline_root.as_ref())
+        ),
+        (None, None) => bootstrap::default_ca_name(&a.mount, options.offline_root.as_ref()),
     };
     options.ca_key = parse(&a.key)?;
+    Ok(options)
+}
+
+async fn rotate_cmd(a: CaArgs, format: Format) -> Result<u8> {
+    let now = clock::now();
+    // A name of its own, so that logs and `openssl x509 -issuer` tell the two apart.
+    let stamp = format!(
+        "{}-{:02}-{:02} {:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute()
+    );
+    let options = ca_options(&a, Some(&stamp))?;
     let settings = vault_settings(a.vault_config.as_deref())?;
+    let vault = VaultAuthority::connect(&settings).await?;
+    let report = bootstrap::rotate_intermediate(vault.client(), &options, now).await?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if format.is_json() {
+        output::print_json(&serde_json::json!({
+            "address": vault.client().address(),
+            "steps": report.steps,
+            "warnings": report.warnings,
+        }))?;
+        return Ok(0);
+    }
+    for s in &report.steps {
+        println!("  {:<6} {}", s.what, s.detail);
+    }
+    println!(
+        "Rotated the intermediate of {} on {}: each host's next `pki rotate` replaces the \
+         certificates the old one signed, over its issuer_spread",
+        options.mount,
+        vault.client().address()
+    );
+    Ok(0)
+}
+
+async fn bootstrap_cmd(a: BootstrapArgs, format: Format) -> Result<u8> {
+    let mut options = ca_options(&a.ca, None)?;
+    options.role = role_options(&a)?;
+    options.max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
+    let settings = vault_settings(a.ca.vault_config.as_deref())?;
     let vault = VaultAuthority::connect(&settings).await?;
     let report = bootstrap::bootstrap(vault.client(), &options, clock::now()).await?;
     for w in &report.warnings {

@@ -285,6 +285,65 @@ async fn ca(
         );
         return Ok(());
     }
+    new_intermediate(client, o, now, report).await
+}
+
+/// Rolls the issuing mount's intermediate over: a new one (its key generated in Vault,
+/// signed by the same root: the root mount's, or the offline root) becomes the default
+/// issuer. The old issuer stays in the mount, so the leaves it signed keep verifying until
+/// the hook has replaced them. Refused on a mount with no issuer yet (bootstrap it first).
+pub async fn rotate_intermediate(
+    client: &VaultClient,
+    o: &BootstrapOptions,
+    now: OffsetDateTime,
+) -> Result<BootstrapReport> {
+    check_path_name("mount", &o.mount)?;
+    if o.offline_root.is_none() {
+        check_path_name("root_mount", &o.root_mount)?;
+        if issuers_of(client, &o.root_mount).await?.is_empty() {
+            return Err(Error::VaultConfig {
+                setting: "root_mount",
+                problem: format!(
+                    "{}/ holds no root to sign a new intermediate (`pki vault bootstrap` makes \
+                     one; give --root-ca-dir for an offline root)",
+                    o.root_mount
+                ),
+            });
+        }
+    }
+    if issuers_of(client, &o.mount).await?.is_empty() {
+        return Err(Error::VaultConfig {
+            setting: "mount",
+            problem: format!(
+                "{}/ has no issuer to roll over: `pki vault bootstrap` makes the first",
+                o.mount
+            ),
+        });
+    }
+    let mut report = BootstrapReport {
+        steps: Vec::new(),
+        warnings: Vec::new(),
+    };
+    new_intermediate(client, o, now, &mut report).await?;
+    Ok(report)
+}
+
+/// The issuers of `mount`; none when the mount does not exist (Vault has no route for it).
+async fn issuers_of(client: &VaultClient, mount: &str) -> Result<Vec<String>> {
+    match client.list(&format!("{mount}/issuers")).await {
+        Err(Error::VaultApi { status: 404, .. }) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Generates an intermediate in the issuing mount, has the root sign it, imports it and makes
+/// it the default issuer.
+async fn new_intermediate(
+    client: &VaultClient,
+    o: &BootstrapOptions,
+    now: OffsetDateTime,
+    report: &mut BootstrapReport,
+) -> Result<()> {
     let ttl = o.ca_ttl.min(o.max_lease_ttl);
     let csr = intermediate_csr(client, o, report).await?;
     let (cert, root_pem, signer) = match &o.offline_root {
