@@ -640,6 +640,36 @@ fn rotate_intermediate_with_an_offline_root() {
         out
     };
     let before = issue("before");
+    // Another root than the mount's issuers chain to is refused before anything is made:
+    // a new root has to reach every trust bundle first.
+    let other = TestCa::new(&["--permitted-dns", "example.internal"]);
+    let refused = bao
+        .pki([
+            "vault",
+            "rotate-intermediate",
+            "--root-ca-dir",
+            s(&other.dir),
+        ])
+        .run()
+        .fails_with(&[2]);
+    assert!(
+        refused.stderr.contains("roll the root over first"),
+        "{refused:#?}"
+    );
+    let no_root_mount = bao
+        .pki(["vault", "rotate-intermediate"])
+        .run()
+        .fails_with(&[2]);
+    assert!(
+        no_root_mount.stderr.contains("holds no root"),
+        "{no_root_mount:#?}"
+    );
+    let listed = |bao: &Bao| {
+        let text = bao.root("LIST", "/v1/pki/issuers", None);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["data"]["keys"].as_array().unwrap().len()
+    };
+    assert_eq!(listed(&bao), 2, "a refused rollover left an issuer");
     let rotated = rotate().ok();
     assert!(
         rotated.stdout.contains("Rotated the intermediate of pki"),
@@ -659,11 +689,5 @@ fn rotate_intermediate_with_an_offline_root() {
             std::fs::read(root.dir.join("root.pem")).unwrap()
         );
     }
-    let issuers = bao.root("LIST", "/v1/pki/issuers", None);
-    let listed: serde_json::Value = serde_json::from_str(&issuers).unwrap();
-    assert_eq!(
-        listed["data"]["keys"].as_array().unwrap().len(),
-        3,
-        "{listed:#}"
-    );
+    assert_eq!(listed(&bao), 3);
 }

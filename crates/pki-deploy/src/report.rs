@@ -319,10 +319,11 @@ pub fn ntfy_message(
         for f in &failures {
             let _ = writeln!(body, "FAILED {}: {}", f.name, f.failure_text());
         }
-        for t in &trust {
-            let why = t.error.as_deref().unwrap_or("failed");
-            let _ = writeln!(body, "FAILED trust {}: {why}", t.path.display());
-        }
+    }
+    // The trust phase ran before the run stopped, if it stopped: its failures are its own.
+    for t in &trust {
+        let why = t.error.as_deref().unwrap_or("failed");
+        let _ = writeln!(body, "FAILED trust {}: {why}", t.path.display());
     }
     for (name, when) in &expiring {
         let _ = writeln!(body, "EXPIRES {name}: {}", pki::error::Rfc3339(*when));
@@ -398,7 +399,12 @@ pub async fn uptime_kuma(cfg: &KumaConfig, summary: &RunSummary) -> Result<()> {
     let failures = summary.certificates.iter().filter(|c| !c.ok()).count();
     let trust = trust_failures(summary);
     let (status, msg) = if let Some(e) = &summary.error {
-        ("down", format!("run failed: {e}"))
+        let also = if trust.is_empty() {
+            String::new()
+        } else {
+            format!("; {} trust file(s) failed too", trust.len())
+        };
+        ("down", format!("run failed: {e}{also}"))
     } else if failures == 0 && !trust.is_empty() {
         let why = trust[0].error.as_deref().unwrap_or("failed");
         (

@@ -69,8 +69,8 @@ pub(crate) struct CaArgs {
         value_name = "MOUNT"
     )]
     pub mount: String,
-    /// Lifetime of the intermediate created in the issuing mount (default 5y; a root Vault
-    /// keeps lives as long as --mount-max-ttl).
+    /// Lifetime of the intermediate created in the issuing mount (default 5y; never beyond
+    /// its root's).
     #[arg(long, value_name = "DURATION")]
     pub ca_ttl: Option<String>,
     /// Common name of the intermediate created in the issuing mount.
@@ -221,9 +221,12 @@ async fn rotate_cmd(a: CaArgs, format: Format) -> Result<u8> {
 }
 
 async fn bootstrap_cmd(a: BootstrapArgs, format: Format) -> Result<u8> {
+    // The flags first, then the offline root (which may prompt for its passphrase).
+    let role = role_options(&a)?;
+    let max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
     let mut options = ca_options(&a.ca, None)?;
-    options.role = role_options(&a)?;
-    options.max_lease_ttl = duration::parse(&a.mount_max_ttl)?;
+    options.role = role;
+    options.max_lease_ttl = max_lease_ttl;
     let settings = vault_settings(a.ca.vault_config.as_deref())?;
     let vault = VaultAuthority::connect(&settings).await?;
     let report = bootstrap::bootstrap(vault.client(), &options, clock::now()).await?;

@@ -64,8 +64,7 @@ pub(crate) async fn open_all(
     opts: &Options,
     certs: &[&CertificateConfig],
 ) -> Result<Signers> {
-    let trusted =
-        |name: &str| opts.only.is_empty() && config.trust.iter().any(|t| t.backend == name);
+    let trusted = |name: &str| config.trust.iter().any(|t| t.backend == name);
     let used: Vec<_> = config
         .backends
         .iter()

@@ -308,12 +308,10 @@ impl Run<'_> {
         };
         let mut planned = plan::plan(&input, &live);
         ari::consult(&self, &signers, &mut planned, &store).await;
-        // Trust files first: a host trusts a new root before anything it talks to moves.
-        let trust = if opts.only.is_empty() {
-            trust::deploy_all(config, &signers, opts).await
-        } else {
-            Vec::new()
-        };
+        // Trust files first: a host trusts a new root before anything it talks to moves. They
+        // are kept in sync by every run, `--only` ones too (whose reports would otherwise
+        // say nothing of them).
+        let trust = trust::deploy_all(config, &signers, opts).await;
         if let Ok(mut kept) = self.trust.lock() {
             kept.clone_from(&trust);
         }

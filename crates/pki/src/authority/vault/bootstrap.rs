@@ -285,47 +285,131 @@ async fn ca(
         );
         return Ok(());
     }
-    new_intermediate(client, o, now, report).await
+    let root_pem = match &o.offline_root {
+        Some(root) => root.certificate().pem(),
+        None => vault_root(client, o, report).await?,
+    };
+    let signing = Signing {
+        ttl: o.ca_ttl.min(o.max_lease_ttl),
+        root_pem,
+        now,
+    };
+    new_intermediate(client, o, &signing, report).await
 }
 
 /// Rolls the issuing mount's intermediate over: a new one (its key generated in Vault,
-/// signed by the same root: the root mount's, or the offline root) becomes the default
-/// issuer. The old issuer stays in the mount, so the leaves it signed keep verifying until
-/// the hook has replaced them. Refused on a mount with no issuer yet (bootstrap it first).
+/// signed by the same root as the mount's current issuer: the root mount's, or the offline
+/// root) becomes the default issuer. The old issuer stays in the mount, so the leaves it
+/// signed keep verifying until the hook has replaced them. Nothing is configured on the root
+/// mount. Refused, before anything is generated, on a mount with no issuer yet, with a root
+/// other than the current issuer's (a new root must reach every trust bundle first), or when
+/// the root expires too soon.
 pub async fn rotate_intermediate(
     client: &VaultClient,
     o: &BootstrapOptions,
     now: OffsetDateTime,
 ) -> Result<BootstrapReport> {
     check_path_name("mount", &o.mount)?;
+    let refuse = |setting: &'static str, problem: String| Error::VaultConfig { setting, problem };
     if o.offline_root.is_none() {
         check_path_name("root_mount", &o.root_mount)?;
-        if issuers_of(client, &o.root_mount).await?.is_empty() {
-            return Err(Error::VaultConfig {
-                setting: "root_mount",
-                problem: format!(
-                    "{}/ holds no root to sign a new intermediate (`pki vault bootstrap` makes \
-                     one; give --root-ca-dir for an offline root)",
-                    o.root_mount
-                ),
-            });
+        if o.root_mount == o.mount {
+            return Err(refuse(
+                "root_mount",
+                "the root needs a mount of its own, not the issuing mount".to_owned(),
+            ));
         }
     }
     if issuers_of(client, &o.mount).await?.is_empty() {
-        return Err(Error::VaultConfig {
-            setting: "mount",
-            problem: format!(
+        return Err(refuse(
+            "mount",
+            format!(
                 "{}/ has no issuer to roll over: `pki vault bootstrap` makes the first",
                 o.mount
             ),
-        });
+        ));
+    }
+    let (root, setting) = match &o.offline_root {
+        Some(r) => (r.certificate().clone(), "root_ca_dir"),
+        None => (root_of_mount(client, &o.root_mount).await?, "root_mount"),
+    };
+    let current = current_root(client, &o.mount).await?;
+    if current.der() != root.der() {
+        return Err(refuse(
+            setting,
+            format!(
+                "{} signs the issuers of {}/ now, not {}: roll the root over first (its new \
+                 root in every trust bundle, then an intermediate under it)",
+                current.info().subject,
+                o.mount,
+                root.info().subject
+            ),
+        ));
+    }
+    // Vault refuses an intermediate that outlives its root; a few minutes of margin for
+    // the clocks.
+    let left = root.info().not_after - now - Duration::minutes(5);
+    if left <= Duration::ZERO {
+        return Err(refuse(
+            setting,
+            format!(
+                "the root {} has expired or is about to",
+                root.info().subject
+            ),
+        ));
     }
     let mut report = BootstrapReport {
         steps: Vec::new(),
         warnings: Vec::new(),
     };
-    new_intermediate(client, o, now, &mut report).await?;
+    let signing = Signing {
+        ttl: o.ca_ttl.min(left),
+        root_pem: root.pem(),
+        now,
+    };
+    new_intermediate(client, o, &signing, &mut report).await?;
     Ok(report)
+}
+
+/// The root certificate of a root mount (read only: nothing is configured there).
+async fn root_of_mount(client: &VaultClient, mount: &str) -> Result<crate::cert::Certificate> {
+    let path = format!("{mount}/cert/ca");
+    let data = match client.read(&path).await {
+        Ok(found) => found.and_then(|d| d.data),
+        Err(Error::VaultApi { status: 404, .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let pem = data
+        .as_ref()
+        .and_then(|d| d.get("certificate"))
+        .and_then(Value::as_str)
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| Error::VaultConfig {
+            setting: "root_mount",
+            problem: format!(
+                "{mount}/ holds no root to sign a new intermediate (`pki vault bootstrap` makes \
+                 one; give --root-ca-dir for an offline root)"
+            ),
+        })?;
+    crate::cert::Certificate::from_pem(pem.as_bytes(), &path)
+}
+
+/// The root the mount's default issuer chains to (the last certificate of its chain).
+async fn current_root(client: &VaultClient, mount: &str) -> Result<crate::cert::Certificate> {
+    let path = format!("{mount}/issuer/default/json");
+    let data = client.read(&path).await?.and_then(|d| d.data);
+    let chain: Vec<&str> = data
+        .as_ref()
+        .and_then(|d| d.get("ca_chain"))
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let last = chain
+        .last()
+        .ok_or_else(|| client.bad_response(&path, "the default issuer has no chain".to_owned()))?;
+    crate::cert::Certificate::all_from_pem(last.as_bytes(), &path)?
+        .pop()
+        .ok_or_else(|| client.bad_response(&path, "an empty chain entry".to_owned()))
 }
 
 /// The issuers of `mount`; none when the mount does not exist (Vault has no route for it).
@@ -336,29 +420,38 @@ async fn issuers_of(client: &VaultClient, mount: &str) -> Result<Vec<String>> {
     }
 }
 
+/// How a new intermediate is signed: its lifetime (already capped), the root's PEM (sent
+/// with it to `set-signed`), and the time.
+struct Signing {
+    ttl: Duration,
+    root_pem: String,
+    now: OffsetDateTime,
+}
+
 /// Generates an intermediate in the issuing mount, has the root sign it, imports it and makes
 /// it the default issuer.
 async fn new_intermediate(
     client: &VaultClient,
     o: &BootstrapOptions,
-    now: OffsetDateTime,
+    signing: &Signing,
     report: &mut BootstrapReport,
 ) -> Result<()> {
-    let ttl = o.ca_ttl.min(o.max_lease_ttl);
+    let Signing {
+        ttl,
+        ref root_pem,
+        now,
+    } = *signing;
     let csr = intermediate_csr(client, o, report).await?;
-    let (cert, root_pem, signer) = match &o.offline_root {
+    let (cert, signer) = match &o.offline_root {
         Some(root) => {
             let spec = Intermediate::new(&o.ca_common_name, ttl);
             let cert = root.sign_intermediate(&csr, &spec, now)?;
-            let root_pem = root.certificate().pem();
             (
                 cert.pem(),
-                root_pem,
                 format!("the offline root {}", root.certificate().info().subject),
             )
         }
         None => {
-            let root_pem = vault_root(client, o, report).await?;
             let path = format!("{}/root/sign-intermediate", o.root_mount);
             let out = client
                 .write(
@@ -374,7 +467,7 @@ async fn new_intermediate(
                 .await?;
             report.warnings.extend(out.warnings);
             let cert = answered(client, out.data.as_ref(), &path, "certificate")?.to_owned();
-            (cert, root_pem, format!("the root in {}/", o.root_mount))
+            (cert, format!("the root in {}/", o.root_mount))
         }
     };
     install_signed(
