@@ -184,15 +184,7 @@ fn ca_options(a: &CaArgs, suffix: Option<&str>) -> Result<BootstrapOptions> {
 
 async fn rotate_cmd(a: CaArgs, format: Format) -> Result<u8> {
     let now = clock::now();
-    // A name of its own, so that logs and `openssl x509 -issuer` tell the two apart.
-    let stamp = format!(
-        "{}-{:02}-{:02} {:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute()
-    );
+    let stamp = pki::authority::offline::naming::minute_stamp(now);
     let options = ca_options(&a, Some(&stamp))?;
     let settings = vault_settings(a.vault_config.as_deref())?;
     let vault = VaultAuthority::connect(&settings).await?;

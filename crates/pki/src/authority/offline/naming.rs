@@ -32,9 +32,42 @@ pub fn organisation_of(common_name: &str) -> Option<&str> {
         .filter(|o| !o.is_empty())
 }
 
+/// The organisation a CA's name says (see [`organisation_of`]), or the default one.
+pub fn organisation_of_ca(ca: &crate::cert::Certificate) -> &str {
+    ca.info()
+        .common_name
+        .as_deref()
+        .and_then(organisation_of)
+        .unwrap_or(super::DEFAULT_ORGANISATION)
+}
+
+/// The day of `now`, `2026-12-01`: what follows a rolled-over root's name.
+pub fn date_stamp(now: time::OffsetDateTime) -> String {
+    format!(
+        "{}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
+}
+
+/// The minute of `now`, `2026-12-01 1812`: what follows a rolled-over intermediate's name, so
+/// that a client, a log or `openssl x509 -issuer` tells it from the one it replaces without
+/// comparing key identifiers.
+pub fn minute_stamp(now: time::OffsetDateTime) -> String {
+    format!("{} {:02}{:02}", date_stamp(now), now.hour(), now.minute())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_of_rolled_over_names() {
+        let now = time::macros::datetime!(2026-12-01 08:05 UTC);
+        assert_eq!(date_stamp(now), "2026-12-01");
+        assert_eq!(minute_stamp(now), "2026-12-01 0805");
+    }
 
     #[test]
     fn names_and_their_organisation() {

@@ -97,38 +97,18 @@ impl OfflineCa {
                 key: "the root key given".to_owned(),
             });
         }
-        let key_path = self.dir.join(files::INTERMEDIATE_KEY);
-        let origin = key_path.display().to_string();
-        let key_text = fsio::read_key_file(&key_path)?;
-        let passphrase = match protection {
-            KeyProtection::Passphrase(p) => Some(p),
-            KeyProtection::None => None,
-        };
-        let old_key = PrivateKey::from_pem_with_passphrase(&key_text, &origin, passphrase)?;
         // Proves the pair before it is retired (and the passphrase before it is reused).
-        CaSigner::new(self.intermediate.clone(), old_key, &origin)?;
+        self.check_protection(protection)?;
 
         let old = self.intermediate.info();
         let algorithm = old.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         let key = PrivateKey::generate(algorithm)?;
-        let organisation = root
-            .certificate()
-            .info()
-            .common_name
-            .as_deref()
-            .and_then(naming::organisation_of)
-            .unwrap_or(super::DEFAULT_ORGANISATION);
-        // A name of its own, so that a client, a log or `openssl x509 -issuer` tells the two
-        // apart without comparing key identifiers.
-        let stamp = format!(
-            "{}-{:02}-{:02} {:02}{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute()
+        let organisation = naming::organisation_of_ca(root.certificate());
+        let common_name = format!(
+            "{} {}",
+            naming::intermediate(organisation),
+            naming::minute_stamp(now)
         );
-        let common_name = format!("{} {stamp}", naming::intermediate(organisation));
         let certificate =
             root.sign_intermediate_key(&key, &Intermediate::new(&common_name, ttl), now)?;
 
@@ -153,6 +133,23 @@ impl OfflineCa {
             retired: old.clone(),
             retired_to: with_ext(&stem, "pem"),
         })
+    }
+
+    /// Checks that `protection` opens the intermediate key in place and that the key matches
+    /// the certificate: a rollover stores its new keys the same way.
+    pub(crate) fn check_protection(&self, protection: &KeyProtection) -> Result<()> {
+        let key_path = self.dir.join(files::INTERMEDIATE_KEY);
+        let origin = key_path.display().to_string();
+        let passphrase = match protection {
+            KeyProtection::Passphrase(p) => Some(p),
+            KeyProtection::None => None,
+        };
+        let key = PrivateKey::from_pem_with_passphrase(
+            &fsio::read_key_file(&key_path)?,
+            &origin,
+            passphrase,
+        )?;
+        CaSigner::new(self.intermediate.clone(), key, &origin).map(drop)
     }
 
     /// The roots a client of this CA should trust at `now`: its root, the one a root rollover

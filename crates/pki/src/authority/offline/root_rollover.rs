@@ -19,13 +19,11 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use super::rollover::{RETIRED_DIR, with_ext};
-use super::{
-    CaNames, CaSigner, InitOptions, KeyProtection, OfflineCa, files, generate, key_pem, naming,
-};
+use super::{CaNames, InitOptions, KeyProtection, OfflineCa, files, generate, key_pem, naming};
 use crate::cert::{Certificate, CertificateInfo};
 use crate::error::{Error, Result, Rfc3339};
 use crate::fsio::{self, FileMode, StagedFile};
-use crate::key::{KeyAlgorithm, PrivateKey};
+use crate::key::KeyAlgorithm;
 
 /// The directory, inside a CA directory, of a staged root and intermediate.
 pub const NEXT_DIR: &str = "next";
@@ -124,37 +122,15 @@ impl OfflineCa {
             ));
         }
         // The passphrase given is the one of the keys in place.
-        let key_path = self.dir.join(files::INTERMEDIATE_KEY);
-        let origin = key_path.display().to_string();
-        let passphrase = match &new.protection {
-            KeyProtection::Passphrase(p) => Some(p),
-            KeyProtection::None => None,
-        };
-        let key = PrivateKey::from_pem_with_passphrase(
-            &fsio::read_key_file(&key_path)?,
-            &origin,
-            passphrase,
-        )?;
-        CaSigner::new(self.intermediate.clone(), key, &origin)?;
+        self.check_protection(&new.protection)?;
 
         let info = self.root.info();
-        let organisation = info
-            .common_name
-            .as_deref()
-            .and_then(naming::organisation_of)
-            .unwrap_or(super::DEFAULT_ORGANISATION)
-            .to_owned();
+        let organisation = naming::organisation_of_ca(&self.root).to_owned();
         let mut options = InitOptions::new(KeyProtection::None);
         options.key_algorithm = info.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         options.root_ttl = new.root_ttl;
         options.intermediate_ttl = new.intermediate_ttl.min(new.root_ttl);
-        let stamp = format!(
-            "{}-{:02}-{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day()
-        );
-        let names = CaNames::new(&organisation, Some(&stamp));
+        let names = CaNames::new(&organisation, Some(&naming::date_stamp(now)));
         let ca = generate(&options, &names, &info.constraints, now)?;
         let activate_at = now + new.overlap;
 
@@ -495,6 +471,7 @@ const NEXT_FILES: [&str; 6] = [
 mod tests {
     use super::super::{CaKeySource, init};
     use super::*;
+    use crate::key::PrivateKey;
     use crate::request::CertificateRequest;
     use crate::secret::SecretString;
     use crate::{Profile, clock};
